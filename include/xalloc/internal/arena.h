@@ -1,0 +1,123 @@
+/*
+ * arena: small and large allocations, and the chunks they come from.
+ *
+ * An arena chunk is one chunk of memory whose pages are divided into runs.
+ * Its descriptor (arena_chunk_t) lives in base memory, out of line, and
+ * has one map entry per page:
+ *   - every page of an allocated run (small or large) points to the run;
+ *   - the first and the last page of a free run point to the free run, the
+ *     pages between them are NULL.
+ * Every run has a descriptor (arena_run_t), also out of line. A small run
+ * holds nregs regions of one size class; its bitmap has a 1 for each free
+ * region. A large run is one allocation of npages pages.
+ *
+ * Locks: each bin's lock protects its runcur, its runs tree, the bitmaps
+ * and nfree of its runs, and its stats. The arena lock protects runs_avail,
+ * the dirty list, page maps, spare and the large stats. Lock order: bin,
+ * then arena, then the arena's chunk mtx. The huge mtx nests inside none
+ * of these.
+ */
+#ifndef XALLOC_INTERNAL_ARENA_H
+#define XALLOC_INTERNAL_ARENA_H
+
+#include "xalloc/internal/chunk.h"
+#include "xalloc/internal/mutex.h"
+#include "xalloc/internal/rb.h"
+#include "xalloc/internal/sz.h"
+
+enum { RUN_FREE = 1, RUN_LARGE = 2, RUN_SMALL = 3 };
+
+typedef struct arena_s arena_t;
+typedef struct arena_chunk_s arena_chunk_t;
+typedef struct arena_run_s arena_run_t;
+
+struct arena_run_s {
+  rb_node_t link;  /* free: arena->runs_avail; small and not full: bin->runs */
+  arena_chunk_t *chunk;
+  arena_run_t *dirty_prev, *dirty_next; /* free and dirty: arena->dirty */
+  uint32_t pageind; /* first page in the chunk */
+  uint32_t npages;
+  uint8_t state;    /* RUN_FREE, RUN_LARGE or RUN_SMALL */
+  uint8_t pool;     /* descriptor pool (bitmap words) */
+  bool dirty;       /* free: may hold resident pages */
+  bool zeroed;      /* free or large: reads as zero (large: when allocated) */
+  uint16_t binind;  /* small: size class */
+  uint16_t nfree;   /* small: free regions */
+  uint64_t bitmap[]; /* small: 1 = free region */
+};
+
+struct arena_chunk_s {
+  uint8_t kind; /* META_ARENA_CHUNK */
+  arena_t *arena;
+  char *addr;
+  rb_node_t link;     /* arena->chunk_list */
+  arena_run_t *map[]; /* one per page */
+};
+
+typedef struct {
+  uint64_t nmalloc, ndalloc; /* regions handed out / returned */
+  uint64_t nruns;            /* runs ever created */
+  size_t curregs;            /* regions in use */
+  size_t curruns;            /* runs in use */
+} arena_bin_stats_t;
+
+typedef struct {
+  xmutex_t lock;
+  arena_run_t *runcur; /* run allocations come from, or NULL */
+  rb_tree_t runs;      /* other runs with free regions, by address */
+  arena_bin_stats_t stats;
+} arena_bin_t;
+
+typedef struct {
+  uint64_t nmalloc_large, ndalloc_large;
+  size_t allocated_large;
+  uint64_t nmalloc_huge, ndalloc_huge;
+  size_t allocated_huge;
+  uint64_t npurged_pages;
+} arena_stats_t;
+
+struct arena_s {
+  unsigned ind;
+  xmutex_t lock;
+  rb_tree_t runs_avail;    /* free runs by (npages, address) */
+  arena_run_t dirty;       /* sentinel: free dirty runs, oldest first */
+  size_t ndirty;           /* pages in free dirty runs */
+  size_t nactive;          /* pages in allocated runs */
+  size_t nchunks;          /* arena chunks */
+  arena_chunk_t *spare;    /* a wholly free chunk kept for reuse */
+  arena_stats_t stats;
+  chunk_arena_t chunks;
+  xmutex_t huge_mtx;
+  rb_tree_t huge;          /* huge allocations by address */
+  rb_tree_t chunk_list;    /* arena chunks by address */
+  arena_bin_t bins[SZ_NBINS];
+};
+
+#define ARENAS_MAX 4096
+extern arena_t *arenas[ARENAS_MAX];
+extern unsigned narenas;
+
+bool arena_boot(void);
+arena_t *arena_new(unsigned ind);
+
+void *arena_malloc_small(arena_t *arena, unsigned binind, bool zero);
+void *arena_malloc_large(arena_t *arena, size_t usize, size_t alignment, bool zero);
+/* Free ptr, which lies in chunk. Reports invalid and double frees. */
+void arena_dalloc(arena_chunk_t *chunk, void *ptr);
+/* Usable size of ptr in chunk; 0 if ptr is not an allocated region. */
+size_t arena_salloc(const arena_chunk_t *chunk, const void *ptr);
+/* Resize a large allocation in place to usize (large); true if it can't. */
+bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize, size_t usize,
+                                 bool zero);
+/* Purge every dirty page of the arena now. */
+void arena_purge_all(arena_t *arena);
+/* Check every invariant of the arena's metadata; false if broken. */
+bool arena_validate(arena_t *arena);
+
+void arena_prefork(arena_t *arena);
+void arena_postfork_parent(arena_t *arena);
+void arena_postfork_child(arena_t *arena);
+
+/* Report a bad free and abort (or return, with abort:false). */
+void arena_report(const char *what, const void *ptr, size_t size, unsigned arena_ind);
+#endif

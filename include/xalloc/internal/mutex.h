@@ -1,0 +1,26 @@
+/*
+ * mutex: a thin wrapper over pthread mutexes, with the prefork/postfork
+ * steps every lock needs so that fork() from a threaded process leaves the
+ * child a usable allocator.
+ */
+#ifndef XALLOC_INTERNAL_MUTEX_H
+#define XALLOC_INTERNAL_MUTEX_H
+
+#include <pthread.h>
+
+typedef struct {
+  pthread_mutex_t lock;
+} xmutex_t;
+
+#define XMUTEX_INITIALIZER {PTHREAD_MUTEX_INITIALIZER}
+
+static inline void xmutex_init(xmutex_t *m) { pthread_mutex_init(&m->lock, NULL); }
+static inline void xmutex_lock(xmutex_t *m) { pthread_mutex_lock(&m->lock); }
+static inline void xmutex_unlock(xmutex_t *m) { pthread_mutex_unlock(&m->lock); }
+static inline void xmutex_prefork(xmutex_t *m) { pthread_mutex_lock(&m->lock); }
+static inline void xmutex_postfork_parent(xmutex_t *m) { pthread_mutex_unlock(&m->lock); }
+/* The child has one thread; re-initializing is valid whatever state the
+ * lock was copied in. */
+static inline void xmutex_postfork_child(xmutex_t *m) { pthread_mutex_init(&m->lock, NULL); }
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * pages: the only layer that makes memory system calls (mmap, munmap,
+ * madvise, mprotect). Every function takes and returns page-aligned,
+ * page-multiple ranges, and keeps an exact count of the bytes xalloc has
+ * mapped: pages_mapped() equals the sum of the sizes of the ranges this
+ * layer has handed out and not unmapped, plus stranded bytes (ranges whose
+ * munmap failed; they stay mapped, purged, and are counted here).
+ */
+#ifndef XALLOC_INTERNAL_PAGES_H
+#define XALLOC_INTERNAL_PAGES_H
+
+#include "xalloc/internal/util.h"
+
+/* Map size bytes of fresh zeroed memory; NULL (errno ENOMEM) on failure. */
+void *pages_map(size_t size);
+/*
+ * Map exactly [a, a+size) with a % alignment == 0 (alignment a power of two
+ * >= PAGE). Over-maps by alignment - PAGE and trims both ends, so what is
+ * returned is exactly what is owned. NULL (errno ENOMEM) on failure.
+ */
+void *pages_map_aligned(size_t size, size_t alignment);
+/*
+ * Unmap [addr, addr+size). Returns true on failure, in which case the range
+ * is purged, stays mapped, and is counted as stranded; the caller must treat
+ * it as memory it still owns (or forget it; it is accounted either way).
+ */
+bool pages_unmap(void *addr, size_t size);
+/* Give pages back to the kernel. Lazy: MADV_FREE (contents undefined until
+ * rewritten). Forced: MADV_DONTNEED (reads as zero afterwards). Both return
+ * true on failure. */
+bool pages_purge_lazy(void *addr, size_t size);
+bool pages_purge_forced(void *addr, size_t size);
+/* Transparent huge page hints; true on failure. */
+bool pages_huge(void *addr, size_t size);
+bool pages_nohuge(void *addr, size_t size);
+
+typedef struct {
+  size_t mapped;      /* bytes currently mapped by xalloc (incl. stranded) */
+  size_t stranded;    /* bytes whose munmap failed, kept mapped and purged */
+  uint64_t nmaps;     /* successful mmap calls */
+  uint64_t nunmaps;   /* successful munmap calls */
+  uint64_t nfailed;   /* failed mmap/munmap/madvise calls */
+} pages_stats_t;
+void pages_stats_get(pages_stats_t *out);
+static inline size_t pages_mapped(void) {
+  extern size_t pages_mapped_bytes;
+  return __atomic_load_n(&pages_mapped_bytes, __ATOMIC_RELAXED);
+}
+#endif

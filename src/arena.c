@@ -1,0 +1,660 @@
+/* arena: runs, bins, small and large allocations (see arena.h). */
+#include <errno.h>
+
+#include "xalloc/internal/arena.h"
+#include "xalloc/internal/base.h"
+#include "xalloc/internal/opts.h"
+#include "xalloc/internal/pages.h"
+#include "xalloc/internal/rtree.h"
+
+arena_t *arenas[ARENAS_MAX];
+unsigned narenas;
+
+/* Run descriptors, one pool per bitmap size; chunk descriptors. */
+static base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
+static base_pool_t arena_chunk_pool;
+static size_t arena_chunk_npages;
+/* Keep at least this many dirty pages before purging. */
+#define ARENA_DIRTY_MIN_PAGES ((size_t)256)
+/* Purge when dirty pages exceed active pages >> this. */
+#define ARENA_LG_DIRTY_MULT 3
+
+static inline char *arena_run_addr(const arena_run_t *run) {
+  return run->chunk->addr + ((size_t)run->pageind << LG_PAGE);
+}
+
+static int arena_cmp_avail(const rb_node_t *a, const rb_node_t *b) {
+  const arena_run_t *x = rb_entry(a, arena_run_t, link);
+  const arena_run_t *y = rb_entry(b, arena_run_t, link);
+  if (x->npages != y->npages) return x->npages < y->npages ? -1 : 1;
+  /* The search key has no chunk: it sorts before every run of its size. */
+  uintptr_t xa = x->chunk ? (uintptr_t)arena_run_addr(x) : 0;
+  uintptr_t ya = y->chunk ? (uintptr_t)arena_run_addr(y) : 0;
+  return xa < ya ? -1 : xa > ya;
+}
+
+static int arena_cmp_addr(const rb_node_t *a, const rb_node_t *b) {
+  uintptr_t xa = (uintptr_t)arena_run_addr(rb_entry(a, arena_run_t, link));
+  uintptr_t ya = (uintptr_t)arena_run_addr(rb_entry(b, arena_run_t, link));
+  return xa < ya ? -1 : xa > ya;
+}
+
+static int arena_cmp_huge(const rb_node_t *a, const rb_node_t *b) {
+  const extent_node_t *x = rb_entry(a, extent_node_t, ad);
+  const extent_node_t *y = rb_entry(b, extent_node_t, ad);
+  return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static int arena_cmp_chunk(const rb_node_t *a, const rb_node_t *b);
+
+void arena_report(const char *what, const void *ptr, size_t size, unsigned arena_ind) {
+  char buf[256];
+  if (size != 0)
+    util_format(buf, sizeof(buf), "xalloc: %s of %p (size class %zu, arena %u)\n", what, ptr, size,
+                arena_ind);
+  else
+    util_format(buf, sizeof(buf), "xalloc: %s of %p\n", what, ptr);
+  if (opt_abort) util_fatal("%s", buf);
+  util_write(buf);
+}
+
+bool arena_boot(void) {
+  for (unsigned i = 0; i <= SZ_BITMAP_WORDS; i++) {
+    arena_run_pools[i].size = sizeof(arena_run_t) + i * sizeof(uint64_t);
+    arena_run_pools[i].free = NULL;
+  }
+  arena_chunk_npages = sz_chunksize >> LG_PAGE;
+  arena_chunk_pool.size = sizeof(arena_chunk_t) + arena_chunk_npages * sizeof(arena_run_t *);
+  arena_chunk_pool.free = NULL;
+  return false;
+}
+
+arena_t *arena_new(unsigned ind) {
+  arena_t *a = base_alloc(sizeof(arena_t));
+  if (a == NULL) return NULL;
+  a->ind = ind;
+  xmutex_init(&a->lock);
+  rb_init(&a->runs_avail, arena_cmp_avail);
+  a->dirty.dirty_next = a->dirty.dirty_prev = &a->dirty;
+  chunk_arena_init(&a->chunks);
+  xmutex_init(&a->huge_mtx);
+  rb_init(&a->huge, arena_cmp_huge);
+  rb_init(&a->chunk_list, arena_cmp_chunk);
+  for (unsigned i = 0; i < SZ_NBINS; i++) {
+    xmutex_init(&a->bins[i].lock);
+    rb_init(&a->bins[i].runs, arena_cmp_addr);
+  }
+  return a;
+}
+
+static arena_run_t *arena_run_desc_alloc(unsigned nwords) {
+  arena_run_t *run = base_pool_alloc(&arena_run_pools[nwords]);
+  if (run != NULL) run->pool = (uint8_t)nwords;
+  return run;
+}
+
+static void arena_run_desc_free(arena_run_t *run) { base_pool_free(&arena_run_pools[run->pool], run); }
+
+/* runs_avail and the dirty list. Arena lock held. */
+static void arena_avail_insert(arena_t *a, arena_run_t *run) {
+  rb_insert(&a->runs_avail, &run->link);
+  if (run->dirty) {
+    run->dirty_prev = a->dirty.dirty_prev;
+    run->dirty_next = &a->dirty;
+    a->dirty.dirty_prev->dirty_next = run;
+    a->dirty.dirty_prev = run;
+    a->ndirty += run->npages;
+  }
+}
+
+static void arena_avail_remove(arena_t *a, arena_run_t *run) {
+  rb_remove(&a->runs_avail, &run->link);
+  if (run->dirty) {
+    run->dirty_prev->dirty_next = run->dirty_next;
+    run->dirty_next->dirty_prev = run->dirty_prev;
+    run->dirty_prev = run->dirty_next = NULL;
+    a->ndirty -= run->npages;
+  }
+}
+
+static void arena_chunk_list_insert(arena_t *a, arena_chunk_t *chunk);
+static void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk);
+
+/* A new arena chunk: one free run over all of it. Arena lock held. */
+static arena_chunk_t *arena_chunk_alloc(arena_t *a) {
+  bool zeroed;
+  char *addr = chunk_alloc(&a->chunks, sz_chunksize, sz_chunksize, &zeroed);
+  if (addr == NULL) return NULL;
+  arena_chunk_t *chunk = base_pool_alloc(&arena_chunk_pool);
+  arena_run_t *run = arena_run_desc_alloc(0);
+  if (chunk == NULL || run == NULL) goto fail;
+  chunk->kind = META_ARENA_CHUNK;
+  chunk->arena = a;
+  chunk->addr = addr;
+  run->chunk = chunk;
+  run->pageind = 0;
+  run->npages = (uint32_t)arena_chunk_npages;
+  run->state = RUN_FREE;
+  run->dirty = !zeroed;
+  run->zeroed = zeroed;
+  chunk->map[0] = run;
+  chunk->map[arena_chunk_npages - 1] = run;
+  if (rtree_set((uintptr_t)addr, chunk)) goto fail;
+  arena_avail_insert(a, run);
+  arena_chunk_list_insert(a, chunk);
+  a->nchunks++;
+  return chunk;
+fail:
+  if (chunk != NULL) base_pool_free(&arena_chunk_pool, chunk);
+  if (run != NULL) arena_run_desc_free(run);
+  chunk_dalloc(&a->chunks, addr, sz_chunksize, !zeroed);
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* Give a wholly free chunk back to the chunk trees. Arena lock held. */
+static void arena_chunk_dalloc(arena_t *a, arena_chunk_t *chunk) {
+  arena_run_t *run = chunk->map[0];
+  xassert(run->state == RUN_FREE && run->npages == arena_chunk_npages);
+  arena_avail_remove(a, run);
+  bool dirty = run->dirty;
+  arena_run_desc_free(run);
+  rtree_set((uintptr_t)chunk->addr, NULL);
+  arena_chunk_list_remove(a, chunk);
+  a->nchunks--;
+  chunk_dalloc(&a->chunks, chunk->addr, sz_chunksize, dirty);
+  base_pool_free(&arena_chunk_pool, chunk);
+}
+
+/*
+ * Take pages [fr->pageind + off, + npages) out of the free run fr. What is
+ * left before and after stays free; spare is a descriptor to use if both
+ * are left (set to NULL when used). Returns whether the pages read as zero.
+ */
+static bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages,
+                             arena_run_t **spare) {
+  arena_chunk_t *chunk = fr->chunk;
+  arena_avail_remove(a, fr);
+  bool zeroed = fr->zeroed, dirty = fr->dirty;
+  uint32_t start = fr->pageind, lead = off, trail = fr->npages - off - npages;
+  if (a->spare == chunk) a->spare = NULL;
+  arena_run_t *lr = NULL, *tr = NULL;
+  if (lead != 0 && trail != 0) {
+    lr = fr;
+    tr = *spare;
+    *spare = NULL;
+  } else if (lead != 0) {
+    lr = fr;
+  } else if (trail != 0) {
+    tr = fr;
+  } else {
+    arena_run_desc_free(fr);
+  }
+  if (lr != NULL) {
+    lr->pageind = start;
+    lr->npages = lead;
+    chunk->map[start] = lr;
+    chunk->map[start + lead - 1] = lr;
+    arena_avail_insert(a, lr);
+  }
+  if (tr != NULL) {
+    tr->chunk = chunk;
+    tr->state = RUN_FREE;
+    tr->pageind = start + lead + npages;
+    tr->npages = trail;
+    tr->dirty = dirty;
+    tr->zeroed = zeroed;
+    chunk->map[tr->pageind] = tr;
+    chunk->map[tr->pageind + trail - 1] = tr;
+    arena_avail_insert(a, tr);
+  }
+  return zeroed;
+}
+
+/*
+ * Allocate a run of npages at alignment (a power of two >= PAGE) with a
+ * descriptor of nwords bitmap words. Arena lock held. NULL on OOM.
+ */
+static arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords) {
+  uint32_t need = npages + (uint32_t)((alignment >> LG_PAGE) - 1);
+  if (need > arena_chunk_npages) return NULL;
+  arena_run_t key = {0};
+  key.npages = need;
+  key.chunk = NULL;
+  rb_node_t *r = rb_nsearch(&a->runs_avail, &key.link);
+  if (r == NULL) {
+    if (arena_chunk_alloc(a) == NULL) return NULL;
+    r = rb_nsearch(&a->runs_avail, &key.link);
+    if (r == NULL) return NULL;
+  }
+  arena_run_t *fr = rb_entry(r, arena_run_t, link);
+  arena_run_t *run = arena_run_desc_alloc(nwords);
+  arena_run_t *spare = arena_run_desc_alloc(0);
+  if (run == NULL || spare == NULL) {
+    if (run != NULL) arena_run_desc_free(run);
+    if (spare != NULL) arena_run_desc_free(spare);
+    errno = ENOMEM;
+    return NULL;
+  }
+  uintptr_t addr = (uintptr_t)arena_run_addr(fr);
+  uint32_t off = (uint32_t)((ALIGNMENT_CEILING(addr, alignment) - addr) >> LG_PAGE);
+  arena_chunk_t *chunk = fr->chunk;
+  run->chunk = chunk;
+  run->pageind = fr->pageind + off;
+  run->npages = npages;
+  run->zeroed = arena_pages_take(a, fr, off, npages, &spare);
+  for (uint32_t i = 0; i < npages; i++) chunk->map[run->pageind + i] = run;
+  a->nactive += npages;
+  if (spare != NULL) arena_run_desc_free(spare);
+  return run;
+}
+
+static void arena_maybe_purge(arena_t *a);
+
+/*
+ * Make the pages of run (already unlinked from any bin) free, merging with
+ * free neighbours; a wholly free chunk becomes the spare, and the previous
+ * spare goes back to the chunk trees. Arena lock held.
+ */
+static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty, bool zeroed) {
+  arena_chunk_t *chunk = run->chunk;
+  for (uint32_t i = 0; i < run->npages; i++) chunk->map[run->pageind + i] = NULL;
+  run->state = RUN_FREE;
+  run->dirty = dirty;
+  run->zeroed = zeroed;
+  if (run->pageind > 0) {
+    arena_run_t *prev = chunk->map[run->pageind - 1];
+    if (prev != NULL && prev->state == RUN_FREE) {
+      arena_avail_remove(a, prev);
+      chunk->map[prev->pageind] = NULL;
+      chunk->map[run->pageind - 1] = NULL;
+      run->pageind = prev->pageind;
+      run->npages += prev->npages;
+      run->dirty |= prev->dirty;
+      run->zeroed &= prev->zeroed;
+      arena_run_desc_free(prev);
+    }
+  }
+  uint32_t next_ind = run->pageind + run->npages;
+  if (next_ind < arena_chunk_npages) {
+    arena_run_t *next = chunk->map[next_ind];
+    if (next != NULL && next->state == RUN_FREE) {
+      arena_avail_remove(a, next);
+      chunk->map[next_ind] = NULL;
+      chunk->map[next_ind + next->npages - 1] = NULL;
+      run->npages += next->npages;
+      run->dirty |= next->dirty;
+      run->zeroed &= next->zeroed;
+      arena_run_desc_free(next);
+    }
+  }
+  chunk->map[run->pageind] = run;
+  chunk->map[run->pageind + run->npages - 1] = run;
+  arena_avail_insert(a, run);
+  if (run->npages == arena_chunk_npages) {
+    if (a->spare != NULL && a->spare != chunk) arena_chunk_dalloc(a, a->spare);
+    a->spare = chunk;
+  }
+  arena_maybe_purge(a);
+}
+
+static void arena_purge_run(arena_t *a, arena_run_t *run) {
+  /* Unlink from the dirty list only. */
+  run->dirty_prev->dirty_next = run->dirty_next;
+  run->dirty_next->dirty_prev = run->dirty_prev;
+  run->dirty_prev = run->dirty_next = NULL;
+  a->ndirty -= run->npages;
+  run->dirty = false;
+  run->zeroed = !pages_purge_forced(arena_run_addr(run), (size_t)run->npages << LG_PAGE);
+  a->stats.npurged_pages += run->npages;
+}
+
+static void arena_maybe_purge(arena_t *a) {
+  size_t max = (a->nactive >> ARENA_LG_DIRTY_MULT);
+  if (max < ARENA_DIRTY_MIN_PAGES) max = ARENA_DIRTY_MIN_PAGES;
+  if (a->ndirty <= max) return;
+  while (a->ndirty > max / 2 && a->dirty.dirty_next != &a->dirty) arena_purge_run(a, a->dirty.dirty_next);
+}
+
+void arena_purge_all(arena_t *a) {
+  xmutex_lock(&a->lock);
+  while (a->dirty.dirty_next != &a->dirty) arena_purge_run(a, a->dirty.dirty_next);
+  xmutex_unlock(&a->lock);
+  chunk_purge_all(&a->chunks);
+}
+
+/* ---- small ---- */
+
+static void *arena_run_reg_alloc(arena_run_t *run, const sz_bin_info_t *info) {
+  for (unsigned w = 0; w < info->nwords; w++) {
+    uint64_t bits = run->bitmap[w];
+    if (bits != 0) {
+      unsigned bit = (unsigned)__builtin_ctzll(bits);
+      run->bitmap[w] = bits & (bits - 1);
+      run->nfree--;
+      return arena_run_addr(run) + (size_t)(w * 64 + bit) * info->reg_size;
+    }
+  }
+  not_reached();
+}
+
+/* A run with a free region for bin; bin lock held. */
+static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned binind) {
+  rb_node_t *r = rb_first(&bin->runs);
+  if (r != NULL) {
+    rb_remove(&bin->runs, r);
+    return rb_entry(r, arena_run_t, link);
+  }
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  xmutex_lock(&a->lock);
+  arena_run_t *run = arena_run_alloc(a, info->run_pages, PAGE, info->nwords);
+  xmutex_unlock(&a->lock);
+  if (run == NULL) return NULL;
+  run->state = RUN_SMALL;
+  run->binind = (uint16_t)binind;
+  run->nfree = (uint16_t)info->nregs;
+  for (unsigned w = 0; w < info->nwords; w++) {
+    unsigned bits = info->nregs - w * 64;
+    run->bitmap[w] = bits >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << bits) - 1);
+  }
+  bin->stats.nruns++;
+  bin->stats.curruns++;
+  return run;
+}
+
+void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
+  arena_bin_t *bin = &a->bins[binind];
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  xmutex_lock(&bin->lock);
+  arena_run_t *run = bin->runcur;
+  if (run == NULL || run->nfree == 0) {
+    run = arena_bin_nonfull_run(a, bin, binind);
+    if (run == NULL) {
+      xmutex_unlock(&bin->lock);
+      errno = ENOMEM;
+      return NULL;
+    }
+    bin->runcur = run;
+  }
+  void *ret = arena_run_reg_alloc(run, info);
+  bin->stats.nmalloc++;
+  bin->stats.curregs++;
+  xmutex_unlock(&bin->lock);
+  if (zero) memset(ret, 0, info->reg_size);
+  return ret;
+}
+
+static void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr,
+                               size_t pageind) {
+  unsigned binind = run->binind;
+  if (binind >= SZ_NBINS) {
+    arena_report("invalid free", ptr, 0, a->ind);
+    return;
+  }
+  arena_bin_t *bin = &a->bins[binind];
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  xmutex_lock(&bin->lock);
+  if (chunk->map[pageind] != run || run->state != RUN_SMALL || run->binind != binind) {
+    xmutex_unlock(&bin->lock);
+    arena_report("invalid free", ptr, 0, a->ind);
+    return;
+  }
+  size_t off = (size_t)((char *)ptr - arena_run_addr(run));
+  size_t idx = (size_t)((off * info->div_magic) >> 32);
+  if (idx >= info->nregs || idx * info->reg_size != off) {
+    xmutex_unlock(&bin->lock);
+    arena_report("invalid free (interior pointer)", ptr, info->reg_size, a->ind);
+    return;
+  }
+  uint64_t mask = (uint64_t)1 << (idx & 63);
+  if (run->bitmap[idx >> 6] & mask) {
+    xmutex_unlock(&bin->lock);
+    arena_report("double free", ptr, info->reg_size, a->ind);
+    return;
+  }
+  run->bitmap[idx >> 6] |= mask;
+  run->nfree++;
+  bin->stats.ndalloc++;
+  bin->stats.curregs--;
+  if (run->nfree == info->nregs) {
+    /* Empty: give the pages back to the arena. */
+    if (run == bin->runcur)
+      bin->runcur = NULL;
+    else if (info->nregs > 1)
+      rb_remove(&bin->runs, &run->link);
+    bin->stats.curruns--;
+    xmutex_lock(&a->lock);
+    a->nactive -= run->npages;
+    arena_run_dalloc(a, run, true, false);
+    xmutex_unlock(&a->lock);
+  } else if (run->nfree == 1 && run != bin->runcur) {
+    /* Was full: it has a free region again. Prefer low addresses. */
+    arena_run_t *cur = bin->runcur;
+    if (cur != NULL && cur->nfree > 0 && arena_run_addr(run) < arena_run_addr(cur)) {
+      rb_insert(&bin->runs, &cur->link);
+      bin->runcur = run;
+    } else {
+      rb_insert(&bin->runs, &run->link);
+    }
+  }
+  xmutex_unlock(&bin->lock);
+}
+
+/* ---- large ---- */
+
+void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) {
+  xassert((usize & PAGE_MASK) == 0 && usize <= sz_large_max);
+  if (alignment < PAGE) alignment = PAGE;
+  xmutex_lock(&a->lock);
+  arena_run_t *run = arena_run_alloc(a, (uint32_t)(usize >> LG_PAGE), alignment, 0);
+  if (run == NULL) {
+    xmutex_unlock(&a->lock);
+    errno = ENOMEM;
+    return NULL;
+  }
+  run->state = RUN_LARGE;
+  bool zeroed = run->zeroed;
+  a->stats.nmalloc_large++;
+  a->stats.allocated_large += usize;
+  xmutex_unlock(&a->lock);
+  void *ret = arena_run_addr(run);
+  if (zero && !zeroed) memset(ret, 0, usize);
+  return ret;
+}
+
+static void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t pageind) {
+  xmutex_lock(&a->lock);
+  arena_run_t *run = chunk->map[pageind];
+  if (run == NULL || run->state != RUN_LARGE || arena_run_addr(run) != ptr) {
+    xmutex_unlock(&a->lock);
+    arena_report(run != NULL && run->state == RUN_LARGE ? "invalid free (interior pointer)"
+                                                        : "invalid free",
+                 ptr, 0, a->ind);
+    return;
+  }
+  size_t size = (size_t)run->npages << LG_PAGE;
+  a->stats.ndalloc_large++;
+  a->stats.allocated_large -= size;
+  a->nactive -= run->npages;
+  arena_run_dalloc(a, run, true, false);
+  xmutex_unlock(&a->lock);
+}
+
+void arena_dalloc(arena_chunk_t *chunk, void *ptr) {
+  arena_t *a = chunk->arena;
+  size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
+  arena_run_t *run = __atomic_load_n(&chunk->map[pageind], __ATOMIC_ACQUIRE);
+  if (run == NULL) {
+    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
+    return;
+  }
+  uint8_t state = run->state;
+  if (state == RUN_SMALL)
+    arena_dalloc_small(a, chunk, run, ptr, pageind);
+  else if (state == RUN_LARGE)
+    arena_dalloc_large(a, chunk, ptr, pageind);
+  else
+    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
+}
+
+size_t arena_salloc(const arena_chunk_t *chunk, const void *ptr) {
+  size_t pageind = (size_t)((const char *)ptr - chunk->addr) >> LG_PAGE;
+  const arena_run_t *run = chunk->map[pageind];
+  if (run == NULL) return 0;
+  if (run->state == RUN_SMALL) return sz_bin_info[run->binind].reg_size;
+  if (run->state == RUN_LARGE) return (size_t)run->npages << LG_PAGE;
+  return 0;
+}
+
+bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize, size_t usize,
+                                 bool zero) {
+  arena_t *a = chunk->arena;
+  size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
+  uint32_t new_np = (uint32_t)(usize >> LG_PAGE);
+  bool err = true;
+  xmutex_lock(&a->lock);
+  arena_run_t *run = chunk->map[pageind];
+  if (run == NULL || run->state != RUN_LARGE || arena_run_addr(run) != ptr ||
+      ((size_t)run->npages << LG_PAGE) != oldsize)
+    goto out;
+  uint32_t old_np = run->npages;
+  if (new_np == old_np) {
+    err = false;
+  } else if (new_np < old_np) {
+    arena_run_t *tail = arena_run_desc_alloc(0);
+    if (tail == NULL) goto out;
+    tail->chunk = chunk;
+    tail->pageind = run->pageind + new_np;
+    tail->npages = old_np - new_np;
+    run->npages = new_np;
+    a->nactive -= tail->npages;
+    a->stats.allocated_large -= oldsize - usize;
+    arena_run_dalloc(a, tail, true, false);
+    err = false;
+  } else {
+    uint32_t next_ind = run->pageind + old_np, extra = new_np - old_np;
+    if (next_ind >= arena_chunk_npages) goto out;
+    arena_run_t *fr = chunk->map[next_ind];
+    if (fr == NULL || fr->state != RUN_FREE || fr->npages < extra) goto out;
+    arena_run_t *spare = arena_run_desc_alloc(0);
+    if (spare == NULL) goto out;
+    bool zeroed = arena_pages_take(a, fr, 0, extra, &spare);
+    if (spare != NULL) arena_run_desc_free(spare);
+    for (uint32_t i = old_np; i < new_np; i++) chunk->map[run->pageind + i] = run;
+    run->npages = new_np;
+    a->nactive += extra;
+    a->stats.allocated_large += usize - oldsize;
+    xmutex_unlock(&a->lock);
+    if (zero && !zeroed) memset((char *)ptr + oldsize, 0, usize - oldsize);
+    return false;
+  }
+out:
+  xmutex_unlock(&a->lock);
+  return err;
+}
+
+/* ---- chunk list (for validation) ---- */
+
+static int arena_cmp_chunk(const rb_node_t *a, const rb_node_t *b) {
+  uintptr_t x = (uintptr_t)rb_entry(a, arena_chunk_t, link)->addr;
+  uintptr_t y = (uintptr_t)rb_entry(b, arena_chunk_t, link)->addr;
+  return x < y ? -1 : x > y;
+}
+
+static void arena_chunk_list_insert(arena_t *a, arena_chunk_t *chunk) { rb_insert(&a->chunk_list, &chunk->link); }
+static void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk) { rb_remove(&a->chunk_list, &chunk->link); }
+
+/* ---- validation ---- */
+
+bool arena_validate(arena_t *a) {
+  bool ok = true;
+  for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_lock(&a->bins[i].lock);
+  xmutex_lock(&a->lock);
+  size_t nactive = 0, ndirty = 0, nfree_runs = 0;
+  size_t curregs[SZ_NBINS] = {0}, curruns[SZ_NBINS] = {0};
+  rb_tree_t *t = &a->chunk_list;
+  if (t->n != a->nchunks || !rb_validate(&a->runs_avail)) ok = false;
+  for (rb_node_t *r = rb_first(t); ok && r != NULL; r = rb_next(r)) {
+    arena_chunk_t *chunk = rb_entry(r, arena_chunk_t, link);
+    if (chunk->kind != META_ARENA_CHUNK || chunk->arena != a ||
+        rtree_get((uintptr_t)chunk->addr) != chunk)
+      ok = false;
+    bool prev_free = false;
+    for (size_t p = 0; ok && p < arena_chunk_npages;) {
+      arena_run_t *run = chunk->map[p];
+      if (run == NULL || run->chunk != chunk || run->pageind != p || run->npages == 0 ||
+          p + run->npages > arena_chunk_npages) {
+        ok = false;
+        break;
+      }
+      size_t last = p + run->npages - 1;
+      if (run->state == RUN_FREE) {
+        if (prev_free || chunk->map[last] != run || rb_search(&a->runs_avail, &run->link) != &run->link)
+          ok = false;
+        for (size_t q = p + 1; q < last; q++)
+          if (chunk->map[q] != NULL) ok = false;
+        nfree_runs++;
+        if (run->dirty) ndirty += run->npages;
+        prev_free = true;
+      } else {
+        for (size_t q = p; q <= last; q++)
+          if (chunk->map[q] != run) ok = false;
+        nactive += run->npages;
+        prev_free = false;
+        if (run->state == RUN_SMALL) {
+          const sz_bin_info_t *info = &sz_bin_info[run->binind];
+          unsigned nfree = 0;
+          for (unsigned w = 0; w < info->nwords; w++) nfree += (unsigned)__builtin_popcountll(run->bitmap[w]);
+          if (run->binind >= SZ_NBINS || run->npages != info->run_pages || nfree != run->nfree ||
+              nfree == info->nregs)
+            ok = false;
+          curregs[run->binind] += info->nregs - nfree;
+          curruns[run->binind]++;
+        } else if (run->state != RUN_LARGE) {
+          ok = false;
+        }
+      }
+      p = last + 1;
+    }
+  }
+  if (nactive != a->nactive || ndirty != a->ndirty || nfree_runs != a->runs_avail.n) ok = false;
+  size_t listed = 0;
+  for (arena_run_t *run = a->dirty.dirty_next; ok && run != &a->dirty; run = run->dirty_next) {
+    if (!run->dirty || run->state != RUN_FREE) ok = false;
+    listed += run->npages;
+  }
+  if (listed != ndirty) ok = false;
+  for (unsigned i = 0; ok && i < SZ_NBINS; i++) {
+    arena_bin_t *bin = &a->bins[i];
+    if (bin->stats.curregs != curregs[i] || bin->stats.curruns != curruns[i] || !rb_validate(&bin->runs))
+      ok = false;
+    for (rb_node_t *r = rb_first(&bin->runs); ok && r != NULL; r = rb_next(r)) {
+      arena_run_t *run = rb_entry(r, arena_run_t, link);
+      if (run->state != RUN_SMALL || run->binind != i || run->nfree == 0 || run == bin->runcur) ok = false;
+    }
+  }
+  xmutex_unlock(&a->lock);
+  for (unsigned i = SZ_NBINS; i-- > 0;) xmutex_unlock(&a->bins[i].lock);
+  return ok && chunk_validate(&a->chunks);
+}
+
+void arena_prefork(arena_t *a) {
+  for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_prefork(&a->bins[i].lock);
+  xmutex_prefork(&a->lock);
+  chunk_prefork(&a->chunks);
+  xmutex_prefork(&a->huge_mtx);
+}
+
+void arena_postfork_parent(arena_t *a) {
+  xmutex_postfork_parent(&a->huge_mtx);
+  chunk_postfork_parent(&a->chunks);
+  xmutex_postfork_parent(&a->lock);
+  for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_postfork_parent(&a->bins[i].lock);
+}
+
+void arena_postfork_child(arena_t *a) {
+  xmutex_postfork_child(&a->huge_mtx);
+  chunk_postfork_child(&a->chunks);
+  xmutex_postfork_child(&a->lock);
+  for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_postfork_child(&a->bins[i].lock);
+}

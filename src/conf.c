@@ -1,0 +1,130 @@
+/* conf: the option parser (see conf.h and opts.h). */
+#include <limits.h>
+#include <stdlib.h>
+
+#include "xalloc/internal/conf.h"
+
+#define OPT_DEFINE(kind, name, def, min, max, help) OPT_CTYPE_##kind opt_##name = def;
+XALLOC_OPTIONS(OPT_DEFINE)
+#undef OPT_DEFINE
+
+/* An application may define this (as with jemalloc). */
+extern const char *malloc_conf __attribute__((weak));
+
+enum { CONF_BOOL, CONF_UINT, CONF_SSIZE };
+#define CONF_KIND_BOOL CONF_BOOL
+#define CONF_KIND_UINT CONF_UINT
+#define CONF_KIND_SSIZE CONF_SSIZE
+
+typedef struct {
+  const char *name;
+  int kind;
+  void *ptr;
+  long long min, max;
+} conf_desc_t;
+
+static const conf_desc_t conf_table[] = {
+#define OPT_ROW(kind, name, def, min, max, help) {#name, CONF_KIND_##kind, &opt_##name, min, max},
+    XALLOC_OPTIONS(OPT_ROW)
+#undef OPT_ROW
+};
+
+static void conf_warn(const char *what, const char *k, size_t klen, const char *v, size_t vlen,
+                      const char *src, const char *expect) {
+  char name[64], val[64];
+  if (klen >= sizeof(name)) klen = sizeof(name) - 1;
+  if (vlen >= sizeof(val)) vlen = sizeof(val) - 1;
+  memcpy(name, k, klen);
+  name[klen] = '\0';
+  memcpy(val, v, vlen);
+  val[vlen] = '\0';
+  if (expect != NULL)
+    util_warn("xalloc: %s '%s' for option '%s' in %s (expected %s); option unchanged\n", what, val,
+              name, src, expect);
+  else
+    util_warn("xalloc: %s '%s' in %s; ignored\n", what, name, src);
+}
+
+/* Parse a decimal integer from [v, v+len); false if malformed. */
+static bool conf_parse_int(const char *v, size_t len, long long *out) {
+  bool neg = false;
+  size_t i = 0;
+  unsigned long long x = 0;
+  if (len > 0 && (v[0] == '-' || v[0] == '+')) {
+    neg = v[0] == '-';
+    i++;
+  }
+  if (i == len) return false;
+  for (; i < len; i++) {
+    if (v[i] < '0' || v[i] > '9') return false;
+    x = x * 10 + (unsigned long long)(v[i] - '0');
+    if (x > (unsigned long long)LLONG_MAX) return false;
+  }
+  *out = neg ? -(long long)x : (long long)x;
+  return true;
+}
+
+static bool conf_set(const conf_desc_t *d, const char *v, size_t vlen, const char *src) {
+  char expect[96];
+  if (d->kind == CONF_BOOL) {
+    if (vlen == 4 && memcmp(v, "true", 4) == 0) *(bool *)d->ptr = true;
+    else if (vlen == 5 && memcmp(v, "false", 5) == 0) *(bool *)d->ptr = false;
+    else {
+      conf_warn("invalid value", d->name, strlen(d->name), v, vlen, src, "true or false");
+      return false;
+    }
+    return true;
+  }
+  long long x;
+  util_format(expect, sizeof(expect), "an integer from %s%zu to %zu", d->min < 0 ? "-" : "",
+              (size_t)(d->min < 0 ? -d->min : d->min), (size_t)d->max);
+  if (!conf_parse_int(v, vlen, &x) || x < d->min || x > d->max) {
+    conf_warn("invalid value", d->name, strlen(d->name), v, vlen, src, expect);
+    return false;
+  }
+  if (d->kind == CONF_UINT) *(unsigned *)d->ptr = (unsigned)x;
+  else *(ssize_t *)d->ptr = (ssize_t)x;
+  return true;
+}
+
+unsigned conf_parse(const char *s, const char *src) {
+  unsigned bad = 0;
+  if (s == NULL) return 0;
+  while (*s != '\0') {
+    const char *k = s;
+    while (*s != '\0' && *s != ':' && *s != ',') s++;
+    size_t klen = (size_t)(s - k);
+    if (*s != ':') {
+      if (klen != 0) {
+        conf_warn("malformed option (no ':value')", k, klen, "", 0, src, NULL);
+        bad++;
+      }
+      if (*s == ',') s++;
+      continue;
+    }
+    s++;
+    const char *v = s;
+    while (*s != '\0' && *s != ',') s++;
+    size_t vlen = (size_t)(s - v);
+    if (*s == ',') s++;
+    const conf_desc_t *d = NULL;
+    for (size_t i = 0; i < sizeof(conf_table) / sizeof(conf_table[0]); i++) {
+      if (strlen(conf_table[i].name) == klen && memcmp(conf_table[i].name, k, klen) == 0) d = &conf_table[i];
+    }
+    if (d == NULL) {
+      conf_warn("unknown option", k, klen, "", 0, src, NULL);
+      bad++;
+      continue;
+    }
+    if (!conf_set(d, v, vlen, src)) bad++;
+  }
+  return bad;
+}
+
+void conf_init(void) {
+  unsigned bad = conf_parse(XALLOC_CONF_DEFAULT, "the build default");
+  if (&malloc_conf != NULL) bad += conf_parse(malloc_conf, "malloc_conf");
+  bad += conf_parse(getenv("XALLOC_CONF"), "XALLOC_CONF");
+  bad += conf_parse(getenv("MALLOC_CONF"), "MALLOC_CONF");
+  if (bad != 0 && opt_abort_conf) util_fatal("xalloc: aborting on invalid options (abort_conf:true)\n");
+}

@@ -1,0 +1,97 @@
+/* huge: allocations of a chunk or more (see huge.h). */
+#include <errno.h>
+
+#include "xalloc/internal/huge.h"
+#include "xalloc/internal/rtree.h"
+
+void *huge_malloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
+  size_t csize = sz_chunk_ceiling(usize);
+  if (csize < usize) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  extent_node_t *node = chunk_node_alloc();
+  if (node == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  bool zeroed;
+  char *addr = chunk_alloc(&a->chunks, csize, alignment, &zeroed);
+  if (addr == NULL) {
+    chunk_node_free(node);
+    errno = ENOMEM;
+    return NULL;
+  }
+  node->kind = META_HUGE;
+  node->arena = a;
+  node->addr = addr;
+  node->size = csize;
+  node->usize = usize;
+  if (rtree_set_range((uintptr_t)addr, csize, node)) {
+    chunk_dalloc(&a->chunks, addr, csize, !zeroed);
+    chunk_node_free(node);
+    errno = ENOMEM;
+    return NULL;
+  }
+  xmutex_lock(&a->huge_mtx);
+  rb_insert(&a->huge, &node->ad);
+  a->stats.nmalloc_huge++;
+  a->stats.allocated_huge += usize;
+  xmutex_unlock(&a->huge_mtx);
+  if (zero && !zeroed) memset(addr, 0, usize);
+  return addr;
+}
+
+void huge_dalloc(extent_node_t *node, void *ptr) {
+  arena_t *a = node->arena;
+  xmutex_lock(&a->huge_mtx);
+  /* Check under the lock: the node must still be this live allocation. */
+  if (node->kind != META_HUGE || node->addr != ptr || rb_search(&a->huge, &node->ad) != &node->ad) {
+    xmutex_unlock(&a->huge_mtx);
+    arena_report(node->kind == META_HUGE ? "invalid free (interior pointer)" : "double free", ptr, 0,
+                 a->ind);
+    return;
+  }
+  rb_remove(&a->huge, &node->ad);
+  a->stats.ndalloc_huge++;
+  a->stats.allocated_huge -= node->usize;
+  node->kind = META_NONE;
+  xmutex_unlock(&a->huge_mtx);
+  rtree_set_range((uintptr_t)node->addr, node->size, NULL);
+  chunk_dalloc(&a->chunks, node->addr, node->size, true);
+  chunk_node_free(node);
+}
+
+bool huge_ralloc_in_place(extent_node_t *node, void *ptr, size_t usize, bool zero) {
+  arena_t *a = node->arena;
+  if (node->addr != ptr) return true;
+  size_t csize = sz_chunk_ceiling(usize);
+  if (csize < usize) return true;
+  size_t oldsize = node->usize, oldcsize = node->size;
+  if (csize == oldcsize) {
+    /* Same chunks: only the usable size changes. Bytes past the old usable
+     * size may hold old data if the range was recycled; zero on demand. */
+    if (zero && usize > oldsize) memset((char *)ptr + oldsize, 0, usize - oldsize);
+  } else if (csize < oldcsize) {
+    rtree_set_range((uintptr_t)ptr + csize, oldcsize - csize, NULL);
+    chunk_dalloc(&a->chunks, (char *)ptr + csize, oldcsize - csize, true);
+  } else {
+    bool zeroed;
+    if (chunk_alloc_at(&a->chunks, (char *)ptr + oldcsize, csize - oldcsize, &zeroed)) return true;
+    if (rtree_set_range((uintptr_t)ptr + oldcsize, csize - oldcsize, node)) {
+      chunk_dalloc(&a->chunks, (char *)ptr + oldcsize, csize - oldcsize, !zeroed);
+      return true;
+    }
+    if (zero) {
+      memset((char *)ptr + oldsize, 0, oldcsize - oldsize);
+      if (!zeroed) memset((char *)ptr + oldcsize, 0, csize - oldcsize);
+    }
+  }
+  xmutex_lock(&a->huge_mtx);
+  node->size = csize;
+  node->usize = usize;
+  a->stats.allocated_huge += usize;
+  a->stats.allocated_huge -= oldsize;
+  xmutex_unlock(&a->huge_mtx);
+  return false;
+}
