@@ -1,14 +1,18 @@
 /* arena: runs, bins, small and large allocations (see arena.h). */
 #include <errno.h>
+#include <sys/auxv.h>
 
 #include "xalloc/internal/arena.h"
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/pages.h"
 #include "xalloc/internal/rtree.h"
+#include "xalloc/internal/tag.h"
 
 arena_t *arenas[ARENAS_MAX];
 unsigned narenas;
+unsigned narenas_auto;
+static xmutex_t arenas_lock = XMUTEX_INITIALIZER;
 
 /* Run descriptors, one pool per bitmap size; chunk descriptors. */
 static base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
@@ -58,13 +62,22 @@ void arena_report(const char *what, const void *ptr, size_t size, unsigned arena
   util_write(buf);
 }
 
+uintptr_t tcache_tag_key;
+
 bool arena_boot(void) {
+  /* The free tag key: the kernel's AT_RANDOM bytes, mixed with an address. */
+  const uint64_t *rnd = (const uint64_t *)getauxval(AT_RANDOM);
+  uint64_t k = rnd != NULL ? rnd[0] ^ (rnd[1] << 1) : 0;
+  k ^= (uintptr_t)&tcache_tag_key * 0x9E3779B97F4A7C15ULL;
+  tcache_tag_key = (uintptr_t)(k | 1);
   for (unsigned i = 0; i <= SZ_BITMAP_WORDS; i++) {
     arena_run_pools[i].size = sizeof(arena_run_t) + i * sizeof(uint64_t);
     arena_run_pools[i].free = NULL;
   }
   arena_chunk_npages = sz_chunksize >> LG_PAGE;
-  arena_chunk_pool.size = sizeof(arena_chunk_t) + arena_chunk_npages * sizeof(arena_run_t *);
+  arena_chunk_pool.size = sizeof(arena_chunk_t) + ALIGNMENT_CEILING(arena_chunk_npages, 8) * 2 +
+                          arena_chunk_npages * sizeof(arena_run_t *) +
+                          (arena_chunk_npages + 63) / 64 * sizeof(uint64_t);
   arena_chunk_pool.free = NULL;
   return false;
 }
@@ -87,6 +100,48 @@ arena_t *arena_new(unsigned ind) {
   return a;
 }
 
+arena_t *arena_choose(void) {
+  xmutex_lock(&arenas_lock);
+  arena_t *best = NULL;
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+  for (unsigned i = 0; i < n && i < narenas_auto; i++) {
+    if (best == NULL || arenas[i]->nthreads < best->nthreads) best = arenas[i];
+  }
+  /* Spread first: a new arena while there is room and none is idle. */
+  if ((best == NULL || best->nthreads > 0) && n < narenas_auto) {
+    arena_t *a = arena_new(n);
+    if (a != NULL) {
+      arenas[n] = a;
+      __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
+      best = a;
+    }
+  }
+  if (best != NULL) best->nthreads++;
+  xmutex_unlock(&arenas_lock);
+  return best;
+}
+
+void arena_unchoose(arena_t *a) {
+  xmutex_lock(&arenas_lock);
+  a->nthreads--;
+  xmutex_unlock(&arenas_lock);
+}
+
+void arenas_prefork(void) {
+  xmutex_prefork(&arenas_lock);
+  for (unsigned i = 0; i < narenas; i++) arena_prefork(arenas[i]);
+}
+
+void arenas_postfork_parent(void) {
+  for (unsigned i = 0; i < narenas; i++) arena_postfork_parent(arenas[i]);
+  xmutex_postfork_parent(&arenas_lock);
+}
+
+void arenas_postfork_child(void) {
+  for (unsigned i = 0; i < narenas; i++) arena_postfork_child(arenas[i]);
+  xmutex_postfork_child(&arenas_lock);
+}
+
 static arena_run_t *arena_run_desc_alloc(unsigned nwords) {
   arena_run_t *run = base_pool_alloc(&arena_run_pools[nwords]);
   if (run != NULL) run->pool = (uint8_t)nwords;
@@ -98,22 +153,49 @@ static void arena_run_desc_free(arena_run_t *run) { base_pool_free(&arena_run_po
 /* runs_avail and the dirty list. Arena lock held. */
 static void arena_avail_insert(arena_t *a, arena_run_t *run) {
   rb_insert(&a->runs_avail, &run->link);
-  if (run->dirty) {
+  if (run->ndirty != 0) {
     run->dirty_prev = a->dirty.dirty_prev;
     run->dirty_next = &a->dirty;
     a->dirty.dirty_prev->dirty_next = run;
     a->dirty.dirty_prev = run;
-    a->ndirty += run->npages;
+    a->ndirty += run->ndirty;
   }
 }
 
 static void arena_avail_remove(arena_t *a, arena_run_t *run) {
   rb_remove(&a->runs_avail, &run->link);
-  if (run->dirty) {
+  if (run->ndirty != 0) {
     run->dirty_prev->dirty_next = run->dirty_next;
     run->dirty_next->dirty_prev = run->dirty_prev;
     run->dirty_prev = run->dirty_next = NULL;
-    a->ndirty -= run->npages;
+    a->ndirty -= run->ndirty;
+  }
+}
+
+/* The chunk's dirty bits over pages [start, start+n). */
+static size_t arena_dirty_count(const arena_chunk_t *chunk, size_t start, size_t n) {
+  size_t count = 0;
+  for (size_t i = start; i < start + n;) {
+    uint64_t w = chunk->dirtymap[i >> 6] >> (i & 63);
+    size_t take = 64 - (i & 63);
+    if (take > start + n - i) take = start + n - i;
+    if (take < 64) w &= ((uint64_t)1 << take) - 1;
+    count += (size_t)__builtin_popcountll(w);
+    i += take;
+  }
+  return count;
+}
+
+static void arena_dirty_set(arena_chunk_t *chunk, size_t start, size_t n, bool dirty) {
+  for (size_t i = start; i < start + n;) {
+    size_t take = 64 - (i & 63);
+    if (take > start + n - i) take = start + n - i;
+    uint64_t mask = (take < 64 ? ((uint64_t)1 << take) - 1 : ~(uint64_t)0) << (i & 63);
+    if (dirty)
+      chunk->dirtymap[i >> 6] |= mask;
+    else
+      chunk->dirtymap[i >> 6] &= ~mask;
+    i += take;
   }
 }
 
@@ -131,15 +213,18 @@ static arena_chunk_t *arena_chunk_alloc(arena_t *a) {
   chunk->kind = META_ARENA_CHUNK;
   chunk->arena = a;
   chunk->addr = addr;
+  chunk->map = (arena_run_t **)(chunk->binmap + ALIGNMENT_CEILING(arena_chunk_npages, 8));
+  chunk->dirtymap = (uint64_t *)(chunk->map + arena_chunk_npages);
+  arena_dirty_set(chunk, 0, arena_chunk_npages, !zeroed);
+  for (size_t i = 0; i < arena_chunk_npages; i++) chunk->binmap[i] = BININD_NONE;
   run->chunk = chunk;
   run->pageind = 0;
   run->npages = (uint32_t)arena_chunk_npages;
   run->state = RUN_FREE;
-  run->dirty = !zeroed;
-  run->zeroed = zeroed;
+  run->ndirty = zeroed ? 0 : (uint32_t)arena_chunk_npages;
   chunk->map[0] = run;
   chunk->map[arena_chunk_npages - 1] = run;
-  if (rtree_set((uintptr_t)addr, chunk)) goto fail;
+  if (rtree_set_range((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
   arena_avail_insert(a, run);
   arena_chunk_list_insert(a, chunk);
   a->nchunks++;
@@ -157,9 +242,9 @@ static void arena_chunk_dalloc(arena_t *a, arena_chunk_t *chunk) {
   arena_run_t *run = chunk->map[0];
   xassert(run->state == RUN_FREE && run->npages == arena_chunk_npages);
   arena_avail_remove(a, run);
-  bool dirty = run->dirty;
+  bool dirty = run->ndirty != 0;
   arena_run_desc_free(run);
-  rtree_set((uintptr_t)chunk->addr, NULL);
+  rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
   arena_chunk_list_remove(a, chunk);
   a->nchunks--;
   chunk_dalloc(&a->chunks, chunk->addr, sz_chunksize, dirty);
@@ -175,8 +260,8 @@ static bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t
                              arena_run_t **spare) {
   arena_chunk_t *chunk = fr->chunk;
   arena_avail_remove(a, fr);
-  bool zeroed = fr->zeroed, dirty = fr->dirty;
   uint32_t start = fr->pageind, lead = off, trail = fr->npages - off - npages;
+  bool zeroed = arena_dirty_count(chunk, start + lead, npages) == 0;
   if (a->spare == chunk) a->spare = NULL;
   arena_run_t *lr = NULL, *tr = NULL;
   if (lead != 0 && trail != 0) {
@@ -193,6 +278,7 @@ static bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t
   if (lr != NULL) {
     lr->pageind = start;
     lr->npages = lead;
+    lr->ndirty = (uint32_t)arena_dirty_count(chunk, start, lead);
     chunk->map[start] = lr;
     chunk->map[start + lead - 1] = lr;
     arena_avail_insert(a, lr);
@@ -202,8 +288,7 @@ static bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t
     tr->state = RUN_FREE;
     tr->pageind = start + lead + npages;
     tr->npages = trail;
-    tr->dirty = dirty;
-    tr->zeroed = zeroed;
+    tr->ndirty = (uint32_t)arena_dirty_count(chunk, tr->pageind, trail);
     chunk->map[tr->pageind] = tr;
     chunk->map[tr->pageind + trail - 1] = tr;
     arena_avail_insert(a, tr);
@@ -256,12 +341,14 @@ static void arena_maybe_purge(arena_t *a);
  * free neighbours; a wholly free chunk becomes the spare, and the previous
  * spare goes back to the chunk trees. Arena lock held.
  */
-static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty, bool zeroed) {
+static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
   arena_chunk_t *chunk = run->chunk;
   for (uint32_t i = 0; i < run->npages; i++) chunk->map[run->pageind + i] = NULL;
+  if (run->state == RUN_SMALL)
+    for (uint32_t i = 0; i < run->npages; i++) chunk->binmap[run->pageind + i] = BININD_NONE;
   run->state = RUN_FREE;
-  run->dirty = dirty;
-  run->zeroed = zeroed;
+  if (dirty) arena_dirty_set(chunk, run->pageind, run->npages, true);
+  run->ndirty = (uint32_t)arena_dirty_count(chunk, run->pageind, run->npages);
   if (run->pageind > 0) {
     arena_run_t *prev = chunk->map[run->pageind - 1];
     if (prev != NULL && prev->state == RUN_FREE) {
@@ -270,8 +357,7 @@ static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty, bool zero
       chunk->map[run->pageind - 1] = NULL;
       run->pageind = prev->pageind;
       run->npages += prev->npages;
-      run->dirty |= prev->dirty;
-      run->zeroed &= prev->zeroed;
+      run->ndirty += prev->ndirty;
       arena_run_desc_free(prev);
     }
   }
@@ -283,8 +369,7 @@ static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty, bool zero
       chunk->map[next_ind] = NULL;
       chunk->map[next_ind + next->npages - 1] = NULL;
       run->npages += next->npages;
-      run->dirty |= next->dirty;
-      run->zeroed &= next->zeroed;
+      run->ndirty += next->ndirty;
       arena_run_desc_free(next);
     }
   }
@@ -298,27 +383,49 @@ static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty, bool zero
   arena_maybe_purge(a);
 }
 
-static void arena_purge_run(arena_t *a, arena_run_t *run) {
-  /* Unlink from the dirty list only. */
-  run->dirty_prev->dirty_next = run->dirty_next;
-  run->dirty_next->dirty_prev = run->dirty_prev;
-  run->dirty_prev = run->dirty_next = NULL;
-  a->ndirty -= run->npages;
-  run->dirty = false;
-  run->zeroed = !pages_purge_forced(arena_run_addr(run), (size_t)run->npages << LG_PAGE);
-  a->stats.npurged_pages += run->npages;
+/* Purge the dirty spans of a free run; true if any madvise failed (those
+ * pages stay dirty). */
+static bool arena_purge_run(arena_t *a, arena_run_t *run) {
+  arena_chunk_t *chunk = run->chunk;
+  bool failed = false;
+  arena_avail_remove(a, run);
+  size_t end = run->pageind + run->npages;
+  for (size_t p = run->pageind; p < end;) {
+    if (!(chunk->dirtymap[p >> 6] & ((uint64_t)1 << (p & 63)))) {
+      p++;
+      continue;
+    }
+    size_t q = p + 1;
+    while (q < end && (chunk->dirtymap[q >> 6] & ((uint64_t)1 << (q & 63)))) q++;
+    if (pages_purge_forced(chunk->addr + (p << LG_PAGE), (q - p) << LG_PAGE)) {
+      failed = true;
+    } else {
+      arena_dirty_set(chunk, p, q - p, false);
+      a->stats.npurged_pages += q - p;
+    }
+    p = q;
+  }
+  run->ndirty = (uint32_t)arena_dirty_count(chunk, run->pageind, run->npages);
+  arena_avail_insert(a, run); /* at the tail of the dirty list if it failed */
+  return failed;
+}
+
+/* Purge oldest first down to target dirty pages; each run is visited once. */
+static void arena_purge_to(arena_t *a, size_t target) {
+  size_t visits = a->runs_avail.n;
+  while (a->ndirty > target && a->dirty.dirty_next != &a->dirty && visits-- > 0)
+    arena_purge_run(a, a->dirty.dirty_next);
 }
 
 static void arena_maybe_purge(arena_t *a) {
   size_t max = (a->nactive >> ARENA_LG_DIRTY_MULT);
   if (max < ARENA_DIRTY_MIN_PAGES) max = ARENA_DIRTY_MIN_PAGES;
-  if (a->ndirty <= max) return;
-  while (a->ndirty > max / 2 && a->dirty.dirty_next != &a->dirty) arena_purge_run(a, a->dirty.dirty_next);
+  if (a->ndirty > max) arena_purge_to(a, max / 2);
 }
 
 void arena_purge_all(arena_t *a) {
   xmutex_lock(&a->lock);
-  while (a->dirty.dirty_next != &a->dirty) arena_purge_run(a, a->dirty.dirty_next);
+  arena_purge_to(a, 0);
   xmutex_unlock(&a->lock);
   chunk_purge_all(&a->chunks);
 }
@@ -348,10 +455,14 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
   const sz_bin_info_t *info = &sz_bin_info[binind];
   xmutex_lock(&a->lock);
   arena_run_t *run = arena_run_alloc(a, info->run_pages, PAGE, info->nwords);
+  if (run != NULL) {
+    run->state = RUN_SMALL;
+    run->binind = (uint16_t)binind;
+    for (uint32_t i = 0; i < run->npages; i++)
+      run->chunk->binmap[run->pageind + i] = (uint16_t)(binind | (i << 8));
+  }
   xmutex_unlock(&a->lock);
   if (run == NULL) return NULL;
-  run->state = RUN_SMALL;
-  run->binind = (uint16_t)binind;
   run->nfree = (uint16_t)info->nregs;
   for (unsigned w = 0; w < info->nwords; w++) {
     unsigned bits = info->nregs - w * 64;
@@ -380,39 +491,43 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
   bin->stats.nmalloc++;
   bin->stats.curregs++;
   xmutex_unlock(&bin->lock);
-  if (zero) memset(ret, 0, info->reg_size);
+  if (zero)
+    memset(ret, 0, info->reg_size);
+  else
+    tcache_clear_tag(ret);
   return ret;
 }
 
-static void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr,
-                               size_t pageind) {
-  unsigned binind = run->binind;
-  if (binind >= SZ_NBINS) {
-    arena_report("invalid free", ptr, 0, a->ind);
-    return;
-  }
-  arena_bin_t *bin = &a->bins[binind];
+/*
+ * Free one small region of bin binind of arena a; the bin lock is held.
+ * Everything is checked against the metadata first: the page must be in a
+ * small run of this class, the pointer must be a region's start, and the
+ * region must be allocated.
+ */
+static void arena_report_unallocated(arena_t *a, void *ptr);
+
+static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned binind,
+                                      arena_chunk_t *chunk, void *ptr) {
   const sz_bin_info_t *info = &sz_bin_info[binind];
-  xmutex_lock(&bin->lock);
-  if (chunk->map[pageind] != run || run->state != RUN_SMALL || run->binind != binind) {
-    xmutex_unlock(&bin->lock);
-    arena_report("invalid free", ptr, 0, a->ind);
+  size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
+  arena_run_t *run = chunk->map[pageind];
+  if (run == NULL || run->state != RUN_SMALL || run->binind != binind) {
+    arena_report_unallocated(a, ptr);
     return;
   }
   size_t off = (size_t)((char *)ptr - arena_run_addr(run));
   size_t idx = (size_t)((off * info->div_magic) >> 32);
   if (idx >= info->nregs || idx * info->reg_size != off) {
-    xmutex_unlock(&bin->lock);
     arena_report("invalid free (interior pointer)", ptr, info->reg_size, a->ind);
     return;
   }
   uint64_t mask = (uint64_t)1 << (idx & 63);
   if (run->bitmap[idx >> 6] & mask) {
-    xmutex_unlock(&bin->lock);
     arena_report("double free", ptr, info->reg_size, a->ind);
     return;
   }
   run->bitmap[idx >> 6] |= mask;
+  tcache_set_tag(ptr);
   run->nfree++;
   bin->stats.ndalloc++;
   bin->stats.curregs--;
@@ -425,7 +540,7 @@ static void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *ru
     bin->stats.curruns--;
     xmutex_lock(&a->lock);
     a->nactive -= run->npages;
-    arena_run_dalloc(a, run, true, false);
+    arena_run_dalloc(a, run, true);
     xmutex_unlock(&a->lock);
   } else if (run->nfree == 1 && run != bin->runcur) {
     /* Was full: it has a free region again. Prefer low addresses. */
@@ -437,7 +552,66 @@ static void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *ru
       rb_insert(&bin->runs, &run->link);
     }
   }
+}
+
+static void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr) {
+  unsigned binind = run->binind;
+  if (binind >= SZ_NBINS) {
+    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
+    return;
+  }
+  arena_bin_t *bin = &a->bins[binind];
+  xmutex_lock(&bin->lock);
+  arena_dalloc_small_locked(a, bin, binind, chunk, ptr);
   xmutex_unlock(&bin->lock);
+}
+
+void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
+  arena_bin_t *bin = &a->bins[binind];
+  xmutex_lock(&bin->lock);
+  for (unsigned i = 0; i < n; i++) {
+    arena_chunk_t *chunk = rtree_get((uintptr_t)ptrs[i]);
+    if (chunk == NULL || chunk->kind != META_ARENA_CHUNK || chunk->arena != a) {
+      arena_report("invalid free (not an allocated block)", ptrs[i], 0, a->ind);
+      continue;
+    }
+    arena_dalloc_small_locked(a, bin, binind, chunk, ptrs[i]);
+  }
+  xmutex_unlock(&bin->lock);
+}
+
+unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
+  arena_bin_t *bin = &a->bins[binind];
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  unsigned filled = 0;
+  xmutex_lock(&bin->lock);
+  while (filled < n) {
+    arena_run_t *run = bin->runcur;
+    if (run == NULL || run->nfree == 0) {
+      run = arena_bin_nonfull_run(a, bin, binind);
+      if (run == NULL) break;
+      bin->runcur = run;
+    }
+    char *base = arena_run_addr(run);
+    for (unsigned w = 0; w < info->nwords && filled < n; w++) {
+      uint64_t bits = run->bitmap[w];
+      while (bits != 0 && filled < n) {
+        unsigned bit = (unsigned)__builtin_ctzll(bits);
+        bits &= bits - 1;
+        ptrs[n - 1 - filled] = base + (size_t)(w * 64 + bit) * info->reg_size;
+        filled++;
+        run->nfree--;
+      }
+      run->bitmap[w] = bits;
+    }
+  }
+  bin->stats.nmalloc += filled;
+  bin->stats.curregs += filled;
+  xmutex_unlock(&bin->lock);
+  /* Filled from the top: move down so that ptrs[0..filled) hold them,
+   * the lowest address last. */
+  if (filled < n) memmove(ptrs, ptrs + (n - filled), filled * sizeof(void *));
+  return filled;
 }
 
 /* ---- large ---- */
@@ -458,7 +632,10 @@ void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) 
   a->stats.allocated_large += usize;
   xmutex_unlock(&a->lock);
   void *ret = arena_run_addr(run);
-  if (zero && !zeroed) memset(ret, 0, usize);
+  if (zero && !zeroed)
+    memset(ret, 0, usize);
+  else if (!zeroed)
+    tcache_clear_tag(ret);
   return ret;
 }
 
@@ -467,34 +644,41 @@ static void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size
   arena_run_t *run = chunk->map[pageind];
   if (run == NULL || run->state != RUN_LARGE || arena_run_addr(run) != ptr) {
     xmutex_unlock(&a->lock);
-    arena_report(run != NULL && run->state == RUN_LARGE ? "invalid free (interior pointer)"
-                                                        : "invalid free",
-                 ptr, 0, a->ind);
+    if (run != NULL && run->state == RUN_LARGE)
+      arena_report("invalid free (interior pointer)", ptr, 0, a->ind);
+    else
+      arena_report_unallocated(a, ptr);
     return;
   }
   size_t size = (size_t)run->npages << LG_PAGE;
+  tcache_set_tag(ptr);
   a->stats.ndalloc_large++;
   a->stats.allocated_large -= size;
   a->nactive -= run->npages;
-  arena_run_dalloc(a, run, true, false);
+  arena_run_dalloc(a, run, true);
   xmutex_unlock(&a->lock);
+}
+
+/* A free of a pointer into pages that hold no allocation: a double free if
+ * the object still carries the tag its first free wrote. */
+static void arena_report_unallocated(arena_t *a, void *ptr) {
+  if (((uintptr_t)ptr & 7) == 0 && tcache_tagged(ptr))
+    arena_report("double free", ptr, 0, a->ind);
+  else
+    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
 }
 
 void arena_dalloc(arena_chunk_t *chunk, void *ptr) {
   arena_t *a = chunk->arena;
   size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
   arena_run_t *run = __atomic_load_n(&chunk->map[pageind], __ATOMIC_ACQUIRE);
-  if (run == NULL) {
-    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
-    return;
-  }
-  uint8_t state = run->state;
+  uint8_t state = run != NULL ? run->state : RUN_FREE;
   if (state == RUN_SMALL)
-    arena_dalloc_small(a, chunk, run, ptr, pageind);
+    arena_dalloc_small(a, chunk, run, ptr);
   else if (state == RUN_LARGE)
     arena_dalloc_large(a, chunk, ptr, pageind);
   else
-    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
+    arena_report_unallocated(a, ptr);
 }
 
 size_t arena_salloc(const arena_chunk_t *chunk, const void *ptr) {
@@ -529,7 +713,7 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
     run->npages = new_np;
     a->nactive -= tail->npages;
     a->stats.allocated_large -= oldsize - usize;
-    arena_run_dalloc(a, tail, true, false);
+    arena_run_dalloc(a, tail, true);
     err = false;
   } else {
     uint32_t next_ind = run->pageind + old_np, extra = new_np - old_np;
@@ -594,7 +778,8 @@ bool arena_validate(arena_t *a) {
         for (size_t q = p + 1; q < last; q++)
           if (chunk->map[q] != NULL) ok = false;
         nfree_runs++;
-        if (run->dirty) ndirty += run->npages;
+        if (run->ndirty != arena_dirty_count(chunk, p, run->npages)) ok = false;
+        ndirty += run->ndirty;
         prev_free = true;
       } else {
         for (size_t q = p; q <= last; q++)
@@ -620,8 +805,8 @@ bool arena_validate(arena_t *a) {
   if (nactive != a->nactive || ndirty != a->ndirty || nfree_runs != a->runs_avail.n) ok = false;
   size_t listed = 0;
   for (arena_run_t *run = a->dirty.dirty_next; ok && run != &a->dirty; run = run->dirty_next) {
-    if (!run->dirty || run->state != RUN_FREE) ok = false;
-    listed += run->npages;
+    if (run->ndirty == 0 || run->state != RUN_FREE) ok = false;
+    listed += run->ndirty;
   }
   if (listed != ndirty) ok = false;
   for (unsigned i = 0; ok && i < SZ_NBINS; i++) {

@@ -57,8 +57,9 @@ static bool conf_parse_int(const char *v, size_t len, long long *out) {
   if (i == len) return false;
   for (; i < len; i++) {
     if (v[i] < '0' || v[i] > '9') return false;
-    x = x * 10 + (unsigned long long)(v[i] - '0');
-    if (x > (unsigned long long)LLONG_MAX) return false;
+    if (__builtin_mul_overflow(x, 10ULL, &x) || __builtin_add_overflow(x, (unsigned long long)(v[i] - '0'), &x) ||
+        x > (unsigned long long)LLONG_MAX)
+      return false;
   }
   *out = neg ? -(long long)x : (long long)x;
   return true;

@@ -4,6 +4,7 @@
 size_t sz_index2size_tab[SZ_NCLASSES];
 uint8_t sz_size2index_tab[(SZ_LOOKUP_MAX >> 3) + 1];
 sz_bin_info_t sz_bin_info[SZ_NBINS];
+uint32_t sz_div_magic[SZ_NBINS];
 unsigned sz_nlarge_end;
 size_t sz_large_max;
 size_t sz_chunksize;
@@ -48,6 +49,7 @@ bool sz_boot(unsigned lg_chunk) {
     b->nregs = (uint32_t)(((size_t)b->run_pages << LG_PAGE) / b->reg_size);
     b->nwords = (b->nregs + 63) / 64;
     b->div_magic = (((uint64_t)1 << 32) + b->reg_size - 1) / b->reg_size;
+    sz_div_magic[i] = (uint32_t)b->div_magic;
   }
   if (sz_index2size_tab[SZ_NBINS - 1] != SZ_SMALL_MAX) return true;
   /* Large classes: page multiples strictly below the chunk size. */

@@ -137,15 +137,17 @@ size_t util_format(char *buf, size_t size, const char *fmt, ...) {
   return n;
 }
 
-void util_write(const char *s) {
+void util_write_fd(int fd, const char *s) {
   size_t len = strlen(s);
   while (len > 0) {
-    ssize_t n = write(STDERR_FILENO, s, len);
+    ssize_t n = write(fd, s, len);
     if (n <= 0) return;
     s += n;
     len -= (size_t)n;
   }
 }
+
+void util_write(const char *s) { util_write_fd(STDERR_FILENO, s); }
 
 void util_printf(const char *fmt, ...) {
   char buf[1024];

@@ -7,6 +7,7 @@
  * (no dlsym, no stdio, no TLS setup), so it is safe under LD_PRELOAD.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,11 @@
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/stats.h"
+#include "xalloc/internal/tcache.h"
 
 static bool xa_initialized;
 static bool xa_init_failed;
+static int xa_stats_fd = -1; /* copy of stderr for stats_print at exit */
 static xmutex_t xa_init_lock = XMUTEX_INITIALIZER;
 
 static void xa_prefork(void);
@@ -49,6 +52,18 @@ XA_NOINLINE static bool xa_init_slow(void) {
   arenas[0] = arena_new(0);
   if (arenas[0] == NULL) goto fail;
   narenas = 1;
+  if (opt_narenas != 0) {
+    narenas_auto = opt_narenas;
+  } else {
+    long ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+    narenas_auto = ncpus > 0 ? 4 * (unsigned)ncpus : 4;
+  }
+  if (narenas_auto > ARENAS_MAX) narenas_auto = ARENAS_MAX;
+  if (tcache_boot()) {
+    xa_init_failed = true;
+    goto fail;
+  }
+  if (opt_stats_print) xa_stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
   __atomic_store_n(&xa_initialized, true, __ATOMIC_RELEASE);
   xmutex_unlock(&xa_init_lock);
   /* After initialization: pthread_atfork may allocate, which is now fine. */
@@ -67,24 +82,73 @@ static inline bool xa_init(void) {
   return xa_init_slow();
 }
 
-static inline arena_t *xa_arena(void) { return arenas[0]; }
-
 /* ---- core operations ---- */
 
-static inline void *xa_alloc(size_t size, bool zero) {
+/*
+ * The slow path of every allocation: not initialized, no tsd yet, cache
+ * empty, zeroing, or a size the table does not cover.
+ */
+XA_NOINLINE static void *xa_alloc_slow(size_t size, bool zero) {
   if (unlikely(xa_init())) {
     errno = ENOMEM;
     return NULL;
   }
-  arena_t *a = xa_arena();
-  if (likely(size <= SZ_SMALL_MAX)) return arena_malloc_small(a, sz_size2index(size), zero);
-  size_t usize = sz_s2u(size);
-  if (unlikely(usize == 0)) {
+  tsd_t *t = tsd_fetch();
+  if (unlikely(size > SZ_MAX)) {
     errno = ENOMEM;
     return NULL;
   }
-  if (usize <= sz_large_max) return arena_malloc_large(a, usize, PAGE, zero);
-  return huge_malloc(a, usize, sz_chunksize, zero);
+  unsigned ind = sz_size2index(size);
+  size_t usize = sz_index2size(ind);
+  void *ret;
+  if (ind < tcache_nhbins && t->bins[ind].ncached_max != 0) {
+    tcache_bin_t *b = &t->bins[ind];
+    if (b->ncached != 0) {
+      ret = b->stack[--b->ncached];
+      if (b->ncached < b->low_water) b->low_water = b->ncached;
+      if (unlikely(!tcache_tagged(ret))) {
+        tcache_report_corrupt(ret);
+        return NULL;
+      }
+      tcache_clear_tag(ret);
+    } else if (ind < SZ_NBINS) {
+      ret = tcache_alloc_small_hard(t, ind);
+    } else {
+      ret = arena_malloc_large(t->arena, usize, PAGE, false);
+      if (ret != NULL) t->nfill[ind]++;
+      b->low_water = 0;
+    }
+    if (ret != NULL && zero) memset(ret, 0, usize);
+    return ret;
+  }
+  if (ind < SZ_NBINS)
+    ret = arena_malloc_small(t->arena, ind, zero);
+  else if (usize <= sz_large_max)
+    ret = arena_malloc_large(t->arena, usize, PAGE, zero);
+  else
+    ret = huge_malloc(t->arena, usize, sz_chunksize, zero);
+  if (ret != NULL && tsd_nominal(t)) t->allocated += usize;
+  return ret;
+}
+
+/* The fast path: a table lookup and a pop from the thread's cache. */
+XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
+  tsd_t *t = tsd_tls;
+  if (likely(size <= SZ_LOOKUP_MAX)) {
+    unsigned ind = sz_size2index_tab[(size + 7) >> 3];
+    tcache_bin_t *b = &t->bins[ind];
+    uint32_t n = b->ncached;
+    if (likely(n != 0)) {
+      void *ret = b->stack[n - 1];
+      if (unlikely(!tcache_tagged(ret))) return xa_alloc_slow(size, false);
+      tcache_clear_tag(ret);
+      b->ncached = --n;
+      if (unlikely(n < b->low_water)) b->low_water = n;
+      if (unlikely(--t->gc_ticker < 0)) tcache_event(t);
+      return ret;
+    }
+  }
+  return xa_alloc_slow(size, false);
 }
 
 static void *xa_alloc_aligned(size_t size, size_t alignment, bool zero) {
@@ -97,15 +161,21 @@ static void *xa_alloc_aligned(size_t size, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  arena_t *a = xa_arena();
-  if (usize <= SZ_SMALL_MAX) return arena_malloc_small(a, sz_size2index(usize), zero);
-  if (usize <= sz_large_max) return arena_malloc_large(a, usize, alignment, zero);
-  return huge_malloc(a, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
+  /* Small classes are aligned by their size: the cached path serves them. */
+  if (usize <= SZ_SMALL_MAX) return xa_alloc_slow(usize, zero);
+  tsd_t *t = tsd_fetch();
+  void *ret;
+  if (usize <= sz_large_max)
+    ret = arena_malloc_large(t->arena, usize, alignment, zero);
+  else
+    ret = huge_malloc(t->arena, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
+  if (ret != NULL && tsd_nominal(t)) t->allocated += usize;
+  return ret;
 }
 
 /* Metadata of an allocated pointer, or NULL (reported) if xalloc does not own it. */
 static inline uint8_t *xa_meta(const void *ptr, const char *what) {
-  uint8_t *meta = likely(xa_initialized) ? rtree_get((uintptr_t)ptr) : NULL;
+  uint8_t *meta = rtree_get((uintptr_t)ptr);
   if (unlikely(meta == NULL || (*meta != META_ARENA_CHUNK && *meta != META_HUGE))) {
     arena_report(what, ptr, 0, 0);
     return NULL;
@@ -113,14 +183,77 @@ static inline uint8_t *xa_meta(const void *ptr, const char *what) {
   return meta;
 }
 
-static inline void xa_free(void *ptr) {
-  if (unlikely(ptr == NULL)) return;
+XA_NOINLINE static void xa_free_slow(void *ptr) {
+  if (ptr == NULL) return;
   uint8_t *meta = xa_meta(ptr, "invalid free (pointer not allocated by xalloc)");
   if (unlikely(meta == NULL)) return;
-  if (likely(*meta == META_ARENA_CHUNK))
-    arena_dalloc((arena_chunk_t *)meta, ptr);
-  else
-    huge_dalloc((extent_node_t *)meta, ptr);
+  tsd_t *t = tsd_fetch();
+  if (*meta == META_HUGE) {
+    extent_node_t *node = (extent_node_t *)meta;
+    size_t usize = node->usize;
+    huge_dalloc(node, ptr);
+    if (tsd_nominal(t)) t->deallocated += usize;
+    return;
+  }
+  arena_chunk_t *chunk = (arena_chunk_t *)meta;
+  size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
+  unsigned e = chunk->binmap[pageind];
+  unsigned ind = e & 0xff;
+  if (ind < SZ_NBINS) {
+    size_t roff = (((uintptr_t)ptr - (uintptr_t)chunk->addr) & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
+    if (((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] != roff) {
+      arena_dalloc(chunk, ptr); /* not a region's start: reported there */
+      return;
+    }
+  } else {
+    /* Large (or not allocated: arena_dalloc reports it). */
+    arena_run_t *run = chunk->map[pageind];
+    size_t usize = run != NULL && run->state == RUN_LARGE ? (size_t)run->npages << LG_PAGE : 0;
+    if (usize != 0 && usize <= tcache_maxclass &&
+        (char *)ptr == chunk->addr + ((size_t)run->pageind << LG_PAGE)) {
+      ind = sz_size2index(usize);
+      if (t->bins[ind].ncached_max != 0) {
+        tcache_dalloc_hard(t, ind, ptr);
+        return;
+      }
+    }
+    arena_dalloc(chunk, ptr);
+    if (usize != 0 && tsd_nominal(t)) t->deallocated += usize;
+    return;
+  }
+  if (t->bins[ind].ncached_max != 0) {
+    tcache_dalloc_hard(t, ind, ptr);
+    return;
+  }
+  arena_dalloc(chunk, ptr);
+  if (tsd_nominal(t)) t->deallocated += sz_index2size(ind);
+}
+
+/* The fast path: find the size class through the radix tree and the
+ * chunk's page map, and push onto the thread's cache. */
+XA_ALWAYS_INLINE void xa_free(void *ptr) {
+  tsd_t *t = tsd_tls;
+  arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
+  if (likely(chunk != NULL) && likely(chunk->kind == META_ARENA_CHUNK)) {
+    uintptr_t off = (uintptr_t)ptr - (uintptr_t)chunk->addr;
+    unsigned e = chunk->binmap[off >> LG_PAGE];
+    unsigned ind = e & 0xff;
+    /* Offset in the run; it must be a multiple of the region size. */
+    size_t roff = (off & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
+    if (likely(ind < SZ_NBINS) &&
+        likely(((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] == roff)) {
+      tcache_bin_t *b = &t->bins[ind];
+      uint32_t n = b->ncached;
+      if (likely(n < b->ncached_max) && likely(!tcache_tagged(ptr))) {
+        tcache_set_tag(ptr);
+        b->stack[n] = ptr;
+        b->ncached = n + 1;
+        b->nfree++;
+        return;
+      }
+    }
+  }
+  xa_free_slow(ptr);
 }
 
 /* Usable size of an allocated pointer; 0 (reported) if not one. */
@@ -141,7 +274,7 @@ static size_t xa_usable(const void *ptr, const char *what) {
 }
 
 static void *xa_realloc(void *ptr, size_t size) {
-  if (ptr == NULL) return xa_alloc(size, false);
+  if (ptr == NULL) return xa_alloc(size);
   if (size == 0) {
     /* As glibc: realloc(p, 0) frees p and returns NULL. */
     xa_free(ptr);
@@ -168,7 +301,7 @@ static void *xa_realloc(void *ptr, size_t size) {
   } else if (usize > sz_large_max) {
     if (!huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, false)) return ptr;
   }
-  void *ret = xa_alloc(size, false);
+  void *ret = xa_alloc(size);
   if (ret == NULL) return NULL;
   memcpy(ret, ptr, old < size ? old : size);
   xa_free(ptr);
@@ -177,7 +310,7 @@ static void *xa_realloc(void *ptr, size_t size) {
 
 /* ---- the standard API ---- */
 
-XA_EXPORT void *malloc(size_t size) { return xa_alloc(size, false); }
+XA_EXPORT void *malloc(size_t size) { return xa_alloc(size); }
 
 XA_EXPORT void free(void *ptr) { xa_free(ptr); }
 
@@ -187,7 +320,7 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  return xa_alloc(total, true);
+  return xa_alloc_slow(total, true);
 }
 
 XA_EXPORT void *realloc(void *ptr, size_t size) { return xa_realloc(ptr, size); }
@@ -377,8 +510,8 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
 
 static void xa_prefork(void) {
   xmutex_prefork(&xa_init_lock);
-  for (unsigned i = 0; i < narenas; i++)
-    if (arenas[i] != NULL) arena_prefork(arenas[i]);
+  tcache_prefork();
+  arenas_prefork();
   rtree_prefork();
   base_prefork();
 }
@@ -386,20 +519,26 @@ static void xa_prefork(void) {
 static void xa_postfork_parent(void) {
   base_postfork_parent();
   rtree_postfork_parent();
-  for (unsigned i = 0; i < narenas; i++)
-    if (arenas[i] != NULL) arena_postfork_parent(arenas[i]);
+  arenas_postfork_parent();
+  tcache_postfork_parent();
   xmutex_postfork_parent(&xa_init_lock);
 }
 
 static void xa_postfork_child(void) {
   base_postfork_child();
   rtree_postfork_child();
-  for (unsigned i = 0; i < narenas; i++)
-    if (arenas[i] != NULL) arena_postfork_child(arenas[i]);
+  arenas_postfork_child();
+  tcache_postfork_child();
   xmutex_postfork_child(&xa_init_lock);
 }
 
-/* stats_print:true prints at exit. */
+/* stats_print:true prints at exit, to a copy of stderr taken at start-up
+ * (programs such as coreutils close stderr in an atexit handler). */
+static void xa_stats_write(void *opaque, const char *s) {
+  (void)opaque;
+  util_write_fd(xa_stats_fd, s);
+}
+
 __attribute__((destructor)) static void xa_fini(void) {
-  if (xa_initialized && opt_stats_print) stats_print(NULL, NULL, NULL);
+  if (xa_initialized && opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, NULL);
 }

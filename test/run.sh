@@ -2,29 +2,36 @@
 # Run the test programs of the given tiers (unit, integration, stress) from
 # the build directory, each under a time limit, and print one line per test
 # and a closing "N passed, N failed" line. Exit status 1 if any failed.
+#
+# Every test runs once per configuration in XALLOC_TEST_CONFS (default:
+# the defaults, then with the thread cache off), passed as XALLOC_CONF.
 srcdir=${XALLOC_SRCDIR:-.}
 export XALLOC_BUILDDIR="$(pwd)" XALLOC_SRCDIR="$srcdir"
 limit=${XALLOC_TEST_TIMEOUT:-600}
+confs=${XALLOC_TEST_CONFS:-"default tcache:false"}
 pass=0 fail=0 failed=""
 log=test/logs
 mkdir -p $log
-for tier in "$@"; do
-  for t in $(ls test/$tier/ 2>/dev/null | sort) $(cd "$srcdir" && ls test/$tier/*.sh 2>/dev/null | sort); do
-    case "$t" in
-      test/*.sh) prog="$srcdir/$t"; name=$t; cmd="sh $prog" ;;
-      *.o|*.c|*.sh|*.py) continue ;;
-      *) prog=test/$tier/$t; name=$prog; [ -x "$prog" ] || continue; cmd=$prog ;;
-    esac
-    out=$log/$(echo "$name" | tr / _).log
-    start=$(date +%s)
-    if timeout "$limit" $cmd > "$out" 2>&1; then
-      pass=$((pass + 1)); echo "PASS $name ($(( $(date +%s) - start ))s)"
-    else
-      rc=$?
-      fail=$((fail + 1)); failed="$failed $name"
-      echo "FAIL $name (exit $rc, $(( $(date +%s) - start ))s); last lines of $out:"
-      tail -n 30 "$out" | sed 's/^/    /'
-    fi
+for conf in $confs; do
+  if [ "$conf" = default ]; then unset XALLOC_CONF; else XALLOC_CONF=$conf; export XALLOC_CONF; fi
+  for tier in "$@"; do
+    for t in $(ls test/$tier/ 2>/dev/null | sort) $(cd "$srcdir" && ls test/$tier/*.sh 2>/dev/null | sort); do
+      case "$t" in
+        test/*.sh) prog="$srcdir/$t"; name=$t; cmd="sh $prog" ;;
+        *.o|*.c|*.sh|*.py) continue ;;
+        *) prog=test/$tier/$t; name=$prog; [ -x "$prog" ] || continue; cmd=$prog ;;
+      esac
+      out=$log/$(echo "$name.$conf" | tr /: __).log
+      start=$(date +%s)
+      if timeout "$limit" $cmd > "$out" 2>&1; then
+        pass=$((pass + 1)); echo "PASS $name [$conf] ($(( $(date +%s) - start ))s)"
+      else
+        rc=$?
+        fail=$((fail + 1)); failed="$failed $name[$conf]"
+        echo "FAIL $name [$conf] (exit $rc, $(( $(date +%s) - start ))s); last lines of $out:"
+        tail -n 30 "$out" | sed 's/^/    /'
+      fi
+    done
   done
 done
 [ -n "$failed" ] && echo "failed:$failed"

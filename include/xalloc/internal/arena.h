@@ -11,6 +11,12 @@
  * holds nregs regions of one size class; its bitmap has a 1 for each free
  * region. A large run is one allocation of npages pages.
  *
+ * Dirty pages: a free page is dirty (may be resident, content unknown) or
+ * clean (never touched or purged: reads as zero), one bit per page in the
+ * chunk's dirtymap. A free run counts its dirty pages (ndirty); runs with
+ * dirty pages are on the arena's dirty list, oldest first; purging gives
+ * exactly the dirty spans back with madvise.
+ *
  * Locks: each bin's lock protects its runcur, its runs tree, the bitmaps
  * and nfree of its runs, and its stats. The arena lock protects runs_avail,
  * the dirty list, page maps, spare and the large stats. Lock order: bin,
@@ -39,19 +45,30 @@ struct arena_run_s {
   uint32_t npages;
   uint8_t state;    /* RUN_FREE, RUN_LARGE or RUN_SMALL */
   uint8_t pool;     /* descriptor pool (bitmap words) */
-  bool dirty;       /* free: may hold resident pages */
-  bool zeroed;      /* free or large: reads as zero (large: when allocated) */
+  bool zeroed;      /* allocated: its pages read as zero when allocated */
+  uint32_t ndirty;  /* free: pages with their dirty bit set */
   uint16_t binind;  /* small: size class */
   uint16_t nfree;   /* small: free regions */
   uint64_t bitmap[]; /* small: 1 = free region */
 };
 
+#define BININD_NONE 0x00ff
 struct arena_chunk_s {
   uint8_t kind; /* META_ARENA_CHUNK */
   arena_t *arena;
   char *addr;
   rb_node_t link;     /* arena->chunk_list */
-  arena_run_t *map[]; /* one per page */
+  arena_run_t **map;  /* one per page (stored after binmap) */
+  /* One bit per page: set when a page was freed and may be resident, clear
+   * when it was never touched or has been purged (so it reads as zero).
+   * Meaningful for free pages only. */
+  uint64_t *dirtymap;
+  /* Per page: for a page of a small run, its size class in the low byte
+   * and its index in the run in the high byte (so the run's start, and
+   * whether a pointer is a region's start, follow without the run
+   * descriptor); BININD_NONE otherwise. Read without a lock by the free
+   * fast path; written under the arena lock when a run changes state. */
+  uint16_t binmap[];
 };
 
 typedef struct {
@@ -78,6 +95,7 @@ typedef struct {
 
 struct arena_s {
   unsigned ind;
+  unsigned nthreads;       /* threads using this arena (arenas_lock) */
   xmutex_t lock;
   rb_tree_t runs_avail;    /* free runs by (npages, address) */
   arena_run_t dirty;       /* sentinel: free dirty runs, oldest first */
@@ -95,10 +113,22 @@ struct arena_s {
 
 #define ARENAS_MAX 4096
 extern arena_t *arenas[ARENAS_MAX];
-extern unsigned narenas;
+extern unsigned narenas;      /* arenas created (arenas[0..narenas) ) */
+extern unsigned narenas_auto; /* arenas threads are spread over */
 
 bool arena_boot(void);
 arena_t *arena_new(unsigned ind);
+/* The least loaded automatic arena (created on demand), with its thread
+ * count raised; NULL on OOM. */
+arena_t *arena_choose(void);
+void arena_unchoose(arena_t *arena);
+
+/* Up to n regions of bin binind into ptrs (lowest address last, so that it
+ * is handed out first); returns the number filled. */
+unsigned arena_fill_small(arena_t *arena, unsigned binind, void **ptrs, unsigned n);
+/* Free a batch of small regions of class binind that all belong to arena
+ * (under one bin lock). Bad pointers are reported one by one. */
+void arena_dalloc_small_batch(arena_t *arena, unsigned binind, void **ptrs, unsigned n);
 
 void *arena_malloc_small(arena_t *arena, unsigned binind, bool zero);
 void *arena_malloc_large(arena_t *arena, size_t usize, size_t alignment, bool zero);
@@ -114,6 +144,9 @@ void arena_purge_all(arena_t *arena);
 /* Check every invariant of the arena's metadata; false if broken. */
 bool arena_validate(arena_t *arena);
 
+void arenas_prefork(void);
+void arenas_postfork_parent(void);
+void arenas_postfork_child(void);
 void arena_prefork(arena_t *arena);
 void arena_postfork_parent(arena_t *arena);
 void arena_postfork_child(arena_t *arena);

@@ -16,7 +16,10 @@
 #define XALLOC_OPTIONS(X)                                                                      \
   X(BOOL, abort, true, 0, 1, "abort after reporting a double, invalid or mis-sized free")     \
   X(BOOL, abort_conf, false, 0, 1, "abort after reporting an invalid option")                 \
-  X(UINT, lg_chunk, 21, 16, 30, "log2 of the chunk size (default 2 MiB)")                     \
+  X(UINT, lg_chunk, 21, 21, 30, "log2 of the chunk size (default 2 MiB)")                     \
+  X(UINT, narenas, 0, 0, 4096, "arenas threads are spread over (0: four per CPU)")            \
+  X(BOOL, tcache, true, 0, 1, "per-thread caches of small and large objects")                 \
+  X(UINT, tcache_max, 32768, 0, 1048576, "largest size (bytes) kept in thread caches")       \
   X(BOOL, stats_print, false, 0, 1, "print statistics to stderr at exit")
 
 #define OPT_CTYPE_BOOL bool

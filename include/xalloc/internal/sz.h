@@ -33,6 +33,7 @@ typedef struct {
 extern size_t sz_index2size_tab[SZ_NCLASSES];
 extern uint8_t sz_size2index_tab[(SZ_LOOKUP_MAX >> 3) + 1];
 extern sz_bin_info_t sz_bin_info[SZ_NBINS];
+extern uint32_t sz_div_magic[SZ_NBINS]; /* sz_bin_info[i].div_magic, compact */
 extern unsigned sz_nlarge_end; /* first huge index */
 extern size_t sz_large_max;    /* largest large class */
 extern size_t sz_chunksize;

@@ -48,6 +48,8 @@ static inline bool util_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0;
  * supports %s, %d, %u, %zu, %zx, %p and %%.
  */
 void util_write(const char *s);
+/* Write to fd (util_write writes to stderr). */
+void util_write_fd(int fd, const char *s);
 size_t util_format(char *buf, size_t size, const char *fmt, ...);
 void util_printf(const char *fmt, ...);
 __attribute__((noreturn)) void util_fatal(const char *fmt, ...);

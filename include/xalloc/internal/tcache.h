@@ -1,0 +1,97 @@
+/*
+ * tcache: per-thread caches of free objects, and the rest of the
+ * per-thread state (tsd_t).
+ *
+ * Each thread has one tsd_t, reached through a single initial-exec TLS
+ * pointer (tsd_tls). Before a thread's first call, and while its tsd_t is
+ * being built or after it was torn down at thread exit, tsd_tls points to
+ * a static sentinel whose bins are empty and can hold nothing, so the fast
+ * paths always miss and fall into the slow path, which knows what to do.
+ *
+ * A bin is a stack of free objects of one size class: small classes and
+ * large classes up to tcache_max. malloc pops; free pushes. An empty bin is
+ * refilled with a batch from the thread's arena under one bin lock; a full
+ * bin is flushed (its older half) back to the owning arenas, grouped by
+ * arena, one lock acquisition per group. Incremental GC flushes three
+ * quarters of what a bin did not use since the last visit. Everything goes
+ * back when the thread exits (a pthread key destructor). Objects in a bin
+ * are "allocated" as far as their runs know, and are checked against the
+ * run metadata when they leave the cache.
+ *
+ * Fields are touched only by the owning thread, except the list links
+ * (tsd_list_lock) and the counters read for statistics.
+ */
+#ifndef XALLOC_INTERNAL_TCACHE_H
+#define XALLOC_INTERNAL_TCACHE_H
+
+#include "xalloc/internal/arena.h"
+#include "xalloc/internal/tag.h"
+
+#define TCACHE_NBINS_MAX 61 /* small classes and large ones up to 1 MiB */
+#define TCACHE_NSLOTS_SMALL_MAX 200
+#define TCACHE_NSLOTS_LARGE 20
+#define TCACHE_GC_INTERVAL 256 /* fast-path allocations per GC step */
+
+enum { TSD_NOMINAL = 0, TSD_EMPTY = 1, TSD_BOOT = 2, TSD_EXITED = 3 };
+
+/* 32 bytes: the fast paths index bins with a shift. */
+typedef struct {
+  uint32_t ncached;     /* objects in stack[0..ncached), newest last */
+  uint32_t ncached_max; /* 0: the bin caches nothing */
+  uint32_t low_water;   /* minimum ncached since the last GC visit */
+  uint32_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
+  void **stack;
+  uint64_t nfree;       /* objects pushed by free */
+} tcache_bin_t;
+
+typedef struct tsd_s tsd_t;
+struct tsd_s {
+  tcache_bin_t bins[TCACHE_NBINS_MAX];
+  int32_t gc_ticker;
+  unsigned gc_next;     /* next bin the GC visits */
+  uint8_t state;
+  bool tcache_enabled;
+  arena_t *arena;       /* the thread's arena */
+  uint64_t allocated;   /* bytes allocated outside the bins */
+  uint64_t deallocated; /* bytes freed outside the bins */
+  /* Objects that entered a bin from its arena (fills; large allocations
+   * served through the bin) and that left it for an arena (flushes). The
+   * objects handed out from bin i are nfill + nfree - nflush - ncached. */
+  uint64_t nfill[TCACHE_NBINS_MAX];
+  uint64_t nflush[TCACHE_NBINS_MAX];
+  tsd_t *prev, *next;   /* all live tsds */
+};
+
+extern __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec")));
+
+/* Report (and abort, or return with abort:false) a double free / an object
+ * whose tag was overwritten while it was cached. */
+void tcache_report_double_free(void *ptr);
+void tcache_report_corrupt(void *ptr);
+extern unsigned tcache_nhbins;     /* bins in use: small + large up to tcache_max */
+extern size_t tcache_maxclass;     /* largest cached size */
+
+bool tcache_boot(void);
+/* The calling thread's tsd, created if needed (never NULL: a sentinel with
+ * the first arena while creating or after exit). */
+tsd_t *tsd_fetch(void);
+static inline bool tsd_nominal(const tsd_t *t) { return t->state == TSD_NOMINAL; }
+
+/* Refill bin ind (small) and pop one; NULL if the arena is out of memory. */
+void *tcache_alloc_small_hard(tsd_t *t, unsigned ind);
+/* Push ptr into bin ind, flushing half of a full bin first. */
+void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr);
+/* Flush bin ind down to rem objects. */
+void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem);
+/* Flush every bin of t. */
+void tcache_flush_all(tsd_t *t);
+/* One GC step (called when gc_ticker runs out). */
+void tcache_event(tsd_t *t);
+/* Bytes this thread allocated / freed (thread.allocated). */
+uint64_t tsd_allocated(const tsd_t *t);
+uint64_t tsd_deallocated(const tsd_t *t);
+
+void tcache_prefork(void);
+void tcache_postfork_parent(void);
+void tcache_postfork_child(void);
+#endif

@@ -1,0 +1,241 @@
+/* tcache: thread caches and per-thread state (see tcache.h). */
+#include <errno.h>
+#include <pthread.h>
+
+#include "xalloc/internal/base.h"
+#include "xalloc/internal/opts.h"
+#include "xalloc/internal/rtree.h"
+#include "xalloc/internal/tcache.h"
+
+/* Sentinels: empty bins that hold nothing. */
+static tsd_t tsd_empty = {.state = TSD_EMPTY};
+static tsd_t tsd_boot = {.state = TSD_BOOT};
+static tsd_t tsd_exited = {.state = TSD_EXITED};
+
+__thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec"))) = &tsd_empty;
+
+unsigned tcache_nhbins;
+size_t tcache_maxclass;
+static size_t tsd_slots;       /* stack slots per tsd */
+static base_pool_t tsd_pool;
+static pthread_key_t tsd_key;
+static xmutex_t tsd_list_lock = XMUTEX_INITIALIZER;
+static tsd_t tsd_list = {.state = TSD_EMPTY}; /* sentinel of the list of live tsds */
+
+static unsigned tcache_bin_slots(unsigned ind) {
+  if (ind < SZ_NBINS) {
+    unsigned n = sz_bin_info[ind].nregs * 2;
+    if (n > TCACHE_NSLOTS_SMALL_MAX) n = TCACHE_NSLOTS_SMALL_MAX;
+    if (n < 4) n = 4;
+    return n & ~1u;
+  }
+  return TCACHE_NSLOTS_LARGE;
+}
+
+static void tsd_destroy(void *arg);
+
+static void tcache_report(const char *what, void *ptr) {
+  arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
+  size_t size = 0;
+  unsigned ind = 0;
+  if (chunk != NULL && chunk->kind == META_ARENA_CHUNK) {
+    ind = chunk->arena->ind;
+    size = arena_salloc(chunk, ptr);
+  }
+  arena_report(what, ptr, size, ind);
+}
+
+void tcache_report_double_free(void *ptr) { tcache_report("double free", ptr); }
+void tcache_report_corrupt(void *ptr) {
+  tcache_report("write after free (or double free) detected at malloc", ptr);
+}
+
+bool tcache_boot(void) {
+  tsd_boot.arena = tsd_exited.arena = tsd_empty.arena = arenas[0];
+  tsd_list.next = tsd_list.prev = &tsd_list;
+  size_t max = opt_tcache_max;
+  if (max > sz_large_max) max = sz_large_max;
+  tcache_nhbins = SZ_NBINS;
+  while (tcache_nhbins < TCACHE_NBINS_MAX && sz_index2size(tcache_nhbins) <= max) tcache_nhbins++;
+  tcache_maxclass = sz_index2size(tcache_nhbins - 1);
+  tsd_slots = 0;
+  for (unsigned i = 0; i < tcache_nhbins; i++) tsd_slots += tcache_bin_slots(i);
+  tsd_pool.size = sizeof(tsd_t) + tsd_slots * sizeof(void *);
+  tsd_pool.free = NULL;
+  if (pthread_key_create(&tsd_key, tsd_destroy) != 0) return true;
+  return false;
+}
+
+static tsd_t *tsd_create(void) {
+  tsd_tls = &tsd_boot; /* allocations made while building are served directly */
+  tsd_t *t = base_pool_alloc(&tsd_pool);
+  arena_t *a = t != NULL ? arena_choose() : NULL;
+  if (t == NULL || a == NULL) {
+    if (t != NULL) base_pool_free(&tsd_pool, t);
+    tsd_tls = &tsd_empty;
+    return &tsd_boot;
+  }
+  t->state = TSD_NOMINAL;
+  t->arena = a;
+  t->tcache_enabled = opt_tcache;
+  t->gc_ticker = TCACHE_GC_INTERVAL;
+  void **slot = (void **)(t + 1);
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    tcache_bin_t *b = &t->bins[i];
+    b->stack = slot;
+    slot += tcache_bin_slots(i);
+    b->ncached_max = opt_tcache ? tcache_bin_slots(i) : 0;
+    b->lg_fill_div = 1;
+  }
+  xmutex_lock(&tsd_list_lock);
+  t->next = &tsd_list;
+  t->prev = tsd_list.prev;
+  tsd_list.prev->next = t;
+  tsd_list.prev = t;
+  xmutex_unlock(&tsd_list_lock);
+  /* May allocate (second-level key storage); tsd_tls is still tsd_boot. */
+  pthread_setspecific(tsd_key, t);
+  tsd_tls = t;
+  return t;
+}
+
+tsd_t *tsd_fetch(void) {
+  tsd_t *t = tsd_tls;
+  if (likely(t->state == TSD_NOMINAL)) return t;
+  if (t->state == TSD_EMPTY) return tsd_create();
+  return t; /* boot or exited: no cache, first arena */
+}
+
+static void tsd_destroy(void *arg) {
+  tsd_t *t = arg;
+  if (t == NULL || t->state != TSD_NOMINAL) return;
+  tsd_tls = &tsd_exited;
+  tcache_flush_all(t);
+  arena_unchoose(t->arena);
+  xmutex_lock(&tsd_list_lock);
+  t->prev->next = t->next;
+  t->next->prev = t->prev;
+  xmutex_unlock(&tsd_list_lock);
+  t->state = TSD_EXITED;
+  base_pool_free(&tsd_pool, t);
+}
+
+void *tcache_alloc_small_hard(tsd_t *t, unsigned ind) {
+  tcache_bin_t *b = &t->bins[ind];
+  unsigned n = b->ncached_max >> b->lg_fill_div;
+  if (n == 0) n = 1;
+  unsigned got = arena_fill_small(t->arena, ind, b->stack, n);
+  if (got == 0) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  for (unsigned i = 0; i + 1 < got; i++) tcache_set_tag(b->stack[i]);
+  b->ncached = got - 1;
+  b->low_water = 0;
+  t->nfill[ind] += got;
+  void *ret = b->stack[got - 1];
+  tcache_clear_tag(ret);
+  return ret;
+}
+
+static arena_t *tcache_owner(void *ptr) {
+  arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
+  if (chunk == NULL || chunk->kind != META_ARENA_CHUNK) return NULL;
+  return chunk->arena;
+}
+
+void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
+  tcache_bin_t *b = &t->bins[ind];
+  if (rem >= b->ncached) return;
+  unsigned nflush = b->ncached - rem;
+  void **objs = b->stack;
+  void *batch[TCACHE_NSLOTS_SMALL_MAX];
+  while (nflush > 0) {
+    arena_t *owner = tcache_owner(objs[0]);
+    if (owner == NULL) {
+      /* Cannot happen for objects pushed by free; report and drop. */
+      arena_report("invalid free (not an allocated block)", objs[0], 0, 0);
+      objs[0] = objs[--nflush];
+      continue;
+    }
+    unsigned k = 0, m = 0;
+    for (unsigned j = 0; j < nflush; j++) {
+      if (tcache_owner(objs[j]) == owner)
+        batch[k++] = objs[j];
+      else
+        objs[m++] = objs[j];
+    }
+    if (ind < SZ_NBINS) {
+      arena_dalloc_small_batch(owner, ind, batch, k);
+    } else {
+      for (unsigned j = 0; j < k; j++) arena_dalloc(rtree_get((uintptr_t)batch[j]), batch[j]);
+    }
+    nflush = m;
+  }
+  memmove(b->stack, b->stack + (b->ncached - rem), rem * sizeof(void *));
+  t->nflush[ind] += b->ncached - rem;
+  b->ncached = rem;
+  if (b->low_water > rem) b->low_water = rem;
+}
+
+void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
+  tcache_bin_t *b = &t->bins[ind];
+  if (tcache_tagged(ptr)) {
+    tcache_report_double_free(ptr);
+    return;
+  }
+  tcache_set_tag(ptr);
+  if (b->ncached >= b->ncached_max) tcache_flush_bin(t, ind, b->ncached_max / 2);
+  b->stack[b->ncached++] = ptr;
+  b->nfree++;
+}
+
+void tcache_flush_all(tsd_t *t) {
+  for (unsigned i = 0; i < tcache_nhbins; i++) tcache_flush_bin(t, i, 0);
+}
+
+void tcache_event(tsd_t *t) {
+  t->gc_ticker = TCACHE_GC_INTERVAL;
+  unsigned ind = t->gc_next;
+  t->gc_next = ind + 1 < tcache_nhbins ? ind + 1 : 0;
+  tcache_bin_t *b = &t->bins[ind];
+  if (b->low_water > 0) {
+    /* Unused since the last visit: flush three quarters of it, and fill
+     * less next time. */
+    tcache_flush_bin(t, ind, b->ncached - (b->low_water - (b->low_water >> 2)));
+    if (ind < SZ_NBINS && (b->ncached_max >> (b->lg_fill_div + 1)) >= 1) b->lg_fill_div++;
+  } else if (b->lg_fill_div > 1) {
+    /* It ran dry: fill more next time. */
+    b->lg_fill_div--;
+  }
+  b->low_water = b->ncached;
+}
+
+uint64_t tsd_allocated(const tsd_t *t) {
+  uint64_t sum = t->allocated;
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    const tcache_bin_t *b = &t->bins[i];
+    sum += (t->nfill[i] + b->nfree - t->nflush[i] - b->ncached) * sz_index2size(i);
+  }
+  return sum;
+}
+
+uint64_t tsd_deallocated(const tsd_t *t) {
+  uint64_t sum = t->deallocated;
+  for (unsigned i = 0; i < tcache_nhbins; i++) sum += t->bins[i].nfree * sz_index2size(i);
+  return sum;
+}
+
+void tcache_prefork(void) { xmutex_prefork(&tsd_list_lock); }
+void tcache_postfork_parent(void) { xmutex_postfork_parent(&tsd_list_lock); }
+void tcache_postfork_child(void) {
+  xmutex_postfork_child(&tsd_list_lock);
+  /* Only the forking thread lives on in the child: the other threads'
+   * caches are unreachable. Forget them (their objects stay allocated). */
+  tsd_t *self = tsd_tls;
+  tsd_list.next = tsd_list.prev = &tsd_list;
+  if (self->state == TSD_NOMINAL) {
+    self->next = self->prev = &tsd_list;
+    tsd_list.next = tsd_list.prev = self;
+  }
+}

@@ -1,0 +1,218 @@
+/* Thread caches and arenas: flushing at thread exit, cross-arena frees,
+ * GC, free tags, arena spreading. Runs with tcache on and off. */
+#include "xtest.h"
+
+#include <malloc.h>
+#include <pthread.h>
+
+#include "xalloc/internal/opts.h"
+#include "xalloc/internal/stats.h"
+#include "xalloc/internal/tcache.h"
+
+/* Bytes allocated in classes of 1 KiB and more: glibc's own allocations
+ * around thread creation (the DTV) are smaller, so these figures only move
+ * with what the tests do. */
+static size_t allocated_now(void) {
+  size_t sum = 0;
+  for (unsigned i = 0; i < narenas; i++) {
+    arena_t *a = arenas[i];
+    for (unsigned b = sz_size2index(1024); b < SZ_NBINS; b++) {
+      xmutex_lock(&a->bins[b].lock);
+      sum += a->bins[b].stats.curregs * sz_bin_info[b].reg_size;
+      xmutex_unlock(&a->bins[b].lock);
+    }
+    xmutex_lock(&a->lock);
+    sum += a->stats.allocated_large;
+    xmutex_unlock(&a->lock);
+  }
+  return sum;
+}
+
+static void validate_all(void) {
+  for (unsigned i = 0; i < narenas; i++) assert_true(arena_validate(arenas[i]));
+}
+
+/* Cached objects of the thread's own bins, all bins. */
+static size_t cached_bytes(const tsd_t *t) {
+  size_t sum = 0;
+  for (unsigned i = 0; i < tcache_nhbins; i++) sum += t->bins[i].ncached * sz_index2size(i);
+  return sum;
+}
+
+static void *churn_and_exit(void *arg) {
+  (void)arg;
+  void *p[1000];
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 1000; i++) p[i] = malloc(1024 + (size_t)(i % 97) * 40 + (i % 5 == 0 ? 20000 : 0));
+    for (int i = 0; i < 1000; i++) free(p[i]);
+  }
+  /* Everything freed sits in this thread's cache (when enabled). */
+  if (opt_tcache) assert_true(cached_bytes(tsd_tls) > 0);
+  return NULL;
+}
+
+static void test_thread_exit_returns_cache(void **state) {
+  (void)state;
+  free(malloc(1)); /* boot, and create this thread's tsd */
+  tcache_flush_all(tsd_fetch());
+  size_t base = allocated_now();
+  for (int i = 0; i < 8; i++) {
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, churn_and_exit, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+  }
+  tcache_flush_all(tsd_fetch());
+  assert_int_equal(allocated_now(), base);
+  validate_all();
+}
+
+typedef struct {
+  void **objs;
+  int n;
+  arena_t *arena;
+} batch_t;
+
+static void *alloc_only(void *arg) {
+  /* Never calls free: its cache holds only the leftovers of fills. */
+  batch_t *b = arg;
+  for (int i = 0; i < b->n; i++) b->objs[i] = malloc(1024 + (size_t)(i % 40) * 64);
+  b->arena = tsd_tls->arena;
+  return NULL;
+}
+
+static void *free_only(void *arg) {
+  batch_t *b = arg;
+  for (int i = 0; i < b->n; i++) free(b->objs[i]);
+  b->arena = tsd_tls->arena;
+  return NULL;
+}
+
+static void test_cross_thread_and_arena_frees(void **state) {
+  (void)state;
+  enum { N = 20000 };
+  void **objs = calloc(N, sizeof(void *));
+  tcache_flush_all(tsd_fetch());
+  size_t base = allocated_now();
+  batch_t a = {objs, N, NULL}, f = {objs, N, NULL};
+  pthread_t th;
+  /* Keep an allocating thread alive so the freeing thread gets another arena. */
+  assert_int_equal(pthread_create(&th, NULL, alloc_only, &a), 0);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  size_t sum = 0;
+  for (int i = 0; i < N; i++) sum += malloc_usable_size(objs[i]);
+  tcache_flush_all(tsd_fetch());
+  /* The allocating thread is gone: only the live objects remain counted. */
+  assert_int_equal(allocated_now(), base + sum);
+  validate_all();
+  assert_int_equal(pthread_create(&th, NULL, free_only, &f), 0);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  tcache_flush_all(tsd_fetch());
+  assert_int_equal(allocated_now(), base);
+  validate_all();
+  free(objs);
+}
+
+static pthread_barrier_t hold_barrier;
+
+static void *hold_arena(void *arg) {
+  batch_t *b = arg;
+  void *p = malloc(10);
+  b->arena = tsd_fetch()->arena;
+  b->objs[0] = p;
+  pthread_barrier_wait(&hold_barrier); /* all alive at once */
+  return NULL;
+}
+
+static void test_threads_spread_over_arenas(void **state) {
+  (void)state;
+  free(malloc(1));
+  assert_true(narenas_auto >= 2);
+  enum { T = 6 };
+  pthread_t th[T];
+  batch_t b[T];
+  void *slot[T];
+  /* Threads alive at the same time go to different arenas while there are
+   * fewer threads than arenas. */
+  pthread_barrier_init(&hold_barrier, NULL, T);
+  for (int i = 0; i < T; i++) {
+    b[i].objs = &slot[i];
+    b[i].n = 1;
+    assert_int_equal(pthread_create(&th[i], NULL, hold_arena, &b[i]), 0);
+  }
+  for (int i = 0; i < T; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+  unsigned distinct = 0;
+  for (int i = 0; i < T; i++) {
+    int seen = 0;
+    for (int j = 0; j < i; j++) seen |= b[j].arena == b[i].arena;
+    distinct += !seen;
+    assert_non_null(b[i].arena);
+    free(slot[i]); /* freed by another thread than the allocating one */
+  }
+  assert_true(distinct >= 2);
+  assert_true(narenas <= narenas_auto);
+  validate_all();
+}
+
+static void test_gc_shrinks_unused_bins(void **state) {
+  (void)state;
+  tsd_t *t = tsd_fetch();
+  if (!opt_tcache) {
+    /* Off: frees go straight back to the arena; bins hold nothing. */
+    void *p[100];
+    for (int i = 0; i < 100; i++) p[i] = malloc(64);
+    for (int i = 0; i < 100; i++) free(p[i]);
+    for (unsigned i = 0; i < tcache_nhbins; i++) assert_int_equal(t->bins[i].ncached, 0);
+    return;
+  }
+  unsigned ind = sz_size2index(64);
+  void *p[100];
+  for (int i = 0; i < 100; i++) p[i] = malloc(64);
+  for (int i = 0; i < 100; i++) free(p[i]);
+  uint32_t before = t->bins[ind].ncached;
+  assert_true(before >= 20);
+  /* Use only another size for many GC rounds. */
+  for (int i = 0; i < 200000; i++) free(malloc(2000));
+  assert_true(t->bins[ind].ncached < before / 2);
+}
+
+static void dbl_free_cached(void *arg) {
+  (void)arg;
+  char *keep = malloc(224); /* keeps the run allocated when tcache is off */
+  char *p = malloc(224);
+  free(p);
+  free(p);
+  free(keep);
+}
+static void write_after_free(void *arg) {
+  (void)arg;
+  char *p = malloc(48);
+  free(p);
+  memset(p, 0x41, 48); /* clobbers the free tag */
+  free(p);             /* not recognised as double free: pushed again */
+  void *a = malloc(48);
+  void *b = malloc(48); /* must not be p a second time */
+  fprintf(stderr, "returned %p and %p\n", a, b);
+}
+
+static void test_tags(void **state) {
+  (void)state;
+  char err[1024];
+  int st = xtest_run_child(dbl_free_cached, NULL, err, sizeof(err));
+  assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+  assert_non_null(strstr(err, "double free of 0x"));
+  assert_non_null(strstr(err, "size class 224"));
+  st = xtest_run_child(write_after_free, NULL, err, sizeof(err));
+  assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+  assert_null(strstr(err, "returned"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_thread_exit_returns_cache),
+      cmocka_unit_test(test_cross_thread_and_arena_frees),
+      cmocka_unit_test(test_threads_spread_over_arenas),
+      cmocka_unit_test(test_gc_shrinks_unused_bins),
+      cmocka_unit_test(test_tags),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
