@@ -1,0 +1,59 @@
+/* fastpath: the malloc+free fast path, for instruction counting under
+ * callgrind (bench/run --callgrind, or by hand:
+ *   valgrind --tool=callgrind fastpath same32 1000000).
+ * Variants:
+ *   same32  N times p = malloc(32); free(p)
+ *   mixed   N times p = malloc(size[i % 8]); free(p), sizes 8..1024
+ *   batch32 N/64 times: 64 x malloc(32), then free them in reverse order
+ * Instructions per pair = (Ir(N2) - Ir(N1)) / (N2 - N1), which removes
+ * start-up and exit costs.  Prints "fastpath ok <n>". */
+#include "common.h"
+
+#define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
+
+static const size_t mixed_sizes[8] = { 8, 24, 48, 96, 160, 320, 640, 1024 };
+
+int main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: %s same32|mixed|batch32 N\n", argv[0]);
+		return 2;
+	}
+	long n = atol(argv[2]);
+	if (strcmp(argv[1], "same32") == 0) {
+		for (long i = 0; i < n; i++) {
+			void *p = malloc(32);
+			if (p == NULL)
+				bench_fail("malloc");
+			ESCAPE(p);
+			free(p);
+		}
+	} else if (strcmp(argv[1], "mixed") == 0) {
+		for (long i = 0; i < n; i++) {
+			void *p = malloc(mixed_sizes[i & 7]);
+			if (p == NULL)
+				bench_fail("malloc");
+			ESCAPE(p);
+			free(p);
+		}
+	} else if (strcmp(argv[1], "batch32") == 0) {
+		void *p[64];
+		if (n % 64 != 0)
+			bench_fail("batch32: N must be a multiple of 64");
+		for (long i = 0; i < n; i += 64) {
+			for (int j = 0; j < 64; j++) {
+				p[j] = malloc(32);
+				if (p[j] == NULL)
+					bench_fail("malloc");
+				ESCAPE(p[j]);
+			}
+			for (int j = 63; j >= 0; j--)
+				free(p[j]);
+		}
+	} else {
+		fprintf(stderr, "unknown variant %s\n", argv[1]);
+		return 2;
+	}
+	printf("fastpath ok %ld\n", n);
+	return 0;
+}
