@@ -66,8 +66,10 @@ uintptr_t tcache_tag_key;
 
 bool arena_boot(void) {
   /* The free tag key: the kernel's AT_RANDOM bytes, mixed with an address. */
-  const uint64_t *rnd = (const uint64_t *)getauxval(AT_RANDOM);
-  uint64_t k = rnd != NULL ? rnd[0] ^ (rnd[1] << 1) : 0;
+  const void *rnd = (const void *)getauxval(AT_RANDOM);
+  uint64_t r[2] = {0, 0};
+  if (rnd != NULL) memcpy(r, rnd, sizeof(r)); /* 16 bytes, not always 8-aligned */
+  uint64_t k = r[0] ^ (r[1] << 1);
   k ^= (uintptr_t)&tcache_tag_key * 0x9E3779B97F4A7C15ULL;
   tcache_tag_key = (uintptr_t)(k | 1);
   for (unsigned i = 0; i <= SZ_BITMAP_WORDS; i++) {

@@ -68,21 +68,35 @@ static void chunk_remove(chunk_arena_t *ca, extent_node_t *n) {
   if (n->dirty) chunk_dirty_remove(ca, n);
 }
 
-static void chunk_purge_node(chunk_arena_t *ca, extent_node_t *n) {
-  chunk_dirty_remove(ca, n);
-  n->dirty = false;
-  n->zeroed = !pages_purge_forced(n->addr, n->size);
+static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *addr, size_t size,
+                                  bool dirty, bool zeroed);
+
+/* Purge a dirty free range: it becomes clean (reads as zero) and merges
+ * with clean neighbours. If madvise fails it stays dirty, moved to the end
+ * of the dirty list; returns true then. */
+static bool chunk_purge_node(chunk_arena_t *ca, extent_node_t *n) {
+  if (pages_purge_forced(n->addr, n->size)) {
+    chunk_dirty_remove(ca, n);
+    chunk_dirty_insert(ca, n);
+    return true;
+  }
   ca->npurged += n->size;
+  chunk_remove(ca, n);
+  chunk_insert_coalesce(ca, n, n->addr, n->size, false, true);
+  return false;
 }
 
-static void chunk_maybe_purge(chunk_arena_t *ca) {
-  size_t max = CHUNK_DIRTY_MAX_CHUNKS * sz_chunksize;
-  while (ca->dirty_bytes > max) chunk_purge_node(ca, ca->dirty.dirty_next);
+/* Purge oldest first until at most max dirty bytes; each range once. */
+static void chunk_purge_to(chunk_arena_t *ca, size_t max) {
+  size_t visits = ca->szad.n;
+  while (ca->dirty_bytes > max && visits-- > 0) chunk_purge_node(ca, ca->dirty.dirty_next);
 }
+
+static void chunk_maybe_purge(chunk_arena_t *ca) { chunk_purge_to(ca, CHUNK_DIRTY_MAX_CHUNKS * sz_chunksize); }
 
 void chunk_purge_all(chunk_arena_t *ca) {
   xmutex_lock(&ca->mtx);
-  while (ca->dirty_bytes > 0) chunk_purge_node(ca, ca->dirty.dirty_next);
+  chunk_purge_to(ca, 0);
   xmutex_unlock(&ca->mtx);
 }
 
@@ -101,23 +115,21 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
   rb_node_t *r = rb_psearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *prev = rb_entry(r, extent_node_t, ad);
-    if (prev->addr + prev->size == addr) {
+    /* Only ranges in the same state merge: a clean range reads as zero,
+     * and merging it with a dirty one would lose that. */
+    if (prev->addr + prev->size == addr && prev->dirty == dirty) {
       chunk_remove(ca, prev);
       node->addr = prev->addr;
       node->size += prev->size;
-      node->dirty |= prev->dirty;
-      node->zeroed &= prev->zeroed;
       chunk_node_free(prev);
     }
   }
   r = rb_nsearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *next = rb_entry(r, extent_node_t, ad);
-    if (next->addr == addr + size) {
+    if (next->addr == addr + size && next->dirty == dirty) {
       chunk_remove(ca, next);
       node->size += next->size;
-      node->dirty |= next->dirty;
-      node->zeroed &= next->zeroed;
       chunk_node_free(next);
     }
   }
@@ -269,7 +281,11 @@ bool chunk_validate(chunk_arena_t *ca) {
     if (n->kind != META_FREE || n->size == 0 || (n->size & (sz_chunksize - 1)) != 0 ||
         ((uintptr_t)n->addr & (sz_chunksize - 1)) != 0)
       ok = false;
-    if (prev != NULL && prev->addr + prev->size >= n->addr) ok = false; /* overlap or uncoalesced */
+    /* No overlap; neighbours in the same state are merged. */
+    if (prev != NULL && (prev->addr + prev->size > n->addr ||
+                         (prev->addr + prev->size == n->addr && prev->dirty == n->dirty)))
+      ok = false;
+    if (n->zeroed == n->dirty) ok = false; /* clean ranges read as zero, dirty ones may not */
     total += n->size;
     if (n->dirty) dirty += n->size;
     prev = n;

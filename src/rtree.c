@@ -34,11 +34,14 @@ bool rtree_set(uintptr_t addr, void *val) {
 
 bool rtree_set_range(uintptr_t addr, size_t size, void *val) {
   size_t grain = (size_t)1 << RTREE_LG_GRAIN;
+  if (size == 0) return false;
+  uintptr_t end = addr + size; /* exclusive */
+  if (end < addr || ((end - 1) >> RTREE_LG_VA)) return true;
+  uintptr_t first = addr & ~(uintptr_t)(grain - 1);
   /* Create every leaf first so that the stores below cannot fail. */
-  for (uintptr_t a = addr; a < addr + size; a += grain) {
-    if ((a >> RTREE_LG_VA) || rtree_leaf(a >> RTREE_LG_GRAIN) == NULL) return true;
-  }
-  for (uintptr_t a = addr; a < addr + size; a += grain) rtree_set(a, val);
+  for (uintptr_t a = first; a < end; a += grain)
+    if (rtree_leaf(a >> RTREE_LG_GRAIN) == NULL) return true;
+  for (uintptr_t a = first; a < end; a += grain) rtree_set(a, val);
   return false;
 }
 

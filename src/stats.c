@@ -3,6 +3,7 @@
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/pages.h"
+#include "xalloc/internal/tcache.h"
 
 void stats_totals(stats_totals_t *t) {
   memset(t, 0, sizeof(*t));
@@ -14,14 +15,10 @@ void stats_totals(stats_totals_t *t) {
       arena_bin_t *bin = &a->bins[b];
       xmutex_lock(&bin->lock);
       t->allocated_small += bin->stats.curregs * sz_bin_info[b].reg_size;
-      t->nmalloc += bin->stats.nmalloc;
-      t->ndalloc += bin->stats.ndalloc;
       xmutex_unlock(&bin->lock);
     }
     xmutex_lock(&a->lock);
     t->allocated_large += a->stats.allocated_large;
-    t->nmalloc += a->stats.nmalloc_large;
-    t->ndalloc += a->stats.ndalloc_large;
     t->active += a->nactive << LG_PAGE;
     t->dirty += a->ndirty << LG_PAGE;
     t->nfree_ranges += a->runs_avail.n;
@@ -33,14 +30,13 @@ void stats_totals(stats_totals_t *t) {
     xmutex_unlock(&a->chunks.mtx);
     xmutex_lock(&a->huge_mtx);
     t->allocated_huge += a->stats.allocated_huge;
-    t->nmalloc += a->stats.nmalloc_huge;
-    t->ndalloc += a->stats.ndalloc_huge;
     t->nhuge += a->huge.n;
     for (rb_node_t *r = rb_first(&a->huge); r != NULL; r = rb_next(r))
       t->active += PAGE_CEILING(rb_entry(r, extent_node_t, ad)->usize);
     xmutex_unlock(&a->huge_mtx);
   }
   t->allocated = t->allocated_small + t->allocated_large + t->allocated_huge;
+  tcache_requests(&t->nmalloc, &t->ndalloc);
   t->dirty += dirty_chunk_bytes;
   t->retained = free_chunk_bytes - dirty_chunk_bytes;
   base_stats_t bs;

@@ -71,7 +71,7 @@ size_t sz_sa2u(size_t size, size_t alignment) {
     if (ind < SZ_NBINS || alignment <= QUANTUM) return sz_index2size(ind);
   }
   /* Large or huge: page multiples, aligned by placement. */
-  if (size > SZ_MAX - alignment) return 0;
+  if (alignment > SZ_MAX || size > SZ_MAX - alignment) return 0;
   size_t usize = sz_s2u(size <= SZ_SMALL_MAX ? SZ_SMALL_MAX + 1 : size);
   if (usize == 0) return 0;
   /* A large run at a big alignment would need too much slack: go huge. */

@@ -106,6 +106,49 @@ tsd_t *tsd_fetch(void) {
   return t; /* boot or exited: no cache, first arena */
 }
 
+/* Calls and bytes of threads that are gone, and of calls made while a
+ * thread had no tsd (during its creation, after its exit). */
+static uint64_t tsd_gone_nmalloc, tsd_gone_nfree;
+
+static uint64_t tsd_nmalloc(const tsd_t *t) {
+  uint64_t n = t->ndirect_malloc;
+  for (unsigned i = 0; i < tcache_nhbins; i++) n += t->nfill[i] + t->bins[i].nfree - t->nflush[i] - t->bins[i].ncached;
+  return n;
+}
+
+static uint64_t tsd_nfree(const tsd_t *t) {
+  uint64_t n = t->ndirect_free;
+  for (unsigned i = 0; i < tcache_nhbins; i++) n += t->bins[i].nfree;
+  return n;
+}
+
+void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize) {
+  if (t->state != TSD_NOMINAL) {
+    __atomic_fetch_add(is_malloc ? &tsd_gone_nmalloc : &tsd_gone_nfree, 1, __ATOMIC_RELAXED);
+  } else if (is_malloc) {
+    t->ndirect_malloc++;
+    t->allocated += usize;
+  } else {
+    t->ndirect_free++;
+    t->deallocated += usize;
+  }
+}
+
+void tcache_requests(uint64_t *nmalloc, uint64_t *nfree) {
+  xmutex_lock(&tsd_list_lock);
+  uint64_t m = __atomic_load_n(&tsd_gone_nmalloc, __ATOMIC_RELAXED);
+  uint64_t f = __atomic_load_n(&tsd_gone_nfree, __ATOMIC_RELAXED);
+  /* Other threads' counters are read without their cooperation: a
+   * snapshot that may lag by the calls in flight. */
+  for (tsd_t *t = tsd_list.next; t != &tsd_list; t = t->next) {
+    m += tsd_nmalloc(t);
+    f += tsd_nfree(t);
+  }
+  xmutex_unlock(&tsd_list_lock);
+  *nmalloc = m;
+  *nfree = f;
+}
+
 static void tsd_destroy(void *arg) {
   tsd_t *t = arg;
   if (t == NULL || t->state != TSD_NOMINAL) return;
@@ -115,6 +158,8 @@ static void tsd_destroy(void *arg) {
   xmutex_lock(&tsd_list_lock);
   t->prev->next = t->next;
   t->next->prev = t->prev;
+  __atomic_fetch_add(&tsd_gone_nmalloc, tsd_nmalloc(t), __ATOMIC_RELAXED);
+  __atomic_fetch_add(&tsd_gone_nfree, tsd_nfree(t), __ATOMIC_RELAXED);
   xmutex_unlock(&tsd_list_lock);
   t->state = TSD_EXITED;
   base_pool_free(&tsd_pool, t);

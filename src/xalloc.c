@@ -127,7 +127,7 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, bool zero) {
     ret = arena_malloc_large(t->arena, usize, PAGE, zero);
   else
     ret = huge_malloc(t->arena, usize, sz_chunksize, zero);
-  if (ret != NULL && tsd_nominal(t)) t->allocated += usize;
+  if (ret != NULL) tsd_count_direct(t, true, usize);
   return ret;
 }
 
@@ -169,7 +169,7 @@ static void *xa_alloc_aligned(size_t size, size_t alignment, bool zero) {
     ret = arena_malloc_large(t->arena, usize, alignment, zero);
   else
     ret = huge_malloc(t->arena, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
-  if (ret != NULL && tsd_nominal(t)) t->allocated += usize;
+  if (ret != NULL) tsd_count_direct(t, true, usize);
   return ret;
 }
 
@@ -192,7 +192,7 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
     extent_node_t *node = (extent_node_t *)meta;
     size_t usize = node->usize;
     huge_dalloc(node, ptr);
-    if (tsd_nominal(t)) t->deallocated += usize;
+    tsd_count_direct(t, false, usize);
     return;
   }
   arena_chunk_t *chunk = (arena_chunk_t *)meta;
@@ -218,7 +218,7 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
       }
     }
     arena_dalloc(chunk, ptr);
-    if (usize != 0 && tsd_nominal(t)) t->deallocated += usize;
+    if (usize != 0) tsd_count_direct(t, false, usize);
     return;
   }
   if (t->bins[ind].ncached_max != 0) {
@@ -226,7 +226,7 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
     return;
   }
   arena_dalloc(chunk, ptr);
-  if (tsd_nominal(t)) t->deallocated += sz_index2size(ind);
+  tsd_count_direct(t, false, sz_index2size(ind));
 }
 
 /* The fast path: find the size class through the radix tree and the

@@ -52,7 +52,7 @@ build() { # build OUTPUT [CFLAGS...]
 }
 build "$tmp/prog"
 build "$tmp/prog-stats" '-DCONF="stats_print:true"'
-build "$tmp/prog-chunk20" '-DCONF="lg_chunk:20,stats_print:true"'
+build "$tmp/prog-chunk24" '-DCONF="lg_chunk:24,stats_print:true"'
 build "$tmp/prog-bad" '-DCONF="bogus_symbol_opt:1"'
 "$CC" -std=gnu11 -O1 '-DCONF="stats_print:true"' -o "$tmp/prog-static" "$tmp/prog.c" \
   "$XALLOC_BUILDDIR/lib/libxalloc.a" -lpthread
@@ -123,15 +123,15 @@ echo "default options: '$default'"
 case "$default" in *lg_chunk:*abort:*) ;; *) fail "no 'lg_chunk:... abort:...' in the Options line: '$default'" ;; esac
 default_chunk=$(sed -n 's/.*chunk size: \([0-9]*\).*/\1/p' "$tmp/basestats.err")
 # A valid value does change the report (so the checks below can fail).
-run valid "$tmp/prog" XALLOC_CONF=lg_chunk:17,abort:false,stats_print:true
+run valid "$tmp/prog" XALLOC_CONF=lg_chunk:25,abort:false,stats_print:true
 ran_ok valid
 no_warning valid
 case "$(options_line valid)" in
-  "lg_chunk:17 abort:false") pass "valid: lg_chunk:17,abort:false is applied" ;;
-  *) fail "valid: Options line is '$(options_line valid)', expected 'lg_chunk:17 abort:false'" ;;
+  "lg_chunk:25 abort:false") pass "valid: lg_chunk:25,abort:false is applied" ;;
+  *) fail "valid: Options line is '$(options_line valid)', expected 'lg_chunk:25 abort:false'" ;;
 esac
-grep -q 'chunk size: 131072$' "$tmp/valid.err" && pass "valid: chunk size is 131072" ||
-  fail "valid: chunk size is not 131072: $(grep 'chunk size' "$tmp/valid.err")"
+grep -q 'chunk size: 33554432$' "$tmp/valid.err" && pass "valid: chunk size is 33554432" ||
+  fail "valid: chunk size is not 33554432: $(grep 'chunk size' "$tmp/valid.err")"
 
 # Empty strings and stray commas are not errors.
 for conf in "" "," "stats_print:true," ",stats_print:true,,"; do
@@ -163,7 +163,7 @@ ran_ok wrapper
 one_warning wrapper no_such_option XALLOC_CONF
 
 # ---- malformed values keep the default --------------------------------------------
-for bad in lg_chunk:abc lg_chunk:99 lg_chunk:15 lg_chunk:-1 lg_chunk: lg_chunk:21x \
+for bad in lg_chunk:abc lg_chunk:99 lg_chunk:20 lg_chunk:-1 lg_chunk: lg_chunk:21x \
   lg_chunk:99999999999999999999999 lg_chunk:18446744073709551636 abort:maybe abort:1 abort:TRUE; do
   # (18446744073709551636 is 2^64 + 20: it must not wrap around to 20.)
   opt=${bad%%:*}
@@ -214,7 +214,7 @@ done
 run abortconf_src "$tmp/prog" XALLOC_CONF=abort_conf:true MALLOC_CONF=no_such_option:1
 [ "$rc" -eq 134 ] && pass "abort_conf in XALLOC_CONF, bad option in MALLOC_CONF: SIGABRT" ||
   fail "abort_conf in XALLOC_CONF, bad option in MALLOC_CONF: exit $rc, expected 134"
-run abortconf_ok "$tmp/prog" XALLOC_CONF=abort_conf:true,lg_chunk:20
+run abortconf_ok "$tmp/prog" XALLOC_CONF=abort_conf:true,lg_chunk:24
 ran_ok abortconf_ok
 no_warning abortconf_ok
 run abortconf_off "$tmp/prog" XALLOC_CONF=abort_conf:false,no_such_option:1
@@ -235,29 +235,29 @@ ran_ok symbad
 one_warning symbad bogus_symbol_opt malloc_conf
 
 # ---- later sources win --------------------------------------------------------------------
-run order0 "$tmp/prog-chunk20"
-case "$(options_line order0)" in lg_chunk:20\ *) pass "order0: malloc_conf sets lg_chunk:20" ;;
-  *) fail "order0: Options '$(options_line order0)', expected lg_chunk:20 from malloc_conf" ;; esac
-run order1 "$tmp/prog-chunk20" XALLOC_CONF=lg_chunk:22
+run order0 "$tmp/prog-chunk24"
+case "$(options_line order0)" in lg_chunk:24\ *) pass "order0: malloc_conf sets lg_chunk:24" ;;
+  *) fail "order0: Options '$(options_line order0)', expected lg_chunk:24 from malloc_conf" ;; esac
+run order1 "$tmp/prog-chunk24" XALLOC_CONF=lg_chunk:22
 case "$(options_line order1)" in lg_chunk:22\ *) pass "order1: XALLOC_CONF beats malloc_conf (lg_chunk:22)" ;;
   *) fail "order1: Options '$(options_line order1)', expected lg_chunk:22 from XALLOC_CONF" ;; esac
 grep -q 'chunk size: 4194304$' "$tmp/order1.err" && pass "order1: chunk size 4194304" ||
   fail "order1: chunk size is not 4194304: $(grep 'chunk size' "$tmp/order1.err")"
-run order2 "$tmp/prog-chunk20" XALLOC_CONF=lg_chunk:22 MALLOC_CONF=lg_chunk:18
-case "$(options_line order2)" in lg_chunk:18\ *) pass "order2: MALLOC_CONF beats XALLOC_CONF (lg_chunk:18)" ;;
-  *) fail "order2: Options '$(options_line order2)', expected lg_chunk:18 from MALLOC_CONF" ;; esac
-run order3 "$tmp/prog-chunk20" XALLOC_CONF=stats_print:false
+run order2 "$tmp/prog-chunk24" XALLOC_CONF=lg_chunk:22 MALLOC_CONF=lg_chunk:26
+case "$(options_line order2)" in lg_chunk:26\ *) pass "order2: MALLOC_CONF beats XALLOC_CONF (lg_chunk:26)" ;;
+  *) fail "order2: Options '$(options_line order2)', expected lg_chunk:26 from MALLOC_CONF" ;; esac
+run order3 "$tmp/prog-chunk24" XALLOC_CONF=stats_print:false
 ran_ok order3
 has_stats order3 && fail "order3: XALLOC_CONF=stats_print:false did not override malloc_conf" ||
   pass "order3: XALLOC_CONF=stats_print:false overrides malloc_conf's stats_print:true"
 # Within one string, the last value wins; a bad later value keeps the earlier one.
-run order4 "$tmp/prog" XALLOC_CONF=lg_chunk:19,stats_print:true,lg_chunk:23
+run order4 "$tmp/prog" XALLOC_CONF=lg_chunk:27,stats_print:true,lg_chunk:23
 case "$(options_line order4)" in lg_chunk:23\ *) pass "order4: the last value in a string wins" ;;
   *) fail "order4: Options '$(options_line order4)', expected lg_chunk:23" ;; esac
-run order5 "$tmp/prog-chunk20" XALLOC_CONF=lg_chunk:abc
+run order5 "$tmp/prog-chunk24" XALLOC_CONF=lg_chunk:abc
 one_warning order5 lg_chunk XALLOC_CONF
-case "$(options_line order5)" in lg_chunk:20\ *) pass "order5: a malformed XALLOC_CONF value keeps malloc_conf's" ;;
-  *) fail "order5: Options '$(options_line order5)', expected lg_chunk:20" ;; esac
+case "$(options_line order5)" in lg_chunk:24\ *) pass "order5: a malformed XALLOC_CONF value keeps malloc_conf's" ;;
+  *) fail "order5: Options '$(options_line order5)', expected lg_chunk:24" ;; esac
 
 [ "$failures" -eq 0 ] || { echo "options: $failures check(s) failed"; exit 1; }
 echo "options: all checks passed"

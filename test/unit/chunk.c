@@ -101,14 +101,19 @@ static void check_state(chunk_arena_t *ca, alloc_t *live, size_t nlive, bool dee
   for (size_t i = 0; i < nlive; i++) allocated += live[i].size;
   /* Every reserved byte is either free or handed out. */
   assert_int_equal(ca->free_bytes + allocated, ca->reserved);
-  /* Coalesced: no two free ranges touch; chunk aligned. */
+  /* Coalesced: free ranges never overlap, and two that touch differ in
+   * state (a clean range reads as zero; merging it into a dirty one would
+   * lose that); chunk aligned. */
   const extent_node_t *prev = NULL;
   extent_node_t *n;
   size_t nfree = 0;
   FOR_EACH_FREE(ca, n) {
     assert_int_equal((uintptr_t)n->addr % C, 0);
     assert_int_equal(n->size % C, 0);
-    if (prev != NULL) assert_true(prev->addr + prev->size < n->addr);
+    if (prev != NULL) {
+      assert_true(prev->addr + prev->size <= n->addr);
+      if (prev->addr + prev->size == n->addr) assert_true(prev->dirty != n->dirty);
+    }
     prev = n;
     nfree++;
   }

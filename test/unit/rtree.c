@@ -22,23 +22,24 @@ static int setup(void **state) {
   void *p = malloc(1); /* boots the library, rtree included */
   if (p == NULL) return -1;
   free(p);
-  chunk = (size_t)1 << rtree_global.lg_chunk;
-  leaf_bits = rtree_global.leaf_bits;
+  chunk = (size_t)1 << RTREE_LG_GRAIN; /* the tree's key granularity */
+  leaf_bits = RTREE_LEAF_BITS;
   return 0;
 }
 
 /* Base address of region r (each region spans whole leaves). */
 static uintptr_t region_base(unsigned r) {
-  return HI_BASE + ((uintptr_t)r << (leaf_bits + rtree_global.lg_chunk));
+  return HI_BASE + ((uintptr_t)r << (leaf_bits + RTREE_LG_GRAIN));
 }
 
 static void *val_for(uintptr_t key, unsigned gen) { return (void *)((key << 8) | (gen & 0xff) | 1); }
 
 static void test_geometry_and_library_chunks(void **state) {
   (void)state;
-  assert_int_equal(rtree_global.lg_chunk, sz_lg_chunk);
-  assert_int_equal(rtree_global.leaf_bits + rtree_global.root_bits + rtree_global.lg_chunk, RTREE_LG_VA);
-  assert_true(rtree_global.root_bits <= RTREE_ROOT_MAX_BITS);
+  assert_true(sz_lg_chunk >= RTREE_LG_GRAIN);
+  assert_int_equal(RTREE_LEAF_BITS + RTREE_ROOT_BITS + RTREE_LG_GRAIN, RTREE_LG_VA);
+  assert_false(rtree_boot(RTREE_LG_GRAIN));
+  assert_true(rtree_boot(RTREE_LG_GRAIN - 1)); /* chunks smaller than a key */
   /* The library's own allocations are found, for every byte of them. */
   char *small = malloc(100), *large = malloc(100000), *huge = malloc(3 * chunk);
   assert_non_null(small);
@@ -141,7 +142,7 @@ static void test_set_get_many(void **state) {
     for (int op = 0; op < 20000; op++) {
       unsigned i = (unsigned)(xtest_rand(&seed) % NKEYS_MODEL);
       uintptr_t a = model_addr(i) + (uintptr_t)(xtest_rand(&seed) % chunk); /* any byte of the chunk */
-      void *v = (xtest_rand(&seed) % 3 == 0) ? NULL : val_for(a >> rtree_global.lg_chunk, (unsigned)op);
+      void *v = (xtest_rand(&seed) % 3 == 0) ? NULL : val_for(a >> RTREE_LG_GRAIN, (unsigned)op);
       assert_false(rtree_set(a, v));
       model[i] = v;
       assert_ptr_equal(rtree_get(a), v);
@@ -232,7 +233,7 @@ static void *writer(void *arg) {
   for (unsigned gen = 1; gen <= 6; gen++) {
     for (unsigned i = w; i < CKEYS; i += NWRITERS) {
       uintptr_t a = conc_addr(i);
-      void *v = gen % 3 == 0 ? NULL : val_for(a >> rtree_global.lg_chunk, gen);
+      void *v = gen % 3 == 0 ? NULL : val_for(a >> RTREE_LG_GRAIN, gen);
       if (rtree_set(a + (i % 7) * 4096, v)) __atomic_fetch_add(&reader_errors, 1000000, __ATOMIC_RELAXED);
     }
   }
@@ -249,7 +250,7 @@ static void *reader(void *arg) {
       uintptr_t v = (uintptr_t)rtree_get(a + (uintptr_t)(xtest_rand(&seed) % chunk));
       if (v != 0) {
         nonnull++;
-        if ((v >> 8) != (a >> rtree_global.lg_chunk) || (v & 1) == 0) errors++;
+        if ((v >> 8) != (a >> RTREE_LG_GRAIN) || (v & 1) == 0) errors++;
       }
       /* Gap chunks are never written. */
       if (rtree_get(a + chunk) != NULL) errors++;
@@ -275,8 +276,8 @@ static void test_concurrent(void **state) {
     /* After the writers are done: the last generation (6, cleared) for all
      * keys; then set everything once more and check every key. */
     for (unsigned i = 0; i < CKEYS; i++) assert_null(rtree_get(conc_addr(i)));
-    for (unsigned i = 0; i < CKEYS; i++) assert_false(rtree_set(conc_addr(i), val_for(conc_addr(i) >> rtree_global.lg_chunk, 7)));
-    for (unsigned i = 0; i < CKEYS; i++) assert_ptr_equal(rtree_get(conc_addr(i)), val_for(conc_addr(i) >> rtree_global.lg_chunk, 7));
+    for (unsigned i = 0; i < CKEYS; i++) assert_false(rtree_set(conc_addr(i), val_for(conc_addr(i) >> RTREE_LG_GRAIN, 7)));
+    for (unsigned i = 0; i < CKEYS; i++) assert_ptr_equal(rtree_get(conc_addr(i)), val_for(conc_addr(i) >> RTREE_LG_GRAIN, 7));
     for (unsigned i = 0; i < CKEYS; i++) rtree_set(conc_addr(i), NULL);
   }
 }

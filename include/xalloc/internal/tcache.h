@@ -54,6 +54,7 @@ struct tsd_s {
   arena_t *arena;       /* the thread's arena */
   uint64_t allocated;   /* bytes allocated outside the bins */
   uint64_t deallocated; /* bytes freed outside the bins */
+  uint64_t ndirect_malloc, ndirect_free; /* calls served outside the bins */
   /* Objects that entered a bin from its arena (fills; large allocations
    * served through the bin) and that left it for an arena (flushes). The
    * objects handed out from bin i are nfill + nfree - nflush - ncached. */
@@ -90,6 +91,10 @@ void tcache_event(tsd_t *t);
 /* Bytes this thread allocated / freed (thread.allocated). */
 uint64_t tsd_allocated(const tsd_t *t);
 uint64_t tsd_deallocated(const tsd_t *t);
+/* Count an allocation or free served outside the bins. */
+void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize);
+/* Allocation and free calls of every thread, live or gone. */
+void tcache_requests(uint64_t *nmalloc, uint64_t *nfree);
 
 void tcache_prefork(void);
 void tcache_postfork_parent(void);
