@@ -4,27 +4,48 @@
 
 #include "xalloc/internal/conf.h"
 
-#define OPT_DEFINE(kind, name, def, min, max, help) OPT_CTYPE_##kind opt_##name = def;
+#define OPT_DEFINE(kind, name, def, min, max, choices, help) OPT_CTYPE_##kind opt_##name = def;
 XALLOC_OPTIONS(OPT_DEFINE)
 #undef OPT_DEFINE
+
+/* Storage for string options (the parser runs before any allocation). */
+#define CONF_STR_MAX 64
+#define OPT_STRBUF_STR(name) static char conf_buf_##name[CONF_STR_MAX];
+#define OPT_STRBUF_BOOL(name)
+#define OPT_STRBUF_UINT(name)
+#define OPT_STRBUF_SSIZE(name)
+#define OPT_STRBUF_ENUM(name)
+#define OPT_STRBUF(kind, name, def, min, max, choices, help) OPT_STRBUF_##kind(name)
+XALLOC_OPTIONS(OPT_STRBUF)
+#undef OPT_STRBUF
 
 /* An application may define this (as with jemalloc). */
 extern const char *malloc_conf __attribute__((weak));
 
-enum { CONF_BOOL, CONF_UINT, CONF_SSIZE };
+enum { CONF_BOOL, CONF_UINT, CONF_SSIZE, CONF_ENUM, CONF_STR };
 #define CONF_KIND_BOOL CONF_BOOL
 #define CONF_KIND_UINT CONF_UINT
 #define CONF_KIND_SSIZE CONF_SSIZE
+#define CONF_KIND_ENUM CONF_ENUM
+#define CONF_KIND_STR CONF_STR
+#define CONF_BUF_STR(name) conf_buf_##name
+#define CONF_BUF_BOOL(name) NULL
+#define CONF_BUF_UINT(name) NULL
+#define CONF_BUF_SSIZE(name) NULL
+#define CONF_BUF_ENUM(name) NULL
 
 typedef struct {
   const char *name;
   int kind;
   void *ptr;
   long long min, max;
+  const char *choices; /* ENUM: "a|b|c" */
+  char *buf;           /* STR: storage */
 } conf_desc_t;
 
 static const conf_desc_t conf_table[] = {
-#define OPT_ROW(kind, name, def, min, max, help) {#name, CONF_KIND_##kind, &opt_##name, min, max},
+#define OPT_ROW(kind, name, def, min, max, choices, help) \
+  {#name, CONF_KIND_##kind, &opt_##name, min, max, choices, CONF_BUF_##kind(name)},
     XALLOC_OPTIONS(OPT_ROW)
 #undef OPT_ROW
 };
@@ -75,6 +96,32 @@ static bool conf_set(const conf_desc_t *d, const char *v, size_t vlen, const cha
       return false;
     }
     return true;
+  }
+  if (d->kind == CONF_STR) {
+    if (vlen >= CONF_STR_MAX) {
+      util_format(expect, sizeof(expect), "at most %u characters", (unsigned)(CONF_STR_MAX - 1));
+      conf_warn("invalid value", d->name, strlen(d->name), v, vlen, src, expect);
+      return false;
+    }
+    memcpy(d->buf, v, vlen);
+    d->buf[vlen] = '\0';
+    *(const char **)d->ptr = d->buf;
+    return true;
+  }
+  if (d->kind == CONF_ENUM) {
+    const char *c = d->choices;
+    for (unsigned i = 0; *c != '\0'; i++) {
+      const char *e = strchr(c, '|');
+      size_t n = e != NULL ? (size_t)(e - c) : strlen(c);
+      if (n == vlen && memcmp(c, v, vlen) == 0) {
+        *(unsigned *)d->ptr = i;
+        return true;
+      }
+      c += n + (e != NULL);
+    }
+    util_format(expect, sizeof(expect), "one of %s", d->choices);
+    conf_warn("invalid value", d->name, strlen(d->name), v, vlen, src, expect);
+    return false;
   }
   long long x;
   util_format(expect, sizeof(expect), "an integer from %s%zu to %zu", d->min < 0 ? "-" : "",

@@ -1,7 +1,9 @@
 /*
  * opts: the one table of runtime options. Each row is
- *   X(kind, name, default, min, max, help)
- * with kind one of BOOL, UINT (unsigned), SSIZE (ssize_t). The table
+ *   X(kind, name, default, min, max, choices, help)
+ * with kind one of BOOL, UINT (unsigned), SSIZE (ssize_t), ENUM (unsigned
+ * index into choices, a '|'-separated list) or STR (a string of at most
+ * CONF_STR_MAX - 1 bytes). The table
  * generates the opt_<name> globals, the parser (conf.c), the statistics
  * header, and the table in doc/TUNING.md. Every layer may read opt_*
  * values; only conf.c writes them, once, at initialization.
@@ -13,20 +15,36 @@
 
 #include "xalloc/internal/util.h"
 
-#define XALLOC_OPTIONS(X)                                                                      \
-  X(BOOL, abort, true, 0, 1, "abort after reporting a double, invalid or mis-sized free")     \
-  X(BOOL, abort_conf, false, 0, 1, "abort after reporting an invalid option")                 \
-  X(UINT, lg_chunk, 21, 21, 30, "log2 of the chunk size (default 2 MiB)")                     \
-  X(UINT, narenas, 0, 0, 4096, "arenas threads are spread over (0: four per CPU)")            \
-  X(BOOL, tcache, true, 0, 1, "per-thread caches of small and large objects")                 \
-  X(UINT, tcache_max, 32768, 0, 1048576, "largest size (bytes) kept in thread caches")       \
-  X(BOOL, stats_print, false, 0, 1, "print statistics to stderr at exit")
+#define XALLOC_OPTIONS(X)                                                                          \
+  X(BOOL, abort, true, 0, 1, NULL, "abort after reporting a double, invalid or mis-sized free")       \
+  X(BOOL, abort_conf, false, 0, 1, NULL, "abort after reporting an invalid option")                   \
+  X(UINT, lg_chunk, 21, 21, 30, NULL, "log2 of the chunk size (default 2 MiB)")                       \
+  X(UINT, narenas, 0, 0, 4096, NULL, "arenas threads are spread over (0: four per CPU)")              \
+  X(BOOL, tcache, true, 0, 1, NULL, "per-thread caches of small and large objects")                   \
+  X(UINT, tcache_max, 32768, 0, 1048576, NULL, "largest size (bytes) kept in thread caches")         \
+  X(SSIZE, dirty_decay_ms, 10000, -1, 86400000, NULL,                                                 \
+    "ms before freed pages are purged lazily (MADV_FREE); 0 at once, -1 never")                       \
+  X(SSIZE, muzzy_decay_ms, 10000, -1, 86400000, NULL,                                                 \
+    "ms before lazily purged pages are purged for good (MADV_DONTNEED); 0 at once, -1 never")         \
+  X(BOOL, retain, true, 0, 1, NULL, "keep freed chunk memory mapped (purged) instead of unmapping")  \
+  X(UINT, retain_grow_k, 2, 1, 64, NULL, "reservations of one size before the reservation size doubles") \
+  X(BOOL, background_thread, false, 0, 1, NULL, "purge from a background thread while idle")         \
+  X(ENUM, thp, 0, 0, 2, "default|always|never", "transparent huge pages for chunk memory")          \
+  X(BOOL, junk, false, 0, 1, NULL, "fill new memory with 0xa5 and freed memory with 0x5a")            \
+  X(BOOL, zero, false, 0, 1, NULL, "zero all new memory")                                            \
+  X(BOOL, stats_print, false, 0, 1, NULL, "print statistics to stderr at exit")                       \
+  X(STR, stats_print_opts, "", 0, 0, NULL, "options for the statistics printed at exit (as malloc_stats_print)")
 
 #define OPT_CTYPE_BOOL bool
 #define OPT_CTYPE_UINT unsigned
 #define OPT_CTYPE_SSIZE ssize_t
-#define OPT_DECLARE(kind, name, def, min, max, help) extern OPT_CTYPE_##kind opt_##name;
+#define OPT_CTYPE_ENUM unsigned
+#define OPT_CTYPE_STR const char *
+#define OPT_DECLARE(kind, name, def, min, max, choices, help) extern OPT_CTYPE_##kind opt_##name;
 XALLOC_OPTIONS(OPT_DECLARE)
 #undef OPT_DECLARE
+
+/* Values of the thp option. */
+enum { THP_DEFAULT = 0, THP_ALWAYS = 1, THP_NEVER = 2 };
 
 #endif
