@@ -102,25 +102,82 @@ arena_t *arena_new(unsigned ind) {
   return a;
 }
 
+/* Automatic arenas made so far: they are arenas[0..arenas_nauto). */
+static unsigned arenas_nauto;
+
 arena_t *arena_choose(void) {
   xmutex_lock(&arenas_lock);
+  /* arenas[0] is made at initialization, outside this function. */
+  while (arenas_nauto < narenas_auto && arenas[arenas_nauto] != NULL) arenas_nauto++;
   arena_t *best = NULL;
-  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
-  for (unsigned i = 0; i < n && i < narenas_auto; i++) {
+  for (unsigned i = 0; i < arenas_nauto; i++) {
     if (best == NULL || arenas[i]->nthreads < best->nthreads) best = arenas[i];
   }
   /* Spread first: a new arena while there is room and none is idle. */
-  if ((best == NULL || best->nthreads > 0) && n < narenas_auto) {
+  if ((best == NULL || best->nthreads > 0) && arenas_nauto < narenas_auto) {
+    unsigned n = arenas_nauto;
     arena_t *a = arena_new(n);
     if (a != NULL) {
-      arenas[n] = a;
-      __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
+      __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
+      arenas_nauto = n + 1;
+      if (narenas < n + 1) __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
       best = a;
     }
   }
   if (best != NULL) best->nthreads++;
   xmutex_unlock(&arenas_lock);
   return best;
+}
+
+arena_t *arena_create_explicit(void) {
+  xmutex_lock(&arenas_lock);
+  unsigned n = narenas > narenas_auto ? narenas : narenas_auto;
+  arena_t *a = n < ARENAS_MAX ? arena_new(n) : NULL;
+  if (a != NULL) {
+    __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
+    __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
+  }
+  xmutex_unlock(&arenas_lock);
+  return a;
+}
+
+bool arena_is_auto(const arena_t *a) { return a->ind < narenas_auto; }
+
+arena_t *arena_get(unsigned ind) {
+  if (ind >= __atomic_load_n(&narenas, __ATOMIC_ACQUIRE)) return NULL;
+  return __atomic_load_n(&arenas[ind], __ATOMIC_ACQUIRE);
+}
+
+bool arena_migrate(arena_t *from, unsigned ind, arena_t **to) {
+  bool err = true;
+  xmutex_lock(&arenas_lock);
+  arena_t *a = ind < narenas ? arenas[ind] : NULL;
+  if (a != NULL) {
+    if (from != NULL) from->nthreads--;
+    a->nthreads++;
+    *to = a;
+    err = false;
+  }
+  xmutex_unlock(&arenas_lock);
+  return err;
+}
+
+bool arena_retire(arena_t *a) {
+  bool err = true;
+  xmutex_lock(&arenas_lock);
+  if (a->nthreads == 0 && !arena_is_auto(a) && arenas[a->ind] == a) {
+    __atomic_store_n(&arenas[a->ind], NULL, __ATOMIC_RELEASE);
+    err = false;
+  }
+  xmutex_unlock(&arenas_lock);
+  return err;
+}
+
+unsigned arena_nthreads(const arena_t *a) {
+  xmutex_lock(&arenas_lock);
+  unsigned n = a->nthreads;
+  xmutex_unlock(&arenas_lock);
+  return n;
 }
 
 void arena_unchoose(arena_t *a) {
@@ -131,16 +188,19 @@ void arena_unchoose(arena_t *a) {
 
 void arenas_prefork(void) {
   xmutex_prefork(&arenas_lock);
-  for (unsigned i = 0; i < narenas; i++) arena_prefork(arenas[i]);
+  for (unsigned i = 0; i < narenas; i++)
+    if (arenas[i] != NULL) arena_prefork(arenas[i]);
 }
 
 void arenas_postfork_parent(void) {
-  for (unsigned i = 0; i < narenas; i++) arena_postfork_parent(arenas[i]);
+  for (unsigned i = 0; i < narenas; i++)
+    if (arenas[i] != NULL) arena_postfork_parent(arenas[i]);
   xmutex_postfork_parent(&arenas_lock);
 }
 
 void arenas_postfork_child(void) {
-  for (unsigned i = 0; i < narenas; i++) arena_postfork_child(arenas[i]);
+  for (unsigned i = 0; i < narenas; i++)
+    if (arenas[i] != NULL) arena_postfork_child(arenas[i]);
   xmutex_postfork_child(&arenas_lock);
 }
 
@@ -430,6 +490,47 @@ void arena_purge_all(arena_t *a) {
   arena_purge_to(a, 0);
   xmutex_unlock(&a->lock);
   chunk_purge_all(&a->chunks);
+}
+
+/* Today the same as purging everything; decay-based purging will make it
+ * purge only what is due. */
+void arena_decay(arena_t *a) { arena_purge_all(a); }
+
+void arena_reset(arena_t *a) {
+  for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_lock(&a->bins[i].lock);
+  xmutex_lock(&a->lock);
+  rb_node_t *r;
+  while ((r = rb_first(&a->chunk_list)) != NULL) {
+    arena_chunk_t *chunk = rb_entry(r, arena_chunk_t, link);
+    /* The first page of every run, free or allocated, maps to it. */
+    for (size_t p = 0; p < arena_chunk_npages;) {
+      arena_run_t *run = chunk->map[p];
+      size_t n = run->npages;
+      if (run->state == RUN_FREE) arena_avail_remove(a, run);
+      arena_run_desc_free(run);
+      p += n;
+    }
+    rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
+    arena_chunk_list_remove(a, chunk);
+    a->nchunks--;
+    chunk_dalloc(&a->chunks, chunk->addr, sz_chunksize, true);
+    base_pool_free(&arena_chunk_pool, chunk);
+  }
+  xassert(a->ndirty == 0 && a->runs_avail.n == 0);
+  a->nactive = 0;
+  a->spare = NULL;
+  a->stats.ndalloc_large = a->stats.nmalloc_large;
+  a->stats.allocated_large = 0;
+  xmutex_unlock(&a->lock);
+  for (unsigned i = SZ_NBINS; i-- > 0;) {
+    arena_bin_t *bin = &a->bins[i];
+    bin->runcur = NULL;
+    rb_init(&bin->runs, arena_cmp_addr);
+    bin->stats.ndalloc = bin->stats.nmalloc;
+    bin->stats.curregs = 0;
+    bin->stats.curruns = 0;
+    xmutex_unlock(&bin->lock);
+  }
 }
 
 /* ---- small ---- */

@@ -271,6 +271,22 @@ void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty) {
   xmutex_unlock(&ca->mtx);
 }
 
+void chunk_arena_release(chunk_arena_t *ca) {
+  xmutex_lock(&ca->mtx);
+  rb_node_t *r;
+  while ((r = rb_first(&ca->ad)) != NULL) {
+    extent_node_t *n = rb_entry(r, extent_node_t, ad);
+    chunk_remove(ca, n);
+    /* On failure the pages layer keeps the range purged and counted. */
+    pages_unmap(n->addr, n->size);
+    chunk_node_free(n);
+  }
+  ca->reserved = 0;
+  ca->grow_size = 2 * sz_chunksize;
+  ca->grow_count = 0;
+  xmutex_unlock(&ca->mtx);
+}
+
 bool chunk_validate(chunk_arena_t *ca) {
   xmutex_lock(&ca->mtx);
   bool ok = rb_validate(&ca->szad) && rb_validate(&ca->ad) && ca->szad.n == ca->ad.n;

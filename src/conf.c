@@ -22,7 +22,6 @@ XALLOC_OPTIONS(OPT_STRBUF)
 /* An application may define this (as with jemalloc). */
 extern const char *malloc_conf __attribute__((weak));
 
-enum { CONF_BOOL, CONF_UINT, CONF_SSIZE, CONF_ENUM, CONF_STR };
 #define CONF_KIND_BOOL CONF_BOOL
 #define CONF_KIND_UINT CONF_UINT
 #define CONF_KIND_SSIZE CONF_SSIZE
@@ -34,21 +33,43 @@ enum { CONF_BOOL, CONF_UINT, CONF_SSIZE, CONF_ENUM, CONF_STR };
 #define CONF_BUF_SSIZE(name) NULL
 #define CONF_BUF_ENUM(name) NULL
 
-typedef struct {
-  const char *name;
-  int kind;
-  void *ptr;
-  long long min, max;
-  const char *choices; /* ENUM: "a|b|c" */
-  char *buf;           /* STR: storage */
-} conf_desc_t;
-
-static const conf_desc_t conf_table[] = {
+const conf_desc_t conf_table[] = {
 #define OPT_ROW(kind, name, def, min, max, choices, help) \
-  {#name, CONF_KIND_##kind, &opt_##name, min, max, choices, CONF_BUF_##kind(name)},
+  {#name, CONF_KIND_##kind, &opt_##name, min, max, choices, CONF_BUF_##kind(name), help},
     XALLOC_OPTIONS(OPT_ROW)
 #undef OPT_ROW
 };
+const unsigned conf_nopts = sizeof(conf_table) / sizeof(conf_table[0]);
+
+const char *conf_enum_name(const conf_desc_t *d, char *buf, size_t size) {
+  unsigned v = *(const unsigned *)d->ptr;
+  const char *c = d->choices;
+  for (unsigned i = 0; i < v && strchr(c, '|') != NULL; i++) c = strchr(c, '|') + 1;
+  size_t n = strchr(c, '|') != NULL ? (size_t)(strchr(c, '|') - c) : strlen(c);
+  if (n >= size) n = size - 1;
+  memcpy(buf, c, n);
+  buf[n] = '\0';
+  return buf;
+}
+
+const char *conf_value_str(const conf_desc_t *d, char *buf, size_t size) {
+  switch (d->kind) {
+  case CONF_BOOL:
+    return *(const bool *)d->ptr ? "true" : "false";
+  case CONF_UINT:
+    util_format(buf, size, "%u", *(const unsigned *)d->ptr);
+    return buf;
+  case CONF_SSIZE: {
+    ssize_t v = *(const ssize_t *)d->ptr;
+    util_format(buf, size, "%s%zu", v < 0 ? "-" : "", (size_t)(v < 0 ? -v : v));
+    return buf;
+  }
+  case CONF_ENUM:
+    return conf_enum_name(d, buf, size);
+  default:
+    return *(const char *const *)d->ptr;
+  }
+}
 
 static void conf_warn(const char *what, const char *k, size_t klen, const char *v, size_t vlen,
                       const char *src, const char *expect) {

@@ -95,3 +95,14 @@ bool huge_ralloc_in_place(extent_node_t *node, void *ptr, size_t usize, bool zer
   xmutex_unlock(&a->huge_mtx);
   return false;
 }
+
+void huge_reset(arena_t *a) {
+  for (;;) {
+    xmutex_lock(&a->huge_mtx);
+    rb_node_t *r = rb_first(&a->huge);
+    extent_node_t *node = r != NULL ? rb_entry(r, extent_node_t, ad) : NULL;
+    xmutex_unlock(&a->huge_mtx);
+    if (node == NULL) break;
+    huge_dalloc(node, node->addr);
+  }
+}

@@ -66,6 +66,32 @@ bool tcache_boot(void) {
   return false;
 }
 
+/*
+ * Give t's bins their stacks; they cache objects if enabled. With zero:true
+ * no bin caches anything, so that every allocation takes the slow path,
+ * which zeroes (the fast path stays as it is).
+ */
+static void tsd_bins_init(tsd_t *t, bool enabled) {
+  t->tcache_enabled = enabled;
+  t->gc_ticker = TCACHE_GC_INTERVAL;
+  void **slot = (void **)(t + 1);
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    tcache_bin_t *b = &t->bins[i];
+    b->stack = slot;
+    slot += tcache_bin_slots(i);
+    b->ncached_max = enabled && !opt_zero ? tcache_bin_slots(i) : 0;
+    b->lg_fill_div = 1;
+  }
+}
+
+void tcache_set_enabled(tsd_t *t, bool enabled) {
+  if (!tsd_nominal(t)) return;
+  tcache_flush_all(t);
+  t->tcache_enabled = enabled;
+  for (unsigned i = 0; i < tcache_nhbins; i++)
+    t->bins[i].ncached_max = enabled && !opt_zero ? tcache_bin_slots(i) : 0;
+}
+
 static tsd_t *tsd_create(void) {
   tsd_tls = &tsd_boot; /* allocations made while building are served directly */
   tsd_t *t = base_pool_alloc(&tsd_pool);
@@ -77,16 +103,7 @@ static tsd_t *tsd_create(void) {
   }
   t->state = TSD_NOMINAL;
   t->arena = a;
-  t->tcache_enabled = opt_tcache;
-  t->gc_ticker = TCACHE_GC_INTERVAL;
-  void **slot = (void **)(t + 1);
-  for (unsigned i = 0; i < tcache_nhbins; i++) {
-    tcache_bin_t *b = &t->bins[i];
-    b->stack = slot;
-    slot += tcache_bin_slots(i);
-    b->ncached_max = opt_tcache ? tcache_bin_slots(i) : 0;
-    b->lg_fill_div = 1;
-  }
+  tsd_bins_init(t, opt_tcache);
   xmutex_lock(&tsd_list_lock);
   t->next = &tsd_list;
   t->prev = tsd_list.prev;
@@ -271,10 +288,97 @@ uint64_t tsd_deallocated(const tsd_t *t) {
   return sum;
 }
 
-void tcache_prefork(void) { xmutex_prefork(&tsd_list_lock); }
-void tcache_postfork_parent(void) { xmutex_postfork_parent(&tsd_list_lock); }
+void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
+  tcache_bin_t *b = &t->bins[ind];
+  void *ret;
+  if (b->ncached != 0) {
+    ret = b->stack[--b->ncached];
+    if (b->ncached < b->low_water) b->low_water = b->ncached;
+    if (unlikely(!tcache_tagged(ret))) {
+      tcache_report_corrupt(ret);
+      return NULL;
+    }
+    tcache_clear_tag(ret);
+  } else if (ind < SZ_NBINS) {
+    t->arena = arena;
+    ret = tcache_alloc_small_hard(t, ind);
+  } else {
+    ret = arena_malloc_large(arena, usize, PAGE, false);
+    if (ret != NULL) t->nfill[ind]++;
+    b->low_water = 0;
+  }
+  return ret;
+}
+
+/* ---- explicit caches (tcache.create) ---- */
+
+static tsd_t *tcaches[TCACHE_EXPLICIT_MAX];
+static xmutex_t tcaches_lock = XMUTEX_INITIALIZER;
+
+bool tcache_explicit_create(unsigned *ind) {
+  tsd_t *t = base_pool_alloc(&tsd_pool);
+  if (t == NULL) return true;
+  t->state = TSD_NOMINAL;
+  t->arena = arenas[0];
+  tsd_bins_init(t, true);
+  xmutex_lock(&tcaches_lock);
+  unsigned i = 0;
+  while (i < TCACHE_EXPLICIT_MAX && tcaches[i] != NULL) i++;
+  if (i < TCACHE_EXPLICIT_MAX) tcaches[i] = t;
+  xmutex_unlock(&tcaches_lock);
+  if (i == TCACHE_EXPLICIT_MAX) {
+    base_pool_free(&tsd_pool, t);
+    return true;
+  }
+  *ind = i;
+  return false;
+}
+
+tsd_t *tcache_explicit_get(unsigned ind) {
+  if (ind >= TCACHE_EXPLICIT_MAX) return NULL;
+  xmutex_lock(&tcaches_lock);
+  tsd_t *t = tcaches[ind];
+  xmutex_unlock(&tcaches_lock);
+  return t;
+}
+
+bool tcache_explicit_flush(unsigned ind) {
+  tsd_t *t = tcache_explicit_get(ind);
+  if (t == NULL) return true;
+  tcache_flush_all(t);
+  return false;
+}
+
+bool tcache_explicit_destroy(unsigned ind) {
+  if (ind >= TCACHE_EXPLICIT_MAX) return true;
+  xmutex_lock(&tcaches_lock);
+  tsd_t *t = tcaches[ind];
+  tcaches[ind] = NULL;
+  xmutex_unlock(&tcaches_lock);
+  if (t == NULL) return true;
+  tcache_flush_all(t);
+  t->state = TSD_EXITED;
+  base_pool_free(&tsd_pool, t);
+  return false;
+}
+
+void tsd_count_resize(tsd_t *t, size_t oldsize, size_t newsize) {
+  if (t->state != TSD_NOMINAL) return;
+  t->allocated += newsize;
+  t->deallocated += oldsize;
+}
+
+void tcache_prefork(void) {
+  xmutex_prefork(&tcaches_lock);
+  xmutex_prefork(&tsd_list_lock);
+}
+void tcache_postfork_parent(void) {
+  xmutex_postfork_parent(&tsd_list_lock);
+  xmutex_postfork_parent(&tcaches_lock);
+}
 void tcache_postfork_child(void) {
   xmutex_postfork_child(&tsd_list_lock);
+  xmutex_postfork_child(&tcaches_lock);
   /* Only the forking thread lives on in the child: the other threads'
    * caches are unreachable. Forget them (their objects stay allocated). */
   tsd_t *self = tsd_tls;

@@ -14,12 +14,14 @@
 #include <unistd.h>
 
 #include "xalloc/internal/conf.h"
+#include "xalloc/internal/ctl.h"
 #include "xalloc/internal/huge.h"
 #include "xalloc/internal/pages.h"
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/stats.h"
 #include "xalloc/internal/tcache.h"
+#include "xalloc/xalloc.h"
 
 static bool xa_initialized;
 static bool xa_init_failed;
@@ -93,6 +95,9 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
+  /* With zero:true no bin caches anything (tcache.c), so every allocation
+   * comes here. */
+  zero = zero || opt_zero;
   tsd_t *t = tsd_fetch();
   if (unlikely(size > SZ_MAX)) {
     errno = ENOMEM;
@@ -102,22 +107,7 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, bool zero) {
   size_t usize = sz_index2size(ind);
   void *ret;
   if (ind < tcache_nhbins && t->bins[ind].ncached_max != 0) {
-    tcache_bin_t *b = &t->bins[ind];
-    if (b->ncached != 0) {
-      ret = b->stack[--b->ncached];
-      if (b->ncached < b->low_water) b->low_water = b->ncached;
-      if (unlikely(!tcache_tagged(ret))) {
-        tcache_report_corrupt(ret);
-        return NULL;
-      }
-      tcache_clear_tag(ret);
-    } else if (ind < SZ_NBINS) {
-      ret = tcache_alloc_small_hard(t, ind);
-    } else {
-      ret = arena_malloc_large(t->arena, usize, PAGE, false);
-      if (ret != NULL) t->nfill[ind]++;
-      b->low_water = 0;
-    }
+    ret = tcache_alloc(t, t->arena, ind, usize);
     if (ret != NULL && zero) memset(ret, 0, usize);
     return ret;
   }
@@ -161,6 +151,7 @@ static void *xa_alloc_aligned(size_t size, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
+  zero = zero || opt_zero;
   /* Small classes are aligned by their size: the cached path serves them. */
   if (usize <= SZ_SMALL_MAX) return xa_alloc_slow(usize, zero);
   tsd_t *t = tsd_fetch();
@@ -183,11 +174,14 @@ static inline uint8_t *xa_meta(const void *ptr, const char *what) {
   return meta;
 }
 
-XA_NOINLINE static void xa_free_slow(void *ptr) {
-  if (ptr == NULL) return;
+/*
+ * Free ptr into cache (a thread's own cache, an explicit one, or NULL for
+ * none), counting the call in t (the calling thread) when it does not go
+ * into t's own bins. Every pointer is checked against the metadata first.
+ */
+static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
   uint8_t *meta = xa_meta(ptr, "invalid free (pointer not allocated by xalloc)");
   if (unlikely(meta == NULL)) return;
-  tsd_t *t = tsd_fetch();
   if (*meta == META_HUGE) {
     extent_node_t *node = (extent_node_t *)meta;
     size_t usize = node->usize;
@@ -199,34 +193,39 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
   size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
   unsigned e = chunk->binmap[pageind];
   unsigned ind = e & 0xff;
+  size_t usize;
   if (ind < SZ_NBINS) {
     size_t roff = (((uintptr_t)ptr - (uintptr_t)chunk->addr) & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
     if (((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] != roff) {
       arena_dalloc(chunk, ptr); /* not a region's start: reported there */
       return;
     }
+    usize = sz_index2size(ind);
   } else {
     /* Large (or not allocated: arena_dalloc reports it). */
     arena_run_t *run = chunk->map[pageind];
-    size_t usize = run != NULL && run->state == RUN_LARGE ? (size_t)run->npages << LG_PAGE : 0;
-    if (usize != 0 && usize <= tcache_maxclass &&
-        (char *)ptr == chunk->addr + ((size_t)run->pageind << LG_PAGE)) {
-      ind = sz_size2index(usize);
-      if (t->bins[ind].ncached_max != 0) {
-        tcache_dalloc_hard(t, ind, ptr);
-        return;
-      }
+    usize = run != NULL && run->state == RUN_LARGE ? (size_t)run->npages << LG_PAGE : 0;
+    if (usize == 0 || usize > tcache_maxclass ||
+        (char *)ptr != chunk->addr + ((size_t)run->pageind << LG_PAGE)) {
+      arena_dalloc(chunk, ptr);
+      if (usize != 0) tsd_count_direct(t, false, usize);
+      return;
     }
-    arena_dalloc(chunk, ptr);
-    if (usize != 0) tsd_count_direct(t, false, usize);
-    return;
+    ind = sz_size2index(usize);
   }
-  if (t->bins[ind].ncached_max != 0) {
-    tcache_dalloc_hard(t, ind, ptr);
+  if (cache != NULL && cache->bins[ind].ncached_max != 0) {
+    tcache_dalloc_hard(cache, ind, ptr);
+    if (cache != t) tsd_count_direct(t, false, usize);
     return;
   }
   arena_dalloc(chunk, ptr);
-  tsd_count_direct(t, false, sz_index2size(ind));
+  tsd_count_direct(t, false, usize);
+}
+
+XA_NOINLINE static void xa_free_slow(void *ptr) {
+  if (ptr == NULL) return;
+  tsd_t *t = tsd_fetch();
+  xa_dalloc(ptr, t, t);
 }
 
 /* The fast path: find the size class through the radix tree and the
@@ -295,11 +294,11 @@ static void *xa_realloc(void *ptr, size_t size) {
     if (old <= SZ_SMALL_MAX) {
       if (usize == old) return ptr;
     } else if (usize > SZ_SMALL_MAX && usize <= sz_large_max) {
-      if (usize == old || !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, false))
+      if (usize == old || !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, opt_zero))
         return ptr;
     }
   } else if (usize > sz_large_max) {
-    if (!huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, false)) return ptr;
+    if (!huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, opt_zero)) return ptr;
   }
   void *ret = xa_alloc(size);
   if (ret == NULL) return NULL;
@@ -399,6 +398,215 @@ XA_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
     return;
   }
   xa_free(ptr);
+}
+
+/* ---- the jemalloc-compatible API (xalloc.h) ---- */
+
+/* The fields of a MALLOCX_* flags word. */
+#define XA_FLAGS_LG_ALIGN(f) ((unsigned)(f)&0x3f)
+#define XA_FLAGS_ZERO(f) (((unsigned)(f)&0x40) != 0)
+#define XA_FLAGS_TCACHE(f) (((unsigned)(f) >> 8) & 0xfff) /* 0 auto, 1 none, i + 2 cache i */
+#define XA_FLAGS_ARENA(f) ((unsigned)(f) >> 20)           /* 0 auto, i + 1 arena i */
+
+/* The usable size mallocx(size, flags) gives; 0 if none. */
+static size_t xa_flags_usize(size_t size, int flags) {
+  unsigned la = XA_FLAGS_LG_ALIGN(flags);
+  if (la == 0) return sz_s2u(size);
+  if (la >= 63) return 0;
+  return sz_sa2u(size, (size_t)1 << la);
+}
+
+/* From arena a, no cache. */
+static void *xa_arena_alloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
+  if (usize <= SZ_SMALL_MAX) return arena_malloc_small(a, sz_size2index(usize), zero);
+  if (usize <= sz_large_max) return arena_malloc_large(a, usize, alignment, zero);
+  return huge_malloc(a, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
+}
+
+XA_NOINLINE static void *xa_mallocx_slow(size_t size, int flags) {
+  if (unlikely(xa_init())) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  unsigned la = XA_FLAGS_LG_ALIGN(flags), tci = XA_FLAGS_TCACHE(flags), ai = XA_FLAGS_ARENA(flags);
+  bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
+  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 0;
+  if (tci == 0 && ai == 0) return alignment != 0 ? xa_alloc_aligned(size, alignment, zero) : xa_alloc_slow(size, zero);
+  size_t usize = xa_flags_usize(size, flags);
+  if (usize == 0) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  tsd_t *t = tsd_fetch();
+  arena_t *arena = t->arena;
+  if (ai != 0 && (arena = arena_get(ai - 1)) == NULL) {
+    errno = EINVAL; /* no such arena (or destroyed) */
+    return NULL;
+  }
+  void *ret;
+  /* An explicit cache serves sizes it caches, unless an arena was named
+   * (then the memory must come from that arena). */
+  if (tci >= 2 && ai == 0) {
+    tsd_t *tc = tcache_explicit_get(tci - 2);
+    if (tc == NULL) {
+      errno = EINVAL; /* no such cache */
+      return NULL;
+    }
+    unsigned ind = sz_size2index(usize);
+    if (ind < tcache_nhbins && tc->bins[ind].ncached_max != 0 && (usize <= SZ_SMALL_MAX || alignment <= PAGE)) {
+      ret = tcache_alloc(tc, arena, ind, usize);
+      if (ret != NULL) {
+        if (zero) memset(ret, 0, usize);
+        tsd_count_direct(t, true, usize);
+      }
+      return ret;
+    }
+  }
+  ret = xa_arena_alloc(arena, usize, alignment < PAGE ? PAGE : alignment, zero);
+  if (ret != NULL) tsd_count_direct(t, true, usize);
+  return ret;
+}
+
+XA_EXPORT void *mallocx(size_t size, int flags) {
+  if (likely(flags == 0)) return xa_alloc(size);
+  return xa_mallocx_slow(size, flags);
+}
+
+XA_NOINLINE static void xa_dallocx_slow(void *ptr, int flags) {
+  unsigned tci = XA_FLAGS_TCACHE(flags);
+  tsd_t *t = tsd_fetch();
+  tsd_t *cache = t;
+  if (tci == 1) {
+    cache = NULL;
+  } else if (tci >= 2) {
+    cache = tcache_explicit_get(tci - 2);
+    if (cache == NULL) {
+      /* Aborts, or (abort:false) frees without a cache. */
+      arena_report("dallocx with a tcache that does not exist", ptr, 0, 0);
+    }
+  }
+  xa_dalloc(ptr, cache, t);
+}
+
+XA_EXPORT void dallocx(void *ptr, int flags) {
+  if (likely(XA_FLAGS_TCACHE(flags) == 0)) {
+    xa_free(ptr);
+    return;
+  }
+  if (ptr == NULL) return;
+  xa_dallocx_slow(ptr, flags);
+}
+
+XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
+  if (ptr == NULL) return;
+  size_t usize = xa_usable(ptr, "invalid sdallocx (pointer not allocated by xalloc)");
+  if (usize == 0) return;
+  if (xa_flags_usize(size, flags) != usize) {
+    arena_report("mis-sized free", ptr, usize, 0);
+    return;
+  }
+  dallocx(ptr, flags);
+}
+
+XA_EXPORT size_t sallocx(const void *ptr, int flags) {
+  (void)flags;
+  if (ptr == NULL) return 0;
+  return xa_usable(ptr, "invalid sallocx (pointer not allocated by xalloc)");
+}
+
+XA_EXPORT size_t nallocx(size_t size, int flags) {
+  if (unlikely(xa_init())) return 0;
+  return xa_flags_usize(size, flags);
+}
+
+/*
+ * Resize ptr (old usable bytes) in place to usize; the new usable size, or
+ * 0 if it cannot be done in place.
+ */
+static size_t xa_resize_in_place(void *ptr, size_t old, size_t usize, bool zero) {
+  uint8_t *meta = rtree_get((uintptr_t)ptr);
+  if (*meta == META_ARENA_CHUNK) {
+    if (old <= SZ_SMALL_MAX) return usize == old ? old : 0;
+    if (usize > SZ_SMALL_MAX && usize <= sz_large_max &&
+        (usize == old || !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, zero)))
+      return usize;
+    return 0;
+  }
+  if (usize > sz_large_max && !huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, zero)) return usize;
+  return 0;
+}
+
+XA_EXPORT void *rallocx(void *ptr, size_t size, int flags) {
+  if (unlikely(xa_init())) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (ptr == NULL) return mallocx(size, flags);
+  size_t usize = xa_flags_usize(size, flags);
+  if (usize == 0) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t old = xa_usable(ptr, "invalid rallocx (pointer not allocated by xalloc)");
+  if (old == 0) {
+    errno = EINVAL;
+    return NULL;
+  }
+  unsigned la = XA_FLAGS_LG_ALIGN(flags), ai = XA_FLAGS_ARENA(flags);
+  bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
+  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 1;
+  uint8_t *meta = rtree_get((uintptr_t)ptr);
+  arena_t *owner = *meta == META_HUGE ? (arena_t *)((extent_node_t *)meta)->arena : ((arena_chunk_t *)meta)->arena;
+  if (((uintptr_t)ptr & (alignment - 1)) == 0 && (ai == 0 || owner->ind == ai - 1)) {
+    size_t u = xa_resize_in_place(ptr, old, usize, zero);
+    if (u != 0) {
+      if (u != old) tsd_count_resize(tsd_fetch(), old, u);
+      return ptr;
+    }
+  }
+  void *ret = mallocx(size, flags);
+  if (ret == NULL) return NULL;
+  memcpy(ret, ptr, old < size ? old : size);
+  dallocx(ptr, flags & (0xfff << 8));
+  return ret;
+}
+
+XA_EXPORT size_t xallocx(void *ptr, size_t size, size_t extra, int flags) {
+  if (ptr == NULL || xa_init()) return 0;
+  size_t old = xa_usable(ptr, "invalid xallocx (pointer not allocated by xalloc)");
+  if (old == 0) return 0;
+  unsigned la = XA_FLAGS_LG_ALIGN(flags);
+  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 1;
+  if (((uintptr_t)ptr & (alignment - 1)) != 0 || size > SZ_MAX) return old;
+  bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
+  size_t max = SZ_MAX - size < extra ? SZ_MAX : size + extra;
+  /* The most that was asked for, else the least. */
+  size_t u = xa_resize_in_place(ptr, old, sz_s2u(max), zero);
+  if (u == 0 && max != size) u = xa_resize_in_place(ptr, old, sz_s2u(size), zero);
+  if (u == 0) return old;
+  if (u != old) tsd_count_resize(tsd_fetch(), old, u);
+  return u;
+}
+
+XA_EXPORT int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
+  if (unlikely(xa_init())) return EAGAIN;
+  return ctl_byname(name, oldp, oldlenp, newp, newlen);
+}
+
+XA_EXPORT int mallctlnametomib(const char *name, size_t *mibp, size_t *miblenp) {
+  if (unlikely(xa_init())) return EAGAIN;
+  return ctl_nametomib(name, mibp, miblenp);
+}
+
+XA_EXPORT int mallctlbymib(const size_t *mib, size_t miblen, void *oldp, size_t *oldlenp, void *newp,
+                           size_t newlen) {
+  if (unlikely(xa_init())) return EAGAIN;
+  return ctl_bymib(mib, miblen, oldp, oldlenp, newp, newlen);
+}
+
+XA_EXPORT void malloc_stats_print(void (*write_cb)(void *, const char *), void *cbopaque, const char *opts) {
+  if (unlikely(xa_init())) return;
+  stats_print(write_cb, cbopaque, opts);
 }
 
 /* glibc's internal names, which a preloaded allocator must also cover. */
@@ -509,6 +717,7 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
 /* ---- fork ---- */
 
 static void xa_prefork(void) {
+  ctl_prefork();
   xmutex_prefork(&xa_init_lock);
   tcache_prefork();
   arenas_prefork();
@@ -522,6 +731,7 @@ static void xa_postfork_parent(void) {
   arenas_postfork_parent();
   tcache_postfork_parent();
   xmutex_postfork_parent(&xa_init_lock);
+  ctl_postfork_parent();
 }
 
 static void xa_postfork_child(void) {
@@ -530,6 +740,7 @@ static void xa_postfork_child(void) {
   arenas_postfork_child();
   tcache_postfork_child();
   xmutex_postfork_child(&xa_init_lock);
+  ctl_postfork_child();
 }
 
 /* stats_print:true prints at exit, to a copy of stderr taken at start-up
@@ -540,5 +751,5 @@ static void xa_stats_write(void *opaque, const char *s) {
 }
 
 __attribute__((destructor)) static void xa_fini(void) {
-  if (xa_initialized && opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, NULL);
+  if (xa_initialized && opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, opt_stats_print_opts);
 }

@@ -43,6 +43,17 @@ mallinfo
 mallinfo2
 mallopt
 malloc_info
+mallocx
+rallocx
+xallocx
+sallocx
+dallocx
+sdallocx
+nallocx
+mallctl
+mallctlnametomib
+mallctlbymib
+malloc_stats_print
 EOF
 
 echo "checking: $nm -D --defined-only $lib lists exactly $(wc -l < "$tmp/expected") public symbols"

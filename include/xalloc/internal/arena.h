@@ -122,6 +122,21 @@ arena_t *arena_new(unsigned ind);
  * count raised; NULL on OOM. */
 arena_t *arena_choose(void);
 void arena_unchoose(arena_t *arena);
+/* A new explicit arena (arenas.create), at an index past the automatic
+ * ones; never chosen for threads automatically. NULL if none can be made. */
+arena_t *arena_create_explicit(void);
+/* Whether the arena is one threads are spread over. */
+bool arena_is_auto(const arena_t *arena);
+/* arenas[ind], or NULL if there is no such arena (or it was destroyed). */
+arena_t *arena_get(unsigned ind);
+/* Move a thread from arena from (may be NULL) to arenas[ind]; true (and
+ * nothing changed) if there is no such arena. */
+bool arena_migrate(arena_t *from, unsigned ind, arena_t **to);
+/* Retire an explicit arena that no thread uses: its index stays taken and
+ * arena_get returns NULL for it. True (nothing changed) if it is automatic
+ * or in use by a thread. */
+bool arena_retire(arena_t *arena);
+unsigned arena_nthreads(const arena_t *arena);
 
 /* Up to n regions of bin binind into ptrs (lowest address last, so that it
  * is handed out first); returns the number filled. */
@@ -141,6 +156,12 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
                                  bool zero);
 /* Purge every dirty page of the arena now. */
 void arena_purge_all(arena_t *arena);
+/* Purge what is due (today: everything, as arena_purge_all). */
+void arena_decay(arena_t *arena);
+/* Discard every small and large allocation of the arena: its chunks go
+ * back to the arena's chunk trees (huge allocations: huge_reset). Objects
+ * of the arena still held in thread caches must have been flushed. */
+void arena_reset(arena_t *arena);
 /* Check every invariant of the arena's metadata; false if broken. */
 bool arena_validate(arena_t *arena);
 

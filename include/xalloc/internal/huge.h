@@ -14,4 +14,6 @@ void *huge_malloc(arena_t *arena, size_t usize, size_t alignment, bool zero);
 void huge_dalloc(extent_node_t *node, void *ptr);
 /* Resize in place to usize (huge); true if it can't. */
 bool huge_ralloc_in_place(extent_node_t *node, void *ptr, size_t usize, bool zero);
+/* Free every huge allocation of the arena (arena.<i>.reset). */
+void huge_reset(arena_t *arena);
 #endif

@@ -96,6 +96,26 @@ void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize);
 /* Allocation and free calls of every thread, live or gone. */
 void tcache_requests(uint64_t *nmalloc, uint64_t *nfree);
 
+/* Pop an object of class ind (usize bytes; cached classes only) from t's
+ * bin, refilling from arena if it is empty; NULL on OOM. */
+void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize);
+/* Enable or disable t's cache (thread.tcache.enabled); flushes it. */
+void tcache_set_enabled(tsd_t *t, bool enabled);
+/* A resize in place, for thread.allocated / thread.deallocated. */
+void tsd_count_resize(tsd_t *t, size_t oldsize, size_t newsize);
+
+/*
+ * Explicit caches (tcache.create, MALLOCX_TCACHE(i)): tsd_t's that belong
+ * to no thread, in a table of TCACHE_EXPLICIT_MAX. As in jemalloc, one may
+ * be used by one thread at a time; the caller keeps them apart. Their
+ * calls are counted in the calling thread's counters (tsd_count_direct).
+ */
+#define TCACHE_EXPLICIT_MAX 4093 /* the 12-bit MALLOCX_TCACHE field, biased by 2 */
+bool tcache_explicit_create(unsigned *ind);
+tsd_t *tcache_explicit_get(unsigned ind); /* NULL if no such cache */
+bool tcache_explicit_flush(unsigned ind);
+bool tcache_explicit_destroy(unsigned ind);
+
 void tcache_prefork(void);
 void tcache_postfork_parent(void);
 void tcache_postfork_child(void);

@@ -1,0 +1,561 @@
+/* ctl: the mallctl namespace (see ctl.h and doc/API.md). */
+#include <errno.h>
+
+#include "xalloc/internal/base.h"
+#include "xalloc/internal/conf.h"
+#include "xalloc/internal/ctl.h"
+#include "xalloc/internal/huge.h"
+#include "xalloc/internal/stats.h"
+#include "xalloc/internal/tcache.h"
+
+#define CTL_ARENAS_ALL ARENAS_MAX /* jemalloc's MALLCTL_ARENAS_ALL (4096) */
+#define CTL_DEPTH_MAX 8
+
+static xmutex_t ctl_mtx = XMUTEX_INITIALIZER;
+
+/* ---- the statistics snapshot (refreshed by "epoch") ---- */
+
+static bool ctl_initialized;
+static uint64_t ctl_epoch;
+static stats_totals_t ctl_totals;
+static unsigned ctl_narenas;
+/* Per arena, and the sum at [CTL_ARENAS_ALL]; in base memory, reused. */
+static stats_arena_t *ctl_astats[ARENAS_MAX + 1];
+static bool ctl_arena_live[ARENAS_MAX + 1];
+
+static void ctl_refresh(void) {
+  if (ctl_astats[CTL_ARENAS_ALL] == NULL) ctl_astats[CTL_ARENAS_ALL] = base_alloc(sizeof(stats_arena_t));
+  stats_arena_t *sum = ctl_astats[CTL_ARENAS_ALL];
+  if (sum != NULL) memset(sum, 0, sizeof(*sum));
+  ctl_arena_live[CTL_ARENAS_ALL] = sum != NULL;
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+  for (unsigned i = 0; i < n; i++) {
+    arena_t *a = arena_get(i);
+    ctl_arena_live[i] = false;
+    if (a == NULL) continue;
+    if (ctl_astats[i] == NULL) ctl_astats[i] = base_alloc(sizeof(stats_arena_t));
+    if (ctl_astats[i] == NULL) continue;
+    stats_arena_get(a, ctl_astats[i]);
+    ctl_arena_live[i] = true;
+    if (sum != NULL) stats_arena_merge(sum, ctl_astats[i]);
+  }
+  for (unsigned i = n; i < ctl_narenas; i++) ctl_arena_live[i] = false;
+  ctl_narenas = n;
+  /* Totals last: they include every arena read above. */
+  stats_totals(&ctl_totals);
+  ctl_epoch++;
+}
+
+/* ---- value transfer, with jemalloc's error rules ---- */
+
+/* Copy a value out. A wrong *oldlenp copies what fits and gives EINVAL. */
+static int ctl_read(void *oldp, size_t *oldlenp, const void *v, size_t size) {
+  if (oldp == NULL || oldlenp == NULL) return 0;
+  if (*oldlenp != size) {
+    size_t n = *oldlenp < size ? *oldlenp : size;
+    memcpy(oldp, v, n);
+    *oldlenp = n;
+    return EINVAL;
+  }
+  memcpy(oldp, v, size);
+  return 0;
+}
+
+/* Copy a new value in (if any); EINVAL if newlen is wrong. */
+static int ctl_write(void *v, size_t size, const void *newp, size_t newlen, bool *written) {
+  *written = false;
+  if (newp == NULL) return 0;
+  if (newlen != size) return EINVAL;
+  memcpy(v, newp, size);
+  *written = true;
+  return 0;
+}
+
+#define READONLY()                                \
+  do {                                            \
+    if (newp != NULL || newlen != 0) return EPERM; \
+  } while (0)
+#define WRITEONLY()                                  \
+  do {                                               \
+    if (oldp != NULL || oldlenp != NULL) return EPERM; \
+  } while (0)
+
+#define CTL_ARGS const size_t *mib, void *oldp, size_t *oldlenp, void *newp, size_t newlen
+#define CTL_UNUSED() \
+  (void)mib;         \
+  (void)oldp;        \
+  (void)oldlenp;     \
+  (void)newp;        \
+  (void)newlen
+
+/* A read-only value computed by expr. */
+#define CTL_RO(fn, type, expr)                    \
+  static int fn(CTL_ARGS) {                       \
+    CTL_UNUSED();                                 \
+    READONLY();                                   \
+    type v_ = (expr);                             \
+    return ctl_read(oldp, oldlenp, &v_, sizeof(v_)); \
+  }
+
+typedef int ctl_handler_t(CTL_ARGS);
+typedef struct ctl_node_s ctl_node_t;
+struct ctl_node_s {
+  const char *name;
+  ctl_handler_t *handler;                /* a leaf */
+  const ctl_node_t *children;            /* named children, up to a {NULL} */
+  const ctl_node_t *(*index)(size_t i);  /* indexed children: node for i, or NULL */
+};
+#define LEAF(n, h) {n, h, NULL, NULL}
+#define NODE(n, c) {n, NULL, c, NULL}
+#define INODE(n, f) {n, NULL, NULL, f}
+#define END {NULL, NULL, NULL, NULL}
+
+/* ---- version, epoch, config, opt ---- */
+
+CTL_RO(ctl_version, const char *, PACKAGE_VERSION)
+
+static int ctl_epoch_h(CTL_ARGS) {
+  CTL_UNUSED();
+  uint64_t v;
+  bool w;
+  int err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w) ctl_refresh();
+  return ctl_read(oldp, oldlenp, &ctl_epoch, sizeof(ctl_epoch));
+}
+
+CTL_RO(ctl_config_debug, bool, config_debug)
+CTL_RO(ctl_config_fill, bool, true)
+CTL_RO(ctl_config_malloc_conf, const char *, XALLOC_CONF_DEFAULT)
+CTL_RO(ctl_config_prof, bool, false)
+CTL_RO(ctl_config_stats, bool, true)
+CTL_RO(ctl_config_utrace, bool, false)
+CTL_RO(ctl_config_xmalloc, bool, false)
+
+static const ctl_node_t ctl_config_nodes[] = {
+    LEAF("debug", ctl_config_debug), LEAF("fill", ctl_config_fill),
+    LEAF("malloc_conf", ctl_config_malloc_conf), LEAF("prof", ctl_config_prof),
+    LEAF("stats", ctl_config_stats), LEAF("utrace", ctl_config_utrace),
+    LEAF("xmalloc", ctl_config_xmalloc), END};
+
+#define OPT_COUNT(kind, name, def, min, max, choices, help) +1
+enum { CTL_NOPTS = 0 XALLOC_OPTIONS(OPT_COUNT) };
+#undef OPT_COUNT
+
+/* opt.<name>: one leaf per row of the option table, in its order. Types:
+ * bool, unsigned, ssize_t; choices and strings as const char *. */
+static int ctl_opt_h(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  const conf_desc_t *d = &conf_table[mib[1]];
+  switch (d->kind) {
+  case CONF_BOOL:
+    return ctl_read(oldp, oldlenp, d->ptr, sizeof(bool));
+  case CONF_UINT:
+    return ctl_read(oldp, oldlenp, d->ptr, sizeof(unsigned));
+  case CONF_SSIZE:
+    return ctl_read(oldp, oldlenp, d->ptr, sizeof(ssize_t));
+  case CONF_ENUM: {
+    /* A NUL-terminated copy of the current choice, kept per option. */
+    static char names[CTL_NOPTS][32];
+    const char *str = conf_enum_name(d, names[mib[1]], sizeof(names[0]));
+    return ctl_read(oldp, oldlenp, &str, sizeof(str));
+  }
+  default:
+    return ctl_read(oldp, oldlenp, d->ptr, sizeof(const char *));
+  }
+}
+
+static const ctl_node_t ctl_opt_nodes[] = {
+#define OPT_NODE(kind, name, def, min, max, choices, help) LEAF(#name, ctl_opt_h),
+    XALLOC_OPTIONS(OPT_NODE)
+#undef OPT_NODE
+        END};
+
+/* ---- thread.* ---- */
+
+static tsd_t *ctl_tsd(void) {
+  tsd_t *t = tsd_fetch();
+  return tsd_nominal(t) ? t : NULL;
+}
+
+static int ctl_thread_arena(CTL_ARGS) {
+  CTL_UNUSED();
+  tsd_t *t = ctl_tsd();
+  if (t == NULL) return EAGAIN;
+  unsigned old = t->arena->ind, ind;
+  bool w;
+  int err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w && ind != old) {
+    arena_t *to;
+    if (arena_migrate(t->arena, ind, &to)) return EFAULT;
+    t->arena = to;
+  }
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+
+static int ctl_thread_tcache_enabled(CTL_ARGS) {
+  CTL_UNUSED();
+  tsd_t *t = ctl_tsd();
+  if (t == NULL) return EAGAIN;
+  bool old = t->tcache_enabled, v;
+  bool w;
+  int err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w && v != old) tcache_set_enabled(t, v);
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+
+static int ctl_thread_tcache_flush(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  WRITEONLY();
+  tsd_t *t = ctl_tsd();
+  if (t != NULL) tcache_flush_all(t);
+  return 0;
+}
+
+static int ctl_thread_allocated(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  tsd_t *t = ctl_tsd();
+  uint64_t v = t != NULL ? tsd_allocated(t) : 0;
+  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+}
+
+static int ctl_thread_deallocated(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  tsd_t *t = ctl_tsd();
+  uint64_t v = t != NULL ? tsd_deallocated(t) : 0;
+  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+}
+
+static const ctl_node_t ctl_thread_tcache_nodes[] = {
+    LEAF("enabled", ctl_thread_tcache_enabled), LEAF("flush", ctl_thread_tcache_flush), END};
+static const ctl_node_t ctl_thread_nodes[] = {
+    LEAF("arena", ctl_thread_arena), LEAF("allocated", ctl_thread_allocated),
+    LEAF("deallocated", ctl_thread_deallocated), NODE("tcache", ctl_thread_tcache_nodes), END};
+
+/* ---- tcache.* ---- */
+
+static int ctl_tcache_create(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  unsigned ind;
+  if (tcache_explicit_create(&ind)) return EFAULT;
+  return ctl_read(oldp, oldlenp, &ind, sizeof(ind));
+}
+
+static int ctl_tcache_op(void *oldp, size_t *oldlenp, void *newp, size_t newlen, bool destroy) {
+  WRITEONLY();
+  unsigned ind;
+  bool w;
+  int err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
+  if (err != 0) return err;
+  if (!w) return EFAULT;
+  if (destroy ? tcache_explicit_destroy(ind) : tcache_explicit_flush(ind)) return EFAULT;
+  return 0;
+}
+static int ctl_tcache_flush(CTL_ARGS) {
+  (void)mib;
+  return ctl_tcache_op(oldp, oldlenp, newp, newlen, false);
+}
+static int ctl_tcache_destroy(CTL_ARGS) {
+  (void)mib;
+  return ctl_tcache_op(oldp, oldlenp, newp, newlen, true);
+}
+
+static const ctl_node_t ctl_tcache_nodes[] = {LEAF("create", ctl_tcache_create),
+                                              LEAF("flush", ctl_tcache_flush),
+                                              LEAF("destroy", ctl_tcache_destroy), END};
+
+/* ---- arenas.* ---- */
+
+CTL_RO(ctl_arenas_narenas, unsigned, __atomic_load_n(&narenas, __ATOMIC_ACQUIRE))
+CTL_RO(ctl_arenas_page, size_t, PAGE)
+CTL_RO(ctl_arenas_quantum, size_t, QUANTUM)
+CTL_RO(ctl_arenas_chunk_size, size_t, sz_chunksize)
+CTL_RO(ctl_arenas_tcache_max, size_t, tcache_maxclass)
+CTL_RO(ctl_arenas_nbins, unsigned, SZ_NBINS)
+CTL_RO(ctl_arenas_nhbins, unsigned, tcache_nhbins)
+CTL_RO(ctl_arenas_nlextents, unsigned, SZ_NCLASSES - SZ_NBINS)
+
+static int ctl_arenas_create(CTL_ARGS) {
+  CTL_UNUSED();
+  if (oldp == NULL || oldlenp == NULL || *oldlenp != sizeof(unsigned)) {
+    if (oldlenp != NULL) *oldlenp = 0;
+    return EINVAL;
+  }
+  if (newp != NULL) {
+    /* jemalloc takes an extent_hooks_t * here; user extent hooks are not
+     * supported (yet). */
+    return newlen != sizeof(void *) ? EINVAL : ENOTSUP;
+  }
+  arena_t *a = arena_create_explicit();
+  if (a == NULL) return EAGAIN;
+  unsigned ind = a->ind;
+  return ctl_read(oldp, oldlenp, &ind, sizeof(ind));
+}
+
+CTL_RO(ctl_arenas_bin_size, size_t, sz_bin_info[mib[2]].reg_size)
+CTL_RO(ctl_arenas_bin_nregs, uint32_t, sz_bin_info[mib[2]].nregs)
+CTL_RO(ctl_arenas_bin_slab_size, size_t, (size_t)sz_bin_info[mib[2]].run_pages << LG_PAGE)
+static const ctl_node_t ctl_arenas_bin_i_nodes[] = {LEAF("size", ctl_arenas_bin_size),
+                                                    LEAF("nregs", ctl_arenas_bin_nregs),
+                                                    LEAF("slab_size", ctl_arenas_bin_slab_size), END};
+static const ctl_node_t ctl_arenas_bin_i = NODE(NULL, ctl_arenas_bin_i_nodes);
+static const ctl_node_t *ctl_arenas_bin_index(size_t i) { return i < SZ_NBINS ? &ctl_arenas_bin_i : NULL; }
+
+CTL_RO(ctl_arenas_lextent_size, size_t, sz_index2size((unsigned)(SZ_NBINS + mib[2])))
+static const ctl_node_t ctl_arenas_lextent_i_nodes[] = {LEAF("size", ctl_arenas_lextent_size), END};
+static const ctl_node_t ctl_arenas_lextent_i = NODE(NULL, ctl_arenas_lextent_i_nodes);
+static const ctl_node_t *ctl_arenas_lextent_index(size_t i) {
+  return i < SZ_NCLASSES - SZ_NBINS ? &ctl_arenas_lextent_i : NULL;
+}
+
+static const ctl_node_t ctl_arenas_nodes[] = {
+    LEAF("narenas", ctl_arenas_narenas), LEAF("create", ctl_arenas_create),
+    LEAF("page", ctl_arenas_page), LEAF("quantum", ctl_arenas_quantum),
+    LEAF("chunk_size", ctl_arenas_chunk_size), LEAF("tcache_max", ctl_arenas_tcache_max),
+    LEAF("nbins", ctl_arenas_nbins), LEAF("nhbins", ctl_arenas_nhbins),
+    LEAF("nlextents", ctl_arenas_nlextents), INODE("bin", ctl_arenas_bin_index),
+    INODE("lextent", ctl_arenas_lextent_index), END};
+
+/* ---- arena.<i>.* ---- */
+
+static int ctl_arena_purge_decay(const size_t *mib, bool decay) {
+  if (mib[1] == CTL_ARENAS_ALL) {
+    unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+      arena_t *a = arena_get(i);
+      if (a != NULL) decay ? arena_decay(a) : arena_purge_all(a);
+    }
+    return 0;
+  }
+  arena_t *a = arena_get((unsigned)mib[1]);
+  if (a == NULL) return EFAULT;
+  decay ? arena_decay(a) : arena_purge_all(a);
+  return 0;
+}
+
+static int ctl_arena_purge(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  WRITEONLY();
+  return ctl_arena_purge_decay(mib, false);
+}
+
+static int ctl_arena_decay(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  WRITEONLY();
+  return ctl_arena_purge_decay(mib, true);
+}
+
+/* Reset or destroy: explicit arenas only (EFAULT otherwise, as jemalloc). */
+static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
+  arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
+  if (a == NULL || arena_is_auto(a)) return EFAULT;
+  if (destroy && arena_retire(a)) return EFAULT; /* a thread still uses it */
+  /* The calling thread's cache may hold objects of the arena; other
+   * threads' caches must have been flushed by their threads (as jemalloc
+   * requires). */
+  tsd_t *t = ctl_tsd();
+  if (t != NULL) tcache_flush_all(t);
+  huge_reset(a);
+  arena_reset(a);
+  if (destroy) chunk_arena_release(&a->chunks);
+  return 0;
+}
+
+static int ctl_arena_reset(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  WRITEONLY();
+  return ctl_arena_reset_destroy(mib, false);
+}
+
+static int ctl_arena_destroy(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  WRITEONLY();
+  return ctl_arena_reset_destroy(mib, true);
+}
+
+static const ctl_node_t ctl_arena_i_nodes[] = {LEAF("purge", ctl_arena_purge), LEAF("decay", ctl_arena_decay),
+                                               LEAF("reset", ctl_arena_reset),
+                                               LEAF("destroy", ctl_arena_destroy), END};
+static const ctl_node_t ctl_arena_i = NODE(NULL, ctl_arena_i_nodes);
+static const ctl_node_t *ctl_arena_index(size_t i) {
+  return i < __atomic_load_n(&narenas, __ATOMIC_ACQUIRE) || i == CTL_ARENAS_ALL ? &ctl_arena_i : NULL;
+}
+
+/* ---- stats.* (from the snapshot) ---- */
+
+CTL_RO(ctl_stats_allocated, size_t, ctl_totals.allocated)
+CTL_RO(ctl_stats_active, size_t, ctl_totals.active)
+CTL_RO(ctl_stats_metadata, size_t, ctl_totals.metadata)
+CTL_RO(ctl_stats_resident, size_t, ctl_totals.resident)
+CTL_RO(ctl_stats_mapped, size_t, ctl_totals.mapped)
+CTL_RO(ctl_stats_retained, size_t, ctl_totals.retained)
+CTL_RO(ctl_stats_dirty, size_t, ctl_totals.dirty)
+
+#define SA (ctl_astats[mib[2]])
+CTL_RO(ctl_sa_nthreads, unsigned, SA->nthreads)
+CTL_RO(ctl_sa_pactive, size_t, SA->pactive)
+CTL_RO(ctl_sa_pdirty, size_t, SA->pdirty)
+CTL_RO(ctl_sa_mapped, size_t, SA->mapped)
+CTL_RO(ctl_sa_retained, size_t, SA->chunk_free - SA->chunk_dirty)
+CTL_RO(ctl_sa_npurged, uint64_t, SA->npurged)
+CTL_RO(ctl_sa_small_allocated, size_t, SA->allocated_small)
+CTL_RO(ctl_sa_small_nmalloc, uint64_t, SA->nmalloc_small)
+CTL_RO(ctl_sa_small_ndalloc, uint64_t, SA->ndalloc_small)
+CTL_RO(ctl_sa_large_allocated, size_t, SA->allocated_large)
+CTL_RO(ctl_sa_large_nmalloc, uint64_t, SA->nmalloc_large)
+CTL_RO(ctl_sa_large_ndalloc, uint64_t, SA->ndalloc_large)
+CTL_RO(ctl_sa_huge_allocated, size_t, SA->allocated_huge)
+CTL_RO(ctl_sa_huge_nmalloc, uint64_t, SA->nmalloc_huge)
+CTL_RO(ctl_sa_huge_ndalloc, uint64_t, SA->ndalloc_huge)
+CTL_RO(ctl_sa_huge_curhuge, size_t, SA->nhuge)
+CTL_RO(ctl_sab_size, size_t, sz_bin_info[mib[4]].reg_size)
+CTL_RO(ctl_sab_nregs, uint32_t, sz_bin_info[mib[4]].nregs)
+CTL_RO(ctl_sab_slab_size, size_t, (size_t)sz_bin_info[mib[4]].run_pages << LG_PAGE)
+CTL_RO(ctl_sab_nmalloc, uint64_t, SA->bins[mib[4]].nmalloc)
+CTL_RO(ctl_sab_ndalloc, uint64_t, SA->bins[mib[4]].ndalloc)
+CTL_RO(ctl_sab_curregs, size_t, SA->bins[mib[4]].curregs)
+CTL_RO(ctl_sab_curslabs, size_t, SA->bins[mib[4]].curruns)
+CTL_RO(ctl_sab_nslabs, uint64_t, SA->bins[mib[4]].nruns)
+#undef SA
+
+static const ctl_node_t ctl_sab_j_nodes[] = {
+    LEAF("size", ctl_sab_size),       LEAF("nregs", ctl_sab_nregs),       LEAF("slab_size", ctl_sab_slab_size),
+    LEAF("nmalloc", ctl_sab_nmalloc), LEAF("ndalloc", ctl_sab_ndalloc),   LEAF("curregs", ctl_sab_curregs),
+    LEAF("curslabs", ctl_sab_curslabs), LEAF("nslabs", ctl_sab_nslabs), END};
+static const ctl_node_t ctl_sab_j = NODE(NULL, ctl_sab_j_nodes);
+static const ctl_node_t *ctl_sab_index(size_t j) { return j < SZ_NBINS ? &ctl_sab_j : NULL; }
+
+static const ctl_node_t ctl_sa_small_nodes[] = {LEAF("allocated", ctl_sa_small_allocated),
+                                                LEAF("nmalloc", ctl_sa_small_nmalloc),
+                                                LEAF("ndalloc", ctl_sa_small_ndalloc), END};
+static const ctl_node_t ctl_sa_large_nodes[] = {LEAF("allocated", ctl_sa_large_allocated),
+                                                LEAF("nmalloc", ctl_sa_large_nmalloc),
+                                                LEAF("ndalloc", ctl_sa_large_ndalloc), END};
+static const ctl_node_t ctl_sa_huge_nodes[] = {
+    LEAF("allocated", ctl_sa_huge_allocated), LEAF("nmalloc", ctl_sa_huge_nmalloc),
+    LEAF("ndalloc", ctl_sa_huge_ndalloc), LEAF("curhuge", ctl_sa_huge_curhuge), END};
+static const ctl_node_t ctl_sa_i_nodes[] = {
+    LEAF("nthreads", ctl_sa_nthreads), LEAF("pactive", ctl_sa_pactive),
+    LEAF("pdirty", ctl_sa_pdirty),     LEAF("mapped", ctl_sa_mapped),
+    LEAF("retained", ctl_sa_retained), LEAF("npurged", ctl_sa_npurged),
+    NODE("small", ctl_sa_small_nodes), NODE("large", ctl_sa_large_nodes),
+    NODE("huge", ctl_sa_huge_nodes),   INODE("bins", ctl_sab_index), END};
+static const ctl_node_t ctl_sa_i = NODE(NULL, ctl_sa_i_nodes);
+static const ctl_node_t *ctl_sa_index(size_t i) {
+  if (i > ARENAS_MAX || !ctl_arena_live[i] || ctl_astats[i] == NULL) return NULL;
+  return &ctl_sa_i;
+}
+
+static const ctl_node_t ctl_stats_nodes[] = {
+    LEAF("allocated", ctl_stats_allocated), LEAF("active", ctl_stats_active),
+    LEAF("metadata", ctl_stats_metadata),   LEAF("resident", ctl_stats_resident),
+    LEAF("mapped", ctl_stats_mapped),       LEAF("retained", ctl_stats_retained),
+    LEAF("dirty", ctl_stats_dirty),         INODE("arenas", ctl_sa_index), END};
+
+static const ctl_node_t ctl_root_nodes[] = {
+    LEAF("version", ctl_version),   LEAF("epoch", ctl_epoch_h),     NODE("config", ctl_config_nodes),
+    NODE("opt", ctl_opt_nodes),     NODE("thread", ctl_thread_nodes), NODE("tcache", ctl_tcache_nodes),
+    NODE("arenas", ctl_arenas_nodes), INODE("arena", ctl_arena_index), NODE("stats", ctl_stats_nodes),
+    END};
+static const ctl_node_t ctl_root = NODE(NULL, ctl_root_nodes);
+
+/* ---- lookup ---- */
+
+/* The child of node for MIB component c, or NULL. */
+static const ctl_node_t *ctl_child(const ctl_node_t *node, size_t c) {
+  if (node->index != NULL) return node->index(c);
+  if (node->children == NULL) return NULL;
+  for (size_t i = 0; node->children[i].name != NULL; i++)
+    if (i == c) return &node->children[i];
+  return NULL;
+}
+
+/* Translate name into mib (at most *depth components); the node reached. */
+static const ctl_node_t *ctl_lookup(const char *name, size_t *mib, size_t *depth) {
+  const ctl_node_t *node = &ctl_root;
+  size_t k = 0;
+  const char *p = name;
+  if (name == NULL) return NULL;
+  for (;;) {
+    const char *e = strchr(p, '.');
+    size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
+    if (len == 0 || k == *depth || node->handler != NULL) return NULL;
+    size_t c;
+    if (node->index != NULL) {
+      c = 0;
+      for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9' || c > (SIZE_MAX - 9) / 10) return NULL;
+        c = c * 10 + (size_t)(p[i] - '0');
+      }
+      if (len > 1 && p[0] == '0') return NULL;
+    } else {
+      if (node->children == NULL) return NULL;
+      for (c = 0; node->children[c].name != NULL; c++)
+        if (strlen(node->children[c].name) == len && memcmp(node->children[c].name, p, len) == 0) break;
+      if (node->children[c].name == NULL) return NULL;
+    }
+    node = ctl_child(node, c);
+    if (node == NULL) return NULL;
+    mib[k++] = c;
+    if (e == NULL) break;
+    p = e + 1;
+  }
+  *depth = k;
+  return node;
+}
+
+static void ctl_init(void) {
+  if (!ctl_initialized) {
+    ctl_initialized = true;
+    ctl_refresh();
+  }
+}
+
+int ctl_byname(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
+  size_t mib[CTL_DEPTH_MAX], depth = CTL_DEPTH_MAX;
+  xmutex_lock(&ctl_mtx);
+  ctl_init();
+  const ctl_node_t *node = ctl_lookup(name, mib, &depth);
+  int err = node == NULL || node->handler == NULL ? ENOENT : node->handler(mib, oldp, oldlenp, newp, newlen);
+  xmutex_unlock(&ctl_mtx);
+  return err;
+}
+
+int ctl_nametomib(const char *name, size_t *mibp, size_t *miblenp) {
+  if (mibp == NULL || miblenp == NULL) return EINVAL;
+  size_t mib[CTL_DEPTH_MAX], depth = *miblenp < CTL_DEPTH_MAX ? *miblenp : CTL_DEPTH_MAX;
+  xmutex_lock(&ctl_mtx);
+  ctl_init();
+  const ctl_node_t *node = ctl_lookup(name, mib, &depth);
+  xmutex_unlock(&ctl_mtx);
+  if (node == NULL) return ENOENT;
+  memcpy(mibp, mib, depth * sizeof(size_t));
+  *miblenp = depth;
+  return 0;
+}
+
+int ctl_bymib(const size_t *mib, size_t miblen, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
+  if (mib == NULL || miblen == 0 || miblen > CTL_DEPTH_MAX) return ENOENT;
+  xmutex_lock(&ctl_mtx);
+  ctl_init();
+  const ctl_node_t *node = &ctl_root;
+  for (size_t k = 0; k < miblen && node != NULL; k++) node = node->handler != NULL ? NULL : ctl_child(node, mib[k]);
+  int err = node == NULL || node->handler == NULL ? ENOENT : node->handler(mib, oldp, oldlenp, newp, newlen);
+  xmutex_unlock(&ctl_mtx);
+  return err;
+}
+
+void ctl_prefork(void) { xmutex_prefork(&ctl_mtx); }
+void ctl_postfork_parent(void) { xmutex_postfork_parent(&ctl_mtx); }
+void ctl_postfork_child(void) { xmutex_postfork_child(&ctl_mtx); }

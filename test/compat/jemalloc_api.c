@@ -1,0 +1,148 @@
+/*
+ * A program written against jemalloc's non-standard API. test/integration/
+ * jemalloc_compat.sh builds it twice, unchanged: against
+ * <jemalloc/jemalloc.h> with -ljemalloc, and against xalloc's header (through
+ * a jemalloc/jemalloc.h that includes <xalloc/xalloc.h>) with -lxalloc. Both
+ * builds must pass.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jemalloc/jemalloc.h>
+
+static int failures;
+#define CHECK(c)                                                         \
+  do {                                                                   \
+    if (!(c)) {                                                          \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
+      failures++;                                                        \
+    }                                                                    \
+  } while (0)
+
+static size_t printed;
+static void write_cb(void *opaque, const char *s) {
+  CHECK(opaque == &printed);
+  printed += strlen(s);
+}
+
+static int all_zero(const void *p, size_t n) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < n; i++)
+    if (c[i] != 0) return 0;
+  return 1;
+}
+
+int main(void) {
+  /* mallocx with each flag. */
+  void *p = mallocx(100, 0);
+  CHECK(p != NULL && sallocx(p, 0) >= 100 && sallocx(p, 0) == nallocx(100, 0));
+  memset(p, 0xab, 100);
+  dallocx(p, 0);
+  for (int la = 4; la <= 22; la += 3) {
+    p = mallocx(1000, MALLOCX_LG_ALIGN(la));
+    CHECK(p != NULL && ((uintptr_t)p & (((size_t)1 << la) - 1)) == 0);
+    CHECK(sallocx(p, 0) >= 1000);
+    dallocx(p, MALLOCX_LG_ALIGN(la));
+  }
+  p = mallocx(5000, MALLOCX_ALIGN(4096));
+  CHECK(p != NULL && ((uintptr_t)p & 4095) == 0);
+  sdallocx(p, 5000, MALLOCX_ALIGN(4096));
+  for (size_t n = 16; n <= (1 << 22); n *= 4) {
+    unsigned char *d = mallocx(n, 0);
+    memset(d, 0xff, n);
+    dallocx(d, 0);
+    unsigned char *z = mallocx(n, MALLOCX_ZERO);
+    CHECK(z != NULL && all_zero(z, n));
+    dallocx(z, 0);
+  }
+  p = mallocx(64, MALLOCX_TCACHE_NONE);
+  CHECK(p != NULL && sallocx(p, 0) == 64);
+  dallocx(p, MALLOCX_TCACHE_NONE);
+
+  /* Explicit thread cache. */
+  unsigned tc;
+  size_t sz = sizeof(tc);
+  CHECK(mallctl("tcache.create", &tc, &sz, NULL, 0) == 0);
+  p = mallocx(48, MALLOCX_TCACHE(tc));
+  CHECK(p != NULL && sallocx(p, 0) == 48);
+  dallocx(p, MALLOCX_TCACHE(tc));
+  CHECK(mallctl("tcache.flush", NULL, NULL, &tc, sizeof(tc)) == 0);
+  CHECK(mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc)) == 0);
+
+  /* rallocx, xallocx, nallocx, sdallocx. */
+  char *r = mallocx(10, 0);
+  memcpy(r, "0123456789", 10);
+  r = rallocx(r, 100000, 0);
+  CHECK(r != NULL && memcmp(r, "0123456789", 10) == 0 && sallocx(r, 0) >= 100000);
+  r = rallocx(r, 1 << 20, MALLOCX_ZERO);
+  CHECK(r != NULL && memcmp(r, "0123456789", 10) == 0 && all_zero(r + 100000, (1 << 20) - 100000));
+  r = rallocx(r, 1000, MALLOCX_LG_ALIGN(12));
+  CHECK(r != NULL && ((uintptr_t)r & 4095) == 0 && memcmp(r, "0123456789", 10) == 0);
+  size_t usize = sallocx(r, 0);
+  CHECK(xallocx(r, usize, 0, 0) == usize);
+  CHECK(xallocx(r, 1, 0, 0) >= 1);
+  sdallocx(r, sallocx(r, 0), 0);
+  CHECK(nallocx(1, 0) >= 1 && nallocx(4097, 0) >= 4097 && nallocx(100, MALLOCX_ALIGN(64)) % 64 == 0);
+  void *big = mallocx(3 << 20, 0);
+  size_t bigu = sallocx(big, 0);
+  CHECK(xallocx(big, bigu, 0, 0) == bigu);
+  dallocx(big, 0);
+
+  /* mallctl reads. */
+  const char *version;
+  sz = sizeof(version);
+  CHECK(mallctl("version", &version, &sz, NULL, 0) == 0 && version != NULL && version[0] != '\0');
+  unsigned narenas;
+  sz = sizeof(narenas);
+  CHECK(mallctl("arenas.narenas", &narenas, &sz, NULL, 0) == 0 && narenas >= 1);
+  void *keep = mallocx(1 << 20, 0);
+  uint64_t epoch = 1;
+  sz = sizeof(epoch);
+  CHECK(mallctl("epoch", &epoch, &sz, &epoch, sizeof(epoch)) == 0);
+  size_t allocated;
+  sz = sizeof(allocated);
+  CHECK(mallctl("stats.allocated", &allocated, &sz, NULL, 0) == 0 && allocated >= (1 << 20));
+  dallocx(keep, 0);
+  CHECK(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) == 0);
+  CHECK(mallctl("no.such.name", NULL, NULL, NULL, 0) == ENOENT);
+  sz = sizeof(narenas) + 1;
+  CHECK(mallctl("arenas.narenas", &narenas, &sz, NULL, 0) == EINVAL);
+  CHECK(mallctl("arenas.narenas", NULL, NULL, &narenas, sizeof(narenas)) == EPERM);
+  size_t mib[4], miblen = 4;
+  CHECK(mallctlnametomib("arenas.narenas", mib, &miblen) == 0 && miblen == 2);
+  unsigned n2;
+  sz = sizeof(n2);
+  CHECK(mallctlbymib(mib, miblen, &n2, &sz, NULL, 0) == 0 && n2 == narenas);
+
+  /* An explicit arena. */
+  unsigned ai;
+  sz = sizeof(ai);
+  CHECK(mallctl("arenas.create", &ai, &sz, NULL, 0) == 0 && ai >= narenas);
+  void *ptrs[64];
+  for (int i = 0; i < 64; i++) {
+    ptrs[i] = mallocx(100 + 1000 * (size_t)i, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+    CHECK(ptrs[i] != NULL);
+  }
+  for (int i = 0; i < 64; i++) dallocx(ptrs[i], MALLOCX_TCACHE_NONE);
+  unsigned n3;
+  sz = sizeof(n3);
+  CHECK(mallctl("arenas.narenas", &n3, &sz, NULL, 0) == 0 && n3 == ai + 1);
+
+  /* Statistics to a callback. */
+  malloc_stats_print(write_cb, &printed, NULL);
+  CHECK(printed > 100);
+  size_t text = printed;
+  printed = 0;
+  malloc_stats_print(write_cb, &printed, "J");
+  CHECK(printed > 100 && printed != text);
+
+  if (failures != 0) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("jemalloc API program: all checks passed\n");
+  return 0;
+}

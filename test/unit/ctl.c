@@ -1,0 +1,96 @@
+/* Explicit arenas inside: reset and destroy leave valid metadata and give
+ * memory back; the mallctl tree and the option table agree. */
+#include "xtest.h"
+
+#include <errno.h>
+
+#include "xalloc/internal/arena.h"
+#include "xalloc/internal/conf.h"
+#include "xalloc/internal/pages.h"
+#include "xalloc/internal/rtree.h"
+#include "xalloc/xalloc.h"
+
+static void test_reset_destroy_invariants(void **state) {
+  (void)state;
+  unsigned ai;
+  size_t sz = sizeof(ai);
+  assert_int_equal(mallctl("arenas.create", &ai, &sz, NULL, 0), 0);
+  arena_t *a = arenas[ai];
+  assert_non_null(a);
+  assert_false(arena_is_auto(a));
+  size_t mapped0 = pages_mapped();
+  void *p[200];
+  for (int i = 0; i < 200; i++) {
+    size_t n = i % 50 == 0 ? (size_t)5 << 20 : i % 4 == 0 ? 70000 : 16 + (size_t)i * 24;
+    p[i] = mallocx(n, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+    assert_non_null(p[i]);
+    assert_ptr_equal(((arena_chunk_t *)rtree_get((uintptr_t)p[i]))->kind == META_HUGE
+                         ? ((extent_node_t *)rtree_get((uintptr_t)p[i]))->arena
+                         : ((arena_chunk_t *)rtree_get((uintptr_t)p[i]))->arena,
+                     a);
+  }
+  for (int i = 1; i < 200; i += 3) dallocx(p[i], MALLOCX_TCACHE_NONE);
+  assert_true(arena_validate(a));
+  char name[64];
+  snprintf(name, sizeof(name), "arena.%u.reset", ai);
+  assert_int_equal(mallctl(name, NULL, NULL, NULL, 0), 0);
+  assert_true(arena_validate(a));
+  assert_int_equal(a->nactive, 0);
+  assert_int_equal(a->nchunks, 0);
+  assert_int_equal(a->huge.n, 0);
+  for (int i = 0; i < 200; i++) assert_null(rtree_get((uintptr_t)p[i]));
+  size_t mapped1 = pages_mapped();
+  assert_true(mapped1 > mapped0);
+  snprintf(name, sizeof(name), "arena.%u.destroy", ai);
+  assert_int_equal(mallctl(name, NULL, NULL, NULL, 0), 0);
+  assert_null(arenas[ai]);
+  assert_int_equal(a->chunks.free_bytes, 0);
+  assert_true(chunk_validate(&a->chunks));
+  assert_true(pages_mapped() <= mapped0 + (1 << 20)); /* all but metadata growth */
+  for (unsigned i = 0; i < narenas; i++)
+    if (arenas[i] != NULL) assert_true(arena_validate(arenas[i]));
+}
+
+static void test_opt_matches_table(void **state) {
+  (void)state;
+  for (unsigned i = 0; i < conf_nopts; i++) {
+    char name[64], buf[64];
+    snprintf(name, sizeof(name), "opt.%s", conf_table[i].name);
+    size_t mib[4], miblen = 4;
+    assert_int_equal(mallctlnametomib(name, mib, &miblen), 0);
+    assert_int_equal(miblen, 2);
+    assert_int_equal(mib[1], i);
+    const char *want = conf_value_str(&conf_table[i], buf, sizeof(buf));
+    char got[64];
+    if (conf_table[i].kind == CONF_BOOL) {
+      bool b;
+      size_t sz = sizeof(b);
+      assert_int_equal(mallctl(name, &b, &sz, NULL, 0), 0);
+      snprintf(got, sizeof(got), "%s", b ? "true" : "false");
+    } else if (conf_table[i].kind == CONF_UINT) {
+      unsigned u;
+      size_t sz = sizeof(u);
+      assert_int_equal(mallctl(name, &u, &sz, NULL, 0), 0);
+      snprintf(got, sizeof(got), "%u", u);
+    } else if (conf_table[i].kind == CONF_SSIZE) {
+      ssize_t v;
+      size_t sz = sizeof(v);
+      assert_int_equal(mallctl(name, &v, &sz, NULL, 0), 0);
+      snprintf(got, sizeof(got), "%zd", v);
+    } else {
+      const char *s;
+      size_t sz = sizeof(s);
+      assert_int_equal(mallctl(name, &s, &sz, NULL, 0), 0);
+      snprintf(got, sizeof(got), "%s", s);
+    }
+    assert_string_equal(got, want);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_reset_destroy_invariants),
+      cmocka_unit_test(test_opt_matches_table),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
