@@ -21,7 +21,11 @@ static void *background_main(void *arg) {
   xmutex_lock(&bg_mtx);
   while (!bg_stop) {
     xmutex_unlock(&bg_mtx);
+    /* With nothing pending, wake once per dirty decay epoch (frees do not
+     * wake the thread). */
     uint64_t now = decay_now_ns(), sleep_ns = BACKGROUND_MAX_NS;
+    if (opt_dirty_decay_ms > 0 && (uint64_t)opt_dirty_decay_ms * 1000000u / DECAY_NSTEPS < sleep_ns)
+      sleep_ns = (uint64_t)opt_dirty_decay_ms * 1000000u / DECAY_NSTEPS;
     unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
       arena_t *a = __atomic_load_n(&arenas[i], __ATOMIC_ACQUIRE);
