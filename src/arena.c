@@ -18,10 +18,9 @@ static xmutex_t arenas_lock = XMUTEX_INITIALIZER;
 static base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
 static base_pool_t arena_chunk_pool;
 static size_t arena_chunk_npages;
-/* Keep at least this many dirty pages before purging. */
-#define ARENA_DIRTY_MIN_PAGES ((size_t)256)
-/* Purge when dirty pages exceed active pages >> this. */
-#define ARENA_LG_DIRTY_MULT 3
+/* Slow-path calls left before this thread's next decay check. */
+static __thread int32_t arena_decay_ticks __attribute__((tls_model("initial-exec")));
+enum { ARENA_PURGE_LAZY = 1, ARENA_PURGE_FORCED = 2 };
 
 static inline char *arena_run_addr(const arena_run_t *run) {
   return run->chunk->addr + ((size_t)run->pageind << LG_PAGE);
@@ -79,7 +78,7 @@ bool arena_boot(void) {
   arena_chunk_npages = sz_chunksize >> LG_PAGE;
   arena_chunk_pool.size = sizeof(arena_chunk_t) + ALIGNMENT_CEILING(arena_chunk_npages, 8) * 2 +
                           arena_chunk_npages * sizeof(arena_run_t *) +
-                          (arena_chunk_npages + 63) / 64 * sizeof(uint64_t);
+                          2 * ((arena_chunk_npages + 63) / 64) * sizeof(uint64_t);
   arena_chunk_pool.free = NULL;
   return false;
 }
@@ -91,6 +90,11 @@ arena_t *arena_new(unsigned ind) {
   xmutex_init(&a->lock);
   rb_init(&a->runs_avail, arena_cmp_avail);
   a->dirty.dirty_next = a->dirty.dirty_prev = &a->dirty;
+  a->muzzy.muzzy_next = a->muzzy.muzzy_prev = &a->muzzy;
+  xmutex_init(&a->purge_mtx);
+  uint64_t now = decay_now_ns();
+  decay_init(&a->decay_dirty, opt_dirty_decay_ms, now);
+  decay_init(&a->decay_muzzy, opt_muzzy_decay_ms, now);
   chunk_arena_init(&a->chunks);
   xmutex_init(&a->huge_mtx);
   rb_init(&a->huge, arena_cmp_huge);
@@ -212,7 +216,7 @@ static arena_run_t *arena_run_desc_alloc(unsigned nwords) {
 
 static void arena_run_desc_free(arena_run_t *run) { base_pool_free(&arena_run_pools[run->pool], run); }
 
-/* runs_avail and the dirty list. Arena lock held. */
+/* runs_avail and the dirty and muzzy lists. Arena lock held. */
 static void arena_avail_insert(arena_t *a, arena_run_t *run) {
   rb_insert(&a->runs_avail, &run->link);
   if (run->ndirty != 0) {
@@ -221,6 +225,13 @@ static void arena_avail_insert(arena_t *a, arena_run_t *run) {
     a->dirty.dirty_prev->dirty_next = run;
     a->dirty.dirty_prev = run;
     a->ndirty += run->ndirty;
+  }
+  if (run->nmuzzy != 0) {
+    run->muzzy_prev = a->muzzy.muzzy_prev;
+    run->muzzy_next = &a->muzzy;
+    a->muzzy.muzzy_prev->muzzy_next = run;
+    a->muzzy.muzzy_prev = run;
+    a->nmuzzy += run->nmuzzy;
   }
 }
 
@@ -232,13 +243,19 @@ static void arena_avail_remove(arena_t *a, arena_run_t *run) {
     run->dirty_prev = run->dirty_next = NULL;
     a->ndirty -= run->ndirty;
   }
+  if (run->nmuzzy != 0) {
+    run->muzzy_prev->muzzy_next = run->muzzy_next;
+    run->muzzy_next->muzzy_prev = run->muzzy_prev;
+    run->muzzy_prev = run->muzzy_next = NULL;
+    a->nmuzzy -= run->nmuzzy;
+  }
 }
 
-/* The chunk's dirty bits over pages [start, start+n). */
-static size_t arena_dirty_count(const arena_chunk_t *chunk, size_t start, size_t n) {
+/* Set bits of map over pages [start, start+n). */
+static size_t arena_bits_count(const uint64_t *map, size_t start, size_t n) {
   size_t count = 0;
   for (size_t i = start; i < start + n;) {
-    uint64_t w = chunk->dirtymap[i >> 6] >> (i & 63);
+    uint64_t w = map[i >> 6] >> (i & 63);
     size_t take = 64 - (i & 63);
     if (take > start + n - i) take = start + n - i;
     if (take < 64) w &= ((uint64_t)1 << take) - 1;
@@ -248,17 +265,51 @@ static size_t arena_dirty_count(const arena_chunk_t *chunk, size_t start, size_t
   return count;
 }
 
-static void arena_dirty_set(arena_chunk_t *chunk, size_t start, size_t n, bool dirty) {
+static void arena_bits_set(uint64_t *map, size_t start, size_t n, bool set) {
   for (size_t i = start; i < start + n;) {
     size_t take = 64 - (i & 63);
     if (take > start + n - i) take = start + n - i;
     uint64_t mask = (take < 64 ? ((uint64_t)1 << take) - 1 : ~(uint64_t)0) << (i & 63);
-    if (dirty)
-      chunk->dirtymap[i >> 6] |= mask;
+    if (set)
+      map[i >> 6] |= mask;
     else
-      chunk->dirtymap[i >> 6] &= ~mask;
+      map[i >> 6] &= ~mask;
     i += take;
   }
+}
+
+static inline size_t arena_dirty_count(const arena_chunk_t *chunk, size_t start, size_t n) {
+  return arena_bits_count(chunk->dirtymap, start, n);
+}
+static inline size_t arena_muzzy_count(const arena_chunk_t *chunk, size_t start, size_t n) {
+  return arena_bits_count(chunk->muzzymap, start, n);
+}
+
+/* Pages [start, start+n) of chunk become dirty (freed), muzzy (lazily
+ * purged: dirty pages only) or clean (purged for good). */
+static void arena_pages_set_dirty(arena_chunk_t *chunk, size_t start, size_t n) {
+  arena_bits_set(chunk->dirtymap, start, n, true);
+  arena_bits_set(chunk->muzzymap, start, n, false);
+}
+static void arena_pages_set_clean(arena_chunk_t *chunk, size_t start, size_t n) {
+  arena_bits_set(chunk->dirtymap, start, n, false);
+  arena_bits_set(chunk->muzzymap, start, n, false);
+}
+static void arena_pages_dirty_to_muzzy(arena_chunk_t *chunk, size_t start, size_t n) {
+  for (size_t i = start; i < start + n;) {
+    size_t take = 64 - (i & 63);
+    if (take > start + n - i) take = start + n - i;
+    uint64_t mask = (take < 64 ? ((uint64_t)1 << take) - 1 : ~(uint64_t)0) << (i & 63);
+    chunk->muzzymap[i >> 6] |= chunk->dirtymap[i >> 6] & mask;
+    chunk->dirtymap[i >> 6] &= ~mask;
+    i += take;
+  }
+}
+
+/* A free run's page counts from the maps. */
+static void arena_run_count(arena_run_t *run) {
+  run->ndirty = (uint32_t)arena_dirty_count(run->chunk, run->pageind, run->npages);
+  run->nmuzzy = (uint32_t)arena_muzzy_count(run->chunk, run->pageind, run->npages);
 }
 
 static void arena_chunk_list_insert(arena_t *a, arena_chunk_t *chunk);
@@ -277,13 +328,19 @@ static arena_chunk_t *arena_chunk_alloc(arena_t *a) {
   chunk->addr = addr;
   chunk->map = (arena_run_t **)(chunk->binmap + ALIGNMENT_CEILING(arena_chunk_npages, 8));
   chunk->dirtymap = (uint64_t *)(chunk->map + arena_chunk_npages);
-  arena_dirty_set(chunk, 0, arena_chunk_npages, !zeroed);
+  chunk->muzzymap = chunk->dirtymap + (arena_chunk_npages + 63) / 64;
+  /* A range that is not clean may hold anything: dirty. */
+  if (zeroed)
+    arena_pages_set_clean(chunk, 0, arena_chunk_npages);
+  else
+    arena_pages_set_dirty(chunk, 0, arena_chunk_npages);
   for (size_t i = 0; i < arena_chunk_npages; i++) chunk->binmap[i] = BININD_NONE;
   run->chunk = chunk;
   run->pageind = 0;
   run->npages = (uint32_t)arena_chunk_npages;
   run->state = RUN_FREE;
   run->ndirty = zeroed ? 0 : (uint32_t)arena_chunk_npages;
+  run->nmuzzy = 0;
   chunk->map[0] = run;
   chunk->map[arena_chunk_npages - 1] = run;
   if (rtree_set_range((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
@@ -304,12 +361,12 @@ static void arena_chunk_dalloc(arena_t *a, arena_chunk_t *chunk) {
   arena_run_t *run = chunk->map[0];
   xassert(run->state == RUN_FREE && run->npages == arena_chunk_npages);
   arena_avail_remove(a, run);
-  bool dirty = run->ndirty != 0;
+  unsigned state = run->ndirty != 0 ? CHUNK_DIRTY : run->nmuzzy != 0 ? CHUNK_MUZZY : CHUNK_CLEAN;
   arena_run_desc_free(run);
   rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
   arena_chunk_list_remove(a, chunk);
   a->nchunks--;
-  chunk_dalloc(&a->chunks, chunk->addr, sz_chunksize, dirty);
+  chunk_dalloc_state(&a->chunks, chunk->addr, sz_chunksize, state);
   base_pool_free(&arena_chunk_pool, chunk);
 }
 
@@ -323,7 +380,8 @@ static bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t
   arena_chunk_t *chunk = fr->chunk;
   arena_avail_remove(a, fr);
   uint32_t start = fr->pageind, lead = off, trail = fr->npages - off - npages;
-  bool zeroed = arena_dirty_count(chunk, start + lead, npages) == 0;
+  bool zeroed = arena_dirty_count(chunk, start + lead, npages) == 0 &&
+                arena_muzzy_count(chunk, start + lead, npages) == 0;
   if (a->spare == chunk) a->spare = NULL;
   arena_run_t *lr = NULL, *tr = NULL;
   if (lead != 0 && trail != 0) {
@@ -340,7 +398,7 @@ static bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t
   if (lr != NULL) {
     lr->pageind = start;
     lr->npages = lead;
-    lr->ndirty = (uint32_t)arena_dirty_count(chunk, start, lead);
+    arena_run_count(lr);
     chunk->map[start] = lr;
     chunk->map[start + lead - 1] = lr;
     arena_avail_insert(a, lr);
@@ -350,7 +408,7 @@ static bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t
     tr->state = RUN_FREE;
     tr->pageind = start + lead + npages;
     tr->npages = trail;
-    tr->ndirty = (uint32_t)arena_dirty_count(chunk, tr->pageind, trail);
+    arena_run_count(tr);
     chunk->map[tr->pageind] = tr;
     chunk->map[tr->pageind + trail - 1] = tr;
     arena_avail_insert(a, tr);
@@ -396,8 +454,6 @@ static arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignmen
   return run;
 }
 
-static void arena_maybe_purge(arena_t *a);
-
 /*
  * Make the pages of run (already unlinked from any bin) free, merging with
  * free neighbours; a wholly free chunk becomes the spare, and the previous
@@ -409,8 +465,8 @@ static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
   if (run->state == RUN_SMALL)
     for (uint32_t i = 0; i < run->npages; i++) chunk->binmap[run->pageind + i] = BININD_NONE;
   run->state = RUN_FREE;
-  if (dirty) arena_dirty_set(chunk, run->pageind, run->npages, true);
-  run->ndirty = (uint32_t)arena_dirty_count(chunk, run->pageind, run->npages);
+  if (dirty) arena_pages_set_dirty(chunk, run->pageind, run->npages);
+  arena_run_count(run);
   if (run->pageind > 0) {
     arena_run_t *prev = chunk->map[run->pageind - 1];
     if (prev != NULL && prev->state == RUN_FREE) {
@@ -420,6 +476,7 @@ static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
       run->pageind = prev->pageind;
       run->npages += prev->npages;
       run->ndirty += prev->ndirty;
+      run->nmuzzy += prev->nmuzzy;
       arena_run_desc_free(prev);
     }
   }
@@ -432,6 +489,7 @@ static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
       chunk->map[next_ind + next->npages - 1] = NULL;
       run->npages += next->npages;
       run->ndirty += next->ndirty;
+      run->nmuzzy += next->nmuzzy;
       arena_run_desc_free(next);
     }
   }
@@ -442,59 +500,125 @@ static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
     if (a->spare != NULL && a->spare != chunk) arena_chunk_dalloc(a, a->spare);
     a->spare = chunk;
   }
-  arena_maybe_purge(a);
 }
 
-/* Purge the dirty spans of a free run; true if any madvise failed (those
- * pages stay dirty). */
-static bool arena_purge_run(arena_t *a, arena_run_t *run) {
-  arena_chunk_t *chunk = run->chunk;
-  bool failed = false;
-  arena_avail_remove(a, run);
-  size_t end = run->pageind + run->npages;
-  for (size_t p = run->pageind; p < end;) {
-    if (!(chunk->dirtymap[p >> 6] & ((uint64_t)1 << (p & 63)))) {
-      p++;
-      continue;
-    }
-    size_t q = p + 1;
-    while (q < end && (chunk->dirtymap[q >> 6] & ((uint64_t)1 << (q & 63)))) q++;
-    if (pages_purge_forced(chunk->addr + (p << LG_PAGE), (q - p) << LG_PAGE)) {
-      failed = true;
-    } else {
-      arena_dirty_set(chunk, p, q - p, false);
-      a->stats.npurged_pages += q - p;
-    }
-    p = q;
+/*
+ * Take free runs out for purging, oldest first: runs with dirty pages while
+ * the arena has more than dirty_limit of them (lazily if lazy, else
+ * forced), then runs with muzzy pages while it has more than muzzy_limit
+ * (forced). Arena lock held; returns the list (purge_next).
+ */
+static arena_run_t *arena_purge_collect(arena_t *a, size_t dirty_limit, size_t muzzy_limit, bool lazy) {
+  arena_run_t *list = NULL, **tail = &list;
+  while (a->ndirty > dirty_limit && a->dirty.dirty_next != &a->dirty) {
+    arena_run_t *run = a->dirty.dirty_next;
+    arena_avail_remove(a, run);
+    run->purge_op = lazy ? ARENA_PURGE_LAZY : ARENA_PURGE_FORCED;
+    *tail = run;
+    tail = &run->purge_next;
   }
-  run->ndirty = (uint32_t)arena_dirty_count(chunk, run->pageind, run->npages);
-  arena_avail_insert(a, run); /* at the tail of the dirty list if it failed */
-  return failed;
+  while (a->nmuzzy > muzzy_limit && a->muzzy.muzzy_next != &a->muzzy) {
+    arena_run_t *run = a->muzzy.muzzy_next;
+    arena_avail_remove(a, run);
+    run->purge_op = ARENA_PURGE_FORCED;
+    *tail = run;
+    tail = &run->purge_next;
+  }
+  *tail = NULL;
+  for (arena_run_t *run = list; run != NULL; run = run->purge_next) {
+    /* Neither allocatable nor mergeable while out. */
+    run->state = RUN_PURGING;
+    a->npurging += run->npages;
+    if (a->spare == run->chunk) a->spare = NULL;
+  }
+  return list;
 }
 
-/* Purge oldest first down to target dirty pages; each run is visited once. */
-static void arena_purge_to(arena_t *a, size_t target) {
-  size_t visits = a->runs_avail.n;
-  while (a->ndirty > target && a->dirty.dirty_next != &a->dirty && visits-- > 0)
-    arena_purge_run(a, a->dirty.dirty_next);
+/* madvise each run of list (no lock held), then free them again under the
+ * arena lock in their new state. */
+static void arena_purge_finish(arena_t *a, arena_run_t *list) {
+  if (list == NULL) return;
+  uint64_t ncalls = 0;
+  for (arena_run_t *run = list; run != NULL; run = run->purge_next) {
+    char *addr = arena_run_addr(run);
+    size_t size = (size_t)run->npages << LG_PAGE;
+    bool failed = run->purge_op == ARENA_PURGE_LAZY ? pages_purge_lazy(addr, size) : pages_purge_forced(addr, size);
+    ncalls++;
+    if (failed) run->purge_op = 0;
+  }
+  xmutex_lock(&a->lock);
+  a->stats.nmadvise += ncalls;
+  for (arena_run_t *run = list, *next; run != NULL; run = next) {
+    next = run->purge_next;
+    run->purge_next = NULL;
+    arena_chunk_t *chunk = run->chunk;
+    if (run->purge_op != 0) {
+      a->stats.npurged_pages += run->purge_op == ARENA_PURGE_LAZY ? run->ndirty : run->ndirty + run->nmuzzy;
+      if (run->purge_op == ARENA_PURGE_LAZY)
+        arena_pages_dirty_to_muzzy(chunk, run->pageind, run->npages);
+      else
+        arena_pages_set_clean(chunk, run->pageind, run->npages);
+    }
+    run->purge_op = 0;
+    a->npurging -= run->npages;
+    /* Free again (coalescing, spare); a failed run keeps its pages' state
+     * and goes to the tail of its lists. */
+    arena_run_dalloc(a, run, false);
+  }
+  decay_purged(&a->decay_dirty, a->ndirty);
+  decay_purged(&a->decay_muzzy, a->nmuzzy);
+  xmutex_unlock(&a->lock);
 }
 
-static void arena_maybe_purge(arena_t *a) {
-  size_t max = (a->nactive >> ARENA_LG_DIRTY_MULT);
-  if (max < ARENA_DIRTY_MIN_PAGES) max = ARENA_DIRTY_MIN_PAGES;
-  if (a->ndirty > max) arena_purge_to(a, max / 2);
+static void arena_decay_impl(arena_t *a, bool wait) {
+  if (wait)
+    xmutex_lock(&a->purge_mtx);
+  else if (!xmutex_trylock(&a->purge_mtx))
+    return;
+  uint64_t now = decay_now_ns();
+  xmutex_lock(&a->lock);
+  size_t dl = SIZE_MAX, ml = SIZE_MAX;
+  bool d = decay_advance(&a->decay_dirty, now, a->ndirty, &dl);
+  bool m = decay_advance(&a->decay_muzzy, now, a->nmuzzy, &ml);
+  arena_run_t *list = NULL;
+  if (d || m) list = arena_purge_collect(a, d ? dl : SIZE_MAX, m ? ml : SIZE_MAX, opt_muzzy_decay_ms != 0);
+  xmutex_unlock(&a->lock);
+  arena_purge_finish(a, list);
+  xmutex_unlock(&a->purge_mtx);
+  chunk_decay(&a->chunks, now, wait);
+}
+
+void arena_decay(arena_t *a) { arena_decay_impl(a, true); }
+
+void (*arena_tick_hook)(void);
+
+void arena_decay_tick(arena_t *a) {
+  if (unlikely(arena_tick_hook != NULL)) arena_tick_hook();
+  if (opt_dirty_decay_ms != 0 && --arena_decay_ticks > 0) return;
+  arena_decay_ticks = ARENA_DECAY_TICKS;
+  if (opt_dirty_decay_ms < 0 && opt_muzzy_decay_ms < 0) return;
+  arena_decay_impl(a, false);
+}
+
+uint64_t arena_decay_ns_until(arena_t *a, uint64_t now) {
+  uint64_t t = UINT64_MAX, u;
+  xmutex_lock(&a->lock);
+  if (a->ndirty != 0 && (u = decay_ns_until_epoch(&a->decay_dirty, now)) < t) t = u;
+  if (a->nmuzzy != 0 && (u = decay_ns_until_epoch(&a->decay_muzzy, now)) < t) t = u;
+  xmutex_unlock(&a->lock);
+  u = chunk_decay_ns_until(&a->chunks, now);
+  return u < t ? u : t;
 }
 
 void arena_purge_all(arena_t *a) {
+  xmutex_lock(&a->purge_mtx);
   xmutex_lock(&a->lock);
-  arena_purge_to(a, 0);
+  arena_run_t *list = arena_purge_collect(a, 0, 0, false);
   xmutex_unlock(&a->lock);
+  arena_purge_finish(a, list);
+  xmutex_unlock(&a->purge_mtx);
   chunk_purge_all(&a->chunks);
 }
-
-/* Today the same as purging everything; decay-based purging will make it
- * purge only what is due. */
-void arena_decay(arena_t *a) { arena_purge_all(a); }
 
 void arena_reset(arena_t *a) {
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_lock(&a->bins[i].lock);
@@ -598,6 +722,7 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
     memset(ret, 0, info->reg_size);
   else
     tcache_clear_tag(ret);
+  arena_decay_tick(a);
   return ret;
 }
 
@@ -681,6 +806,7 @@ void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned
     arena_dalloc_small_locked(a, bin, binind, chunk, ptrs[i]);
   }
   xmutex_unlock(&bin->lock);
+  arena_decay_tick(a);
 }
 
 unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
@@ -714,6 +840,7 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) 
   /* Filled from the top: move down so that ptrs[0..filled) hold them,
    * the lowest address last. */
   if (filled < n) memmove(ptrs, ptrs + (n - filled), filled * sizeof(void *));
+  arena_decay_tick(a);
   return filled;
 }
 
@@ -739,6 +866,7 @@ void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) 
     memset(ret, 0, usize);
   else if (!zeroed)
     tcache_clear_tag(ret);
+  arena_decay_tick(a);
   return ret;
 }
 
@@ -782,6 +910,7 @@ void arena_dalloc(arena_chunk_t *chunk, void *ptr) {
     arena_dalloc_large(a, chunk, ptr, pageind);
   else
     arena_report_unallocated(a, ptr);
+  arena_decay_tick(a);
 }
 
 size_t arena_salloc(const arena_chunk_t *chunk, const void *ptr) {
@@ -857,7 +986,7 @@ bool arena_validate(arena_t *a) {
   bool ok = true;
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_lock(&a->bins[i].lock);
   xmutex_lock(&a->lock);
-  size_t nactive = 0, ndirty = 0, nfree_runs = 0;
+  size_t nactive = 0, ndirty = 0, nmuzzy = 0, npurging = 0, nfree_runs = 0;
   size_t curregs[SZ_NBINS] = {0}, curruns[SZ_NBINS] = {0};
   rb_tree_t *t = &a->chunk_list;
   if (t->n != a->nchunks || !rb_validate(&a->runs_avail)) ok = false;
@@ -875,14 +1004,27 @@ bool arena_validate(arena_t *a) {
         break;
       }
       size_t last = p + run->npages - 1;
-      if (run->state == RUN_FREE) {
+      /* A page is never both dirty and muzzy. */
+      for (size_t q = p; q <= last; q++)
+        if ((chunk->dirtymap[q >> 6] & chunk->muzzymap[q >> 6]) & ((uint64_t)1 << (q & 63))) ok = false;
+      if (run->state == RUN_PURGING) {
+        /* Out for purging: first and last page point to it. */
+        if (chunk->map[last] != run) ok = false;
+        for (size_t q = p + 1; q < last; q++)
+          if (chunk->map[q] != NULL) ok = false;
+        npurging += run->npages;
+        prev_free = false;
+      } else if (run->state == RUN_FREE) {
         if (prev_free || chunk->map[last] != run || rb_search(&a->runs_avail, &run->link) != &run->link)
           ok = false;
         for (size_t q = p + 1; q < last; q++)
           if (chunk->map[q] != NULL) ok = false;
         nfree_runs++;
-        if (run->ndirty != arena_dirty_count(chunk, p, run->npages)) ok = false;
+        if (run->ndirty != arena_dirty_count(chunk, p, run->npages) ||
+            run->nmuzzy != arena_muzzy_count(chunk, p, run->npages))
+          ok = false;
         ndirty += run->ndirty;
+        nmuzzy += run->nmuzzy;
         prev_free = true;
       } else {
         for (size_t q = p; q <= last; q++)
@@ -905,13 +1047,19 @@ bool arena_validate(arena_t *a) {
       p = last + 1;
     }
   }
-  if (nactive != a->nactive || ndirty != a->ndirty || nfree_runs != a->runs_avail.n) ok = false;
-  size_t listed = 0;
+  if (nactive != a->nactive || ndirty != a->ndirty || nmuzzy != a->nmuzzy || npurging != a->npurging ||
+      nfree_runs != a->runs_avail.n)
+    ok = false;
+  size_t listed = 0, mlisted = 0;
   for (arena_run_t *run = a->dirty.dirty_next; ok && run != &a->dirty; run = run->dirty_next) {
     if (run->ndirty == 0 || run->state != RUN_FREE) ok = false;
     listed += run->ndirty;
   }
-  if (listed != ndirty) ok = false;
+  for (arena_run_t *run = a->muzzy.muzzy_next; ok && run != &a->muzzy; run = run->muzzy_next) {
+    if (run->nmuzzy == 0 || run->state != RUN_FREE) ok = false;
+    mlisted += run->nmuzzy;
+  }
+  if (listed != ndirty || mlisted != nmuzzy) ok = false;
   for (unsigned i = 0; ok && i < SZ_NBINS; i++) {
     arena_bin_t *bin = &a->bins[i];
     if (bin->stats.curregs != curregs[i] || bin->stats.curruns != curruns[i] || !rb_validate(&bin->runs))
@@ -927,6 +1075,7 @@ bool arena_validate(arena_t *a) {
 }
 
 void arena_prefork(arena_t *a) {
+  xmutex_prefork(&a->purge_mtx);
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_prefork(&a->bins[i].lock);
   xmutex_prefork(&a->lock);
   chunk_prefork(&a->chunks);
@@ -938,6 +1087,7 @@ void arena_postfork_parent(arena_t *a) {
   chunk_postfork_parent(&a->chunks);
   xmutex_postfork_parent(&a->lock);
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_postfork_parent(&a->bins[i].lock);
+  xmutex_postfork_parent(&a->purge_mtx);
 }
 
 void arena_postfork_child(arena_t *a) {
@@ -945,4 +1095,5 @@ void arena_postfork_child(arena_t *a) {
   chunk_postfork_child(&a->chunks);
   xmutex_postfork_child(&a->lock);
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_postfork_child(&a->bins[i].lock);
+  xmutex_postfork_child(&a->purge_mtx);
 }

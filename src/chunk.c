@@ -1,4 +1,4 @@
-/* chunk: per-arena chunk trees and reservations (see chunk.h). */
+/* chunk: per-arena chunk trees, reservations, decay (see chunk.h). */
 #include <errno.h>
 
 #include "xalloc/internal/base.h"
@@ -8,8 +8,7 @@
 
 static base_pool_t chunk_node_pool = BASE_POOL_INITIALIZER(sizeof(extent_node_t));
 
-/* Dirty bytes kept before purging (until decay-based purging replaces it). */
-#define CHUNK_DIRTY_MAX_CHUNKS 4
+enum { CHUNK_PURGE_LAZY = 1, CHUNK_PURGE_FORCED = 2 };
 
 extent_node_t *chunk_node_alloc(void) { return base_pool_alloc(&chunk_node_pool); }
 void chunk_node_free(extent_node_t *node) { base_pool_free(&chunk_node_pool, node); }
@@ -32,25 +31,58 @@ static int chunk_cmp_ad(const rb_node_t *a, const rb_node_t *b) {
 void chunk_arena_init(chunk_arena_t *ca) {
   memset(ca, 0, sizeof(*ca));
   xmutex_init(&ca->mtx);
+  xmutex_init(&ca->purge_mtx);
   rb_init(&ca->szad, chunk_cmp_szad);
   rb_init(&ca->ad, chunk_cmp_ad);
   ca->dirty.dirty_next = ca->dirty.dirty_prev = &ca->dirty;
+  ca->muzzy.dirty_next = ca->muzzy.dirty_prev = &ca->muzzy;
   ca->grow_size = 2 * sz_chunksize;
+  uint64_t now = decay_now_ns();
+  decay_init(&ca->decay_dirty, opt_dirty_decay_ms, now);
+  decay_init(&ca->decay_muzzy, opt_muzzy_decay_ms, now);
 }
 
-static void chunk_dirty_insert(chunk_arena_t *ca, extent_node_t *n) {
-  n->dirty_prev = ca->dirty.dirty_prev;
-  n->dirty_next = &ca->dirty;
-  ca->dirty.dirty_prev->dirty_next = n;
-  ca->dirty.dirty_prev = n;
-  ca->dirty_bytes += n->size;
+static inline unsigned chunk_node_state(const extent_node_t *n) {
+  return n->dirty ? CHUNK_DIRTY : n->muzzy ? CHUNK_MUZZY : CHUNK_CLEAN;
 }
 
-static void chunk_dirty_remove(chunk_arena_t *ca, extent_node_t *n) {
+static inline void chunk_node_set_state(extent_node_t *n, unsigned state) {
+  n->dirty = state == CHUNK_DIRTY;
+  n->muzzy = state == CHUNK_MUZZY;
+  n->zeroed = state == CHUNK_CLEAN;
+}
+
+/* The dirty or muzzy list and byte count of n's state; NULL when clean. */
+static extent_node_t *chunk_list_of(chunk_arena_t *ca, const extent_node_t *n, size_t **bytes) {
+  if (n->dirty) {
+    *bytes = &ca->dirty_bytes;
+    return &ca->dirty;
+  }
+  if (n->muzzy) {
+    *bytes = &ca->muzzy_bytes;
+    return &ca->muzzy;
+  }
+  return NULL;
+}
+
+static void chunk_list_insert(chunk_arena_t *ca, extent_node_t *n) {
+  size_t *bytes;
+  extent_node_t *head = chunk_list_of(ca, n, &bytes);
+  if (head == NULL) return;
+  n->dirty_prev = head->dirty_prev;
+  n->dirty_next = head;
+  head->dirty_prev->dirty_next = n;
+  head->dirty_prev = n;
+  *bytes += n->size;
+}
+
+static void chunk_list_remove(chunk_arena_t *ca, extent_node_t *n) {
+  size_t *bytes;
+  if (chunk_list_of(ca, n, &bytes) == NULL) return;
   n->dirty_prev->dirty_next = n->dirty_next;
   n->dirty_next->dirty_prev = n->dirty_prev;
   n->dirty_prev = n->dirty_next = NULL;
-  ca->dirty_bytes -= n->size;
+  *bytes -= n->size;
 }
 
 static void chunk_insert(chunk_arena_t *ca, extent_node_t *n) {
@@ -58,66 +90,32 @@ static void chunk_insert(chunk_arena_t *ca, extent_node_t *n) {
   rb_insert(&ca->szad, &n->szad);
   rb_insert(&ca->ad, &n->ad);
   ca->free_bytes += n->size;
-  if (n->dirty) chunk_dirty_insert(ca, n);
+  chunk_list_insert(ca, n);
 }
 
 static void chunk_remove(chunk_arena_t *ca, extent_node_t *n) {
   rb_remove(&ca->szad, &n->szad);
   rb_remove(&ca->ad, &n->ad);
   ca->free_bytes -= n->size;
-  if (n->dirty) chunk_dirty_remove(ca, n);
-}
-
-static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *addr, size_t size,
-                                  bool dirty, bool zeroed);
-
-/* Purge a dirty free range: it becomes clean (reads as zero) and merges
- * with clean neighbours. If madvise fails it stays dirty, moved to the end
- * of the dirty list; returns true then. */
-static bool chunk_purge_node(chunk_arena_t *ca, extent_node_t *n) {
-  if (pages_purge_forced(n->addr, n->size)) {
-    chunk_dirty_remove(ca, n);
-    chunk_dirty_insert(ca, n);
-    return true;
-  }
-  ca->npurged += n->size;
-  chunk_remove(ca, n);
-  chunk_insert_coalesce(ca, n, n->addr, n->size, false, true);
-  return false;
-}
-
-/* Purge oldest first until at most max dirty bytes; each range once. */
-static void chunk_purge_to(chunk_arena_t *ca, size_t max) {
-  size_t visits = ca->szad.n;
-  while (ca->dirty_bytes > max && visits-- > 0) chunk_purge_node(ca, ca->dirty.dirty_next);
-}
-
-static void chunk_maybe_purge(chunk_arena_t *ca) { chunk_purge_to(ca, CHUNK_DIRTY_MAX_CHUNKS * sz_chunksize); }
-
-void chunk_purge_all(chunk_arena_t *ca) {
-  xmutex_lock(&ca->mtx);
-  chunk_purge_to(ca, 0);
-  xmutex_unlock(&ca->mtx);
+  chunk_list_remove(ca, n);
 }
 
 /*
- * Insert [addr, addr+size) into the trees, merging with free neighbours.
- * node is a fresh node to describe the range.
+ * Insert [addr, addr+size) into the trees in state, merging with free
+ * neighbours in the same state (a clean range reads as zero; merging it
+ * with a dirty or muzzy one would lose that). node describes the range.
  */
 static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *addr, size_t size,
-                                  bool dirty, bool zeroed) {
+                                  unsigned state) {
   node->addr = addr;
   node->size = size;
-  node->dirty = dirty;
-  node->zeroed = zeroed;
+  chunk_node_set_state(node, state);
   extent_node_t key = {0};
   key.addr = addr;
   rb_node_t *r = rb_psearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *prev = rb_entry(r, extent_node_t, ad);
-    /* Only ranges in the same state merge: a clean range reads as zero,
-     * and merging it with a dirty one would lose that. */
-    if (prev->addr + prev->size == addr && prev->dirty == dirty) {
+    if (prev->addr + prev->size == addr && chunk_node_state(prev) == state) {
       chunk_remove(ca, prev);
       node->addr = prev->addr;
       node->size += prev->size;
@@ -127,13 +125,103 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
   r = rb_nsearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *next = rb_entry(r, extent_node_t, ad);
-    if (next->addr == addr + size && next->dirty == dirty) {
+    if (next->addr == addr + size && chunk_node_state(next) == state) {
       chunk_remove(ca, next);
       node->size += next->size;
       chunk_node_free(next);
     }
   }
   chunk_insert(ca, node);
+}
+
+/*
+ * Purge oldest first: dirty ranges while dirty bytes exceed dirty_limit
+ * (lazily if lazy, else forced), muzzy ranges while muzzy
+ * bytes exceed muzzy_limit (forced). The ranges leave the trees under mtx,
+ * are purged with mtx released, and come back in their new state (or in
+ * their old one, at the tail of their list, if madvise failed). Caller
+ * holds purge_mtx and not mtx.
+ */
+static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limit, bool lazy) {
+  extent_node_t *list = NULL, **tail = &list;
+  xmutex_lock(&ca->mtx);
+  while (ca->dirty_bytes > dirty_limit && ca->dirty.dirty_next != &ca->dirty) {
+    extent_node_t *n = ca->dirty.dirty_next;
+    chunk_remove(ca, n);
+    n->purge_op = lazy ? CHUNK_PURGE_LAZY : CHUNK_PURGE_FORCED;
+    ca->purging_bytes += n->size;
+    *tail = n;
+    tail = &n->dirty_next;
+  }
+  while (ca->muzzy_bytes > muzzy_limit && ca->muzzy.dirty_next != &ca->muzzy) {
+    extent_node_t *n = ca->muzzy.dirty_next;
+    chunk_remove(ca, n);
+    n->purge_op = CHUNK_PURGE_FORCED;
+    ca->purging_bytes += n->size;
+    *tail = n;
+    tail = &n->dirty_next;
+  }
+  *tail = NULL;
+  xmutex_unlock(&ca->mtx);
+  if (list == NULL) return;
+  unsigned ncalls = 0;
+  for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
+    bool failed = n->purge_op == CHUNK_PURGE_LAZY ? pages_purge_lazy(n->addr, n->size)
+                                                  : pages_purge_forced(n->addr, n->size);
+    ncalls++;
+    if (failed) n->purge_op = 0;
+  }
+  xmutex_lock(&ca->mtx);
+  ca->nmadvise += ncalls;
+  for (extent_node_t *n = list, *next; n != NULL; n = next) {
+    next = n->dirty_next;
+    unsigned state = chunk_node_state(n);
+    if (n->purge_op != 0) {
+      ca->npurged += n->size;
+      state = n->purge_op == CHUNK_PURGE_LAZY ? CHUNK_MUZZY : CHUNK_CLEAN;
+    }
+    n->purge_op = 0;
+    ca->purging_bytes -= n->size;
+    chunk_insert_coalesce(ca, n, n->addr, n->size, state);
+  }
+  decay_purged(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
+  decay_purged(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
+  xmutex_unlock(&ca->mtx);
+}
+
+void chunk_purge_all(chunk_arena_t *ca) {
+  xmutex_lock(&ca->purge_mtx);
+  chunk_purge(ca, 0, 0, false);
+  xmutex_unlock(&ca->purge_mtx);
+}
+
+static size_t chunk_pages2bytes(size_t pages) {
+  return pages > (SIZE_MAX >> LG_PAGE) ? SIZE_MAX : pages << LG_PAGE;
+}
+
+void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
+  if (wait)
+    xmutex_lock(&ca->purge_mtx);
+  else if (!xmutex_trylock(&ca->purge_mtx))
+    return;
+  xmutex_lock(&ca->mtx);
+  size_t dl = SIZE_MAX, ml = SIZE_MAX;
+  bool d = decay_advance(&ca->decay_dirty, now, ca->dirty_bytes >> LG_PAGE, &dl);
+  bool m = decay_advance(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE, &ml);
+  xmutex_unlock(&ca->mtx);
+  if (d || m)
+    chunk_purge(ca, d ? chunk_pages2bytes(dl) : SIZE_MAX, m ? chunk_pages2bytes(ml) : SIZE_MAX,
+                opt_muzzy_decay_ms != 0);
+  xmutex_unlock(&ca->purge_mtx);
+}
+
+uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
+  xmutex_lock(&ca->mtx);
+  uint64_t t = UINT64_MAX, u;
+  if (ca->dirty_bytes != 0 && (u = decay_ns_until_epoch(&ca->decay_dirty, now)) < t) t = u;
+  if (ca->muzzy_bytes != 0 && (u = decay_ns_until_epoch(&ca->decay_muzzy, now)) < t) t = u;
+  xmutex_unlock(&ca->mtx);
+  return t;
 }
 
 /*
@@ -144,7 +232,7 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
 static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size,
                        extent_node_t **spare1, extent_node_t **spare2) {
   chunk_remove(ca, n);
-  bool zeroed = n->zeroed, dirty = n->dirty;
+  unsigned state = chunk_node_state(n);
   size_t lead = (size_t)(addr - n->addr);
   size_t trail = n->size - lead - size;
   char *start = n->addr;
@@ -154,8 +242,7 @@ static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t s
     *spare1 = NULL;
     l->addr = start;
     l->size = lead;
-    l->dirty = dirty;
-    l->zeroed = zeroed;
+    chunk_node_set_state(l, state);
     chunk_insert(ca, l);
   }
   if (trail != 0) {
@@ -163,11 +250,10 @@ static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t s
     *spare2 = NULL;
     t->addr = addr + size;
     t->size = trail;
-    t->dirty = dirty;
-    t->zeroed = zeroed;
+    chunk_node_set_state(t, state);
     chunk_insert(ca, t);
   }
-  return zeroed;
+  return state == CHUNK_CLEAN;
 }
 
 /* Best fit: smallest free range that holds size bytes at alignment. */
@@ -188,9 +274,15 @@ static extent_node_t *chunk_find(chunk_arena_t *ca, size_t size, size_t alignmen
   return NULL;
 }
 
-/* Reserve a new piece from the pages layer and add it to the trees. */
+/*
+ * Reserve a new piece from the pages layer and add it to the trees. With
+ * retain:true the piece grows geometrically (K of each size, then double);
+ * with retain:false it is exactly size. A failed growth-sized mapping is
+ * retried at exactly size.
+ */
 static bool chunk_reserve(chunk_arena_t *ca, size_t size, size_t alignment) {
-  size_t rsize = size > ca->grow_size ? size : ca->grow_size;
+  size_t rsize = size;
+  if (opt_retain && ca->grow_size > size) rsize = ca->grow_size;
   extent_node_t *node = chunk_node_alloc();
   if (node == NULL) return true;
   char *p = pages_map_aligned(rsize, alignment);
@@ -203,12 +295,13 @@ static bool chunk_reserve(chunk_arena_t *ca, size_t size, size_t alignment) {
     errno = ENOMEM;
     return true;
   }
-  if (rsize >= ca->grow_size && ++ca->grow_count >= CHUNK_GROW_K) {
+  pages_set_thp(p, rsize);
+  if (opt_retain && rsize >= ca->grow_size && ++ca->grow_count >= CHUNK_GROW_K) {
     ca->grow_count = 0;
     if (ca->grow_size <= SIZE_MAX / 4) ca->grow_size <<= 1;
   }
   ca->reserved += rsize;
-  chunk_insert_coalesce(ca, node, p, rsize, false, true);
+  chunk_insert_coalesce(ca, node, p, rsize, CHUNK_CLEAN);
   return false;
 }
 
@@ -256,7 +349,7 @@ out:
   return err;
 }
 
-void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty) {
+void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned state) {
   xassert(size != 0 && (size & (sz_chunksize - 1)) == 0);
   extent_node_t *node = chunk_node_alloc();
   if (node == NULL) {
@@ -266,9 +359,34 @@ void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty) {
     return;
   }
   xmutex_lock(&ca->mtx);
-  chunk_insert_coalesce(ca, node, addr, size, dirty, !dirty);
-  chunk_maybe_purge(ca);
+  chunk_insert_coalesce(ca, node, addr, size, state);
+  if (opt_retain || ca->free_bytes <= CHUNK_CACHE_CHUNKS * sz_chunksize) {
+    xmutex_unlock(&ca->mtx);
+    return;
+  }
+  /* retain:false and beyond the cache: unmap the (coalesced) range. It is
+   * out of the trees while mtx is released; nothing else points to it. */
+  chunk_remove(ca, node);
+  ca->purging_bytes += node->size;
   xmutex_unlock(&ca->mtx);
+  bool failed = pages_unmap_or_keep(node->addr, node->size);
+  xmutex_lock(&ca->mtx);
+  ca->purging_bytes -= node->size;
+  if (!failed) {
+    ca->reserved -= node->size;
+    ca->nunmapped += node->size;
+    xmutex_unlock(&ca->mtx);
+    chunk_node_free(node);
+    return;
+  }
+  /* Kept: purged by the pages layer, so clean (retained), and reused. */
+  ca->nunmap_kept++;
+  chunk_insert_coalesce(ca, node, node->addr, node->size, CHUNK_CLEAN);
+  xmutex_unlock(&ca->mtx);
+}
+
+void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty) {
+  chunk_dalloc_state(ca, addr, size, dirty ? CHUNK_DIRTY : CHUNK_CLEAN);
 }
 
 void chunk_arena_release(chunk_arena_t *ca) {
@@ -290,7 +408,7 @@ void chunk_arena_release(chunk_arena_t *ca) {
 bool chunk_validate(chunk_arena_t *ca) {
   xmutex_lock(&ca->mtx);
   bool ok = rb_validate(&ca->szad) && rb_validate(&ca->ad) && ca->szad.n == ca->ad.n;
-  size_t total = 0, dirty = 0;
+  size_t total = 0, dirty = 0, muzzy = 0;
   const extent_node_t *prev = NULL;
   for (rb_node_t *r = rb_first(&ca->ad); ok && r != NULL; r = rb_next(r)) {
     const extent_node_t *n = rb_entry(r, extent_node_t, ad);
@@ -299,11 +417,13 @@ bool chunk_validate(chunk_arena_t *ca) {
       ok = false;
     /* No overlap; neighbours in the same state are merged. */
     if (prev != NULL && (prev->addr + prev->size > n->addr ||
-                         (prev->addr + prev->size == n->addr && prev->dirty == n->dirty)))
+                         (prev->addr + prev->size == n->addr && chunk_node_state(prev) == chunk_node_state(n))))
       ok = false;
-    if (n->zeroed == n->dirty) ok = false; /* clean ranges read as zero, dirty ones may not */
+    /* Exactly one state; only clean ranges read as zero. */
+    if ((n->dirty && n->muzzy) || n->zeroed != (!n->dirty && !n->muzzy)) ok = false;
     total += n->size;
     if (n->dirty) dirty += n->size;
+    if (n->muzzy) muzzy += n->size;
     prev = n;
   }
   size_t listed = 0;
@@ -311,11 +431,28 @@ bool chunk_validate(chunk_arena_t *ca) {
     if (!n->dirty) ok = false;
     listed += n->size;
   }
-  if (total != ca->free_bytes || dirty != ca->dirty_bytes || listed != dirty) ok = false;
+  size_t mlisted = 0;
+  for (extent_node_t *n = ca->muzzy.dirty_next; ok && n != &ca->muzzy; n = n->dirty_next) {
+    if (!n->muzzy) ok = false;
+    mlisted += n->size;
+  }
+  if (total != ca->free_bytes || dirty != ca->dirty_bytes || listed != dirty || muzzy != ca->muzzy_bytes ||
+      mlisted != muzzy || total + ca->purging_bytes > ca->reserved)
+    ok = false;
   xmutex_unlock(&ca->mtx);
   return ok;
 }
 
-void chunk_prefork(chunk_arena_t *ca) { xmutex_prefork(&ca->mtx); }
-void chunk_postfork_parent(chunk_arena_t *ca) { xmutex_postfork_parent(&ca->mtx); }
-void chunk_postfork_child(chunk_arena_t *ca) { xmutex_postfork_child(&ca->mtx); }
+/* purge_mtx first: fork waits for a purge in flight. */
+void chunk_prefork(chunk_arena_t *ca) {
+  xmutex_prefork(&ca->purge_mtx);
+  xmutex_prefork(&ca->mtx);
+}
+void chunk_postfork_parent(chunk_arena_t *ca) {
+  xmutex_postfork_parent(&ca->mtx);
+  xmutex_postfork_parent(&ca->purge_mtx);
+}
+void chunk_postfork_child(chunk_arena_t *ca) {
+  xmutex_postfork_child(&ca->mtx);
+  xmutex_postfork_child(&ca->purge_mtx);
+}

@@ -39,6 +39,7 @@ void *huge_malloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
   a->stats.allocated_huge += usize;
   xmutex_unlock(&a->huge_mtx);
   if (zero && !zeroed) memset(addr, 0, usize);
+  arena_decay_tick(a);
   return addr;
 }
 
@@ -60,6 +61,7 @@ void huge_dalloc(extent_node_t *node, void *ptr) {
   rtree_set_range((uintptr_t)node->addr, node->size, NULL);
   chunk_dalloc(&a->chunks, node->addr, node->size, true);
   chunk_node_free(node);
+  arena_decay_tick(a);
 }
 
 bool huge_ralloc_in_place(extent_node_t *node, void *ptr, size_t usize, bool zero) {

@@ -12,11 +12,14 @@
 #include <errno.h>
 #include <sys/mman.h>
 
+#include "xalloc/internal/opts.h"
 #include "xalloc/internal/pages.h"
 
 size_t pages_mapped_bytes;
 static size_t pages_stranded_bytes;
-static uint64_t pages_nmaps, pages_nunmaps, pages_nfailed;
+static uint64_t pages_nmaps, pages_nunmaps, pages_nfailed, pages_nunmap_kept;
+static uint64_t pages_npurge_lazy, pages_npurge_forced;
+static bool pages_unmap_reported;
 
 #define PAGES_ADD(v, n) __atomic_fetch_add(&(v), (n), __ATOMIC_RELAXED)
 #define PAGES_SUB(v, n) __atomic_fetch_sub(&(v), (n), __ATOMIC_RELAXED)
@@ -55,6 +58,24 @@ bool pages_unmap(void *addr, size_t size) {
   return false;
 }
 
+bool pages_unmap_or_keep(void *addr, size_t size) {
+  xassert(((uintptr_t)addr & PAGE_MASK) == 0 && (size & PAGE_MASK) == 0);
+  if (size == 0) return false;
+  if (munmap(addr, size) == 0) {
+    PAGES_ADD(pages_nunmaps, 1);
+    PAGES_SUB(pages_mapped_bytes, size);
+    return false;
+  }
+  PAGES_ADD(pages_nfailed, 1);
+  PAGES_ADD(pages_nunmap_kept, 1);
+  pages_purge_forced(addr, size);
+  if (!__atomic_exchange_n(&pages_unmap_reported, true, __ATOMIC_RELAXED))
+    util_write("xalloc: munmap failed (vm.max_map_count reached?); freed memory is kept mapped, "
+               "purged, and reused (reported once)\n");
+  errno = ENOMEM;
+  return true;
+}
+
 void *pages_map_aligned(size_t size, size_t alignment) {
   xassert(util_is_pow2(alignment) && alignment >= PAGE);
   xassert(size != 0 && (size & PAGE_MASK) == 0);
@@ -82,13 +103,19 @@ void *pages_map_aligned(size_t size, size_t alignment) {
 
 bool pages_purge_lazy(void *addr, size_t size) {
 #ifdef MADV_FREE
-  if (madvise(addr, size, MADV_FREE) == 0) return false;
+  if (madvise(addr, size, MADV_FREE) == 0) {
+    PAGES_ADD(pages_npurge_lazy, 1);
+    return false;
+  }
 #endif
   return pages_purge_forced(addr, size);
 }
 
 bool pages_purge_forced(void *addr, size_t size) {
-  if (madvise(addr, size, MADV_DONTNEED) == 0) return false;
+  if (madvise(addr, size, MADV_DONTNEED) == 0) {
+    PAGES_ADD(pages_npurge_forced, 1);
+    return false;
+  }
   PAGES_ADD(pages_nfailed, 1);
   return true;
 }
@@ -111,10 +138,20 @@ bool pages_nohuge(void *addr, size_t size) {
 #endif
 }
 
+void pages_set_thp(void *addr, size_t size) {
+  if (opt_thp == THP_ALWAYS)
+    pages_huge(addr, size);
+  else if (opt_thp == THP_NEVER)
+    pages_nohuge(addr, size);
+}
+
 void pages_stats_get(pages_stats_t *out) {
   out->mapped = __atomic_load_n(&pages_mapped_bytes, __ATOMIC_RELAXED);
   out->stranded = __atomic_load_n(&pages_stranded_bytes, __ATOMIC_RELAXED);
   out->nmaps = __atomic_load_n(&pages_nmaps, __ATOMIC_RELAXED);
   out->nunmaps = __atomic_load_n(&pages_nunmaps, __ATOMIC_RELAXED);
   out->nfailed = __atomic_load_n(&pages_nfailed, __ATOMIC_RELAXED);
+  out->nunmap_kept = __atomic_load_n(&pages_nunmap_kept, __ATOMIC_RELAXED);
+  out->npurge_lazy = __atomic_load_n(&pages_npurge_lazy, __ATOMIC_RELAXED);
+  out->npurge_forced = __atomic_load_n(&pages_npurge_forced, __ATOMIC_RELAXED);
 }

@@ -20,6 +20,7 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   xmutex_lock(&a->lock);
   s->pactive = a->nactive;
   s->pdirty = a->ndirty;
+  s->pmuzzy = a->nmuzzy;
   s->nchunks = a->nchunks;
   s->allocated_large = a->stats.allocated_large;
   s->nmalloc_large = a->stats.nmalloc_large;
@@ -30,6 +31,7 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   s->mapped = a->chunks.reserved;
   s->chunk_free = a->chunks.free_bytes;
   s->chunk_dirty = a->chunks.dirty_bytes;
+  s->chunk_muzzy = a->chunks.muzzy_bytes;
   s->npurged += a->chunks.npurged;
   xmutex_unlock(&a->chunks.mtx);
   xmutex_lock(&a->huge_mtx);
@@ -50,6 +52,8 @@ void stats_arena_merge(stats_arena_t *d, const stats_arena_t *s) {
   d->mapped += s->mapped;
   d->chunk_free += s->chunk_free;
   d->chunk_dirty += s->chunk_dirty;
+  d->chunk_muzzy += s->chunk_muzzy;
+  d->pmuzzy += s->pmuzzy;
   d->npurged += s->npurged;
   d->allocated_small += s->allocated_small;
   d->nmalloc_small += s->nmalloc_small;
@@ -72,38 +76,60 @@ void stats_arena_merge(stats_arena_t *d, const stats_arena_t *s) {
 
 void stats_totals(stats_totals_t *t) {
   memset(t, 0, sizeof(*t));
-  size_t free_chunk_bytes = 0, dirty_chunk_bytes = 0;
+  size_t free_chunk_bytes = 0, dirty_chunk_bytes = 0, muzzy_chunk_bytes = 0;
   unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
   for (unsigned i = 0; i < n; i++) {
     arena_t *a = arena_get(i);
     if (a == NULL) continue;
-    stats_arena_t s;
-    stats_arena_get(a, &s);
-    t->allocated_small += s.allocated_small;
-    t->allocated_large += s.allocated_large;
-    t->allocated_huge += s.allocated_huge;
-    t->active += s.pactive << LG_PAGE;
-    t->dirty += s.pdirty << LG_PAGE;
-    t->nhuge += s.nhuge;
-    free_chunk_bytes += s.chunk_free;
-    dirty_chunk_bytes += s.chunk_dirty;
+    for (unsigned b = 0; b < SZ_NBINS; b++) {
+      arena_bin_t *bin = &a->bins[b];
+      xmutex_lock(&bin->lock);
+      t->allocated_small += bin->stats.curregs * sz_bin_info[b].reg_size;
+      xmutex_unlock(&bin->lock);
+    }
     xmutex_lock(&a->lock);
+    t->allocated_large += a->stats.allocated_large;
+    t->active += a->nactive << LG_PAGE;
+    t->dirty += a->ndirty << LG_PAGE;
+    t->muzzy += a->nmuzzy << LG_PAGE;
+    t->resident += (a->nactive + a->ndirty + a->nmuzzy + a->npurging) << LG_PAGE;
+    t->npurged += a->stats.npurged_pages << LG_PAGE;
+    t->nmadvise += a->stats.nmadvise;
     t->nfree_ranges += a->runs_avail.n;
     xmutex_unlock(&a->lock);
     xmutex_lock(&a->chunks.mtx);
+    free_chunk_bytes += a->chunks.free_bytes;
+    dirty_chunk_bytes += a->chunks.dirty_bytes;
+    muzzy_chunk_bytes += a->chunks.muzzy_bytes;
+    t->resident += a->chunks.dirty_bytes + a->chunks.muzzy_bytes + a->chunks.purging_bytes;
+    t->npurged += a->chunks.npurged;
+    t->nmadvise += a->chunks.nmadvise;
     t->nfree_ranges += a->chunks.szad.n;
     xmutex_unlock(&a->chunks.mtx);
+    xmutex_lock(&a->huge_mtx);
+    t->allocated_huge += a->stats.allocated_huge;
+    t->nhuge += a->huge.n;
+    for (rb_node_t *r = rb_first(&a->huge); r != NULL; r = rb_next(r)) {
+      const extent_node_t *n = rb_entry(r, extent_node_t, ad);
+      t->active += PAGE_CEILING(n->usize);
+      t->resident += n->size; /* a recycled dirty range may be resident past usize */
+    }
+    xmutex_unlock(&a->huge_mtx);
   }
   t->allocated = t->allocated_small + t->allocated_large + t->allocated_huge;
   tcache_requests(&t->nmalloc, &t->ndalloc);
   t->dirty += dirty_chunk_bytes;
-  t->retained = free_chunk_bytes - dirty_chunk_bytes;
+  t->muzzy += muzzy_chunk_bytes;
+  t->retained = free_chunk_bytes - dirty_chunk_bytes - muzzy_chunk_bytes;
   base_stats_t bs;
   base_stats_get(&bs);
   t->metadata = bs.mapped;
-  t->mapped = pages_mapped();
-  t->resident = t->metadata + t->active + t->dirty;
-  if (t->resident > t->mapped) t->resident = t->mapped;
+  t->resident += bs.mapped;
+  pages_stats_t ps;
+  pages_stats_get(&ps);
+  t->mapped = ps.mapped;
+  t->stranded = ps.stranded;
+  t->nunmap_kept = ps.nunmap_kept;
 }
 
 /* ---- the report ---- */
@@ -210,7 +236,9 @@ static void stats_print_arena(stats_out_t *o, const char *key, const char *title
     j_u64(o, "pdirty", s->pdirty);
     j_u64(o, "nchunks", s->nchunks);
     j_u64(o, "mapped", s->mapped);
-    j_u64(o, "retained", s->chunk_free - s->chunk_dirty);
+    j_u64(o, "retained", s->chunk_free - s->chunk_dirty - s->chunk_muzzy);
+    j_u64(o, "pmuzzy", s->pmuzzy);
+    j_u64(o, "chunk_muzzy", s->chunk_muzzy);
     j_u64(o, "npurged", s->npurged);
     j_open(o, "small", "{");
     j_u64(o, "allocated", s->allocated_small);
@@ -255,7 +283,7 @@ static void stats_print_arena(stats_out_t *o, const char *key, const char *title
   OUT(o, "  threads: %u, active pages: %zu, dirty pages: %zu, arena chunks: %zu\n", s->nthreads,
       s->pactive, s->pdirty, s->nchunks);
   OUT(o, "  mapped: %zu, free chunk memory: %zu (dirty %zu, retained %zu), purged: %llu\n", s->mapped,
-      s->chunk_free, s->chunk_dirty, s->chunk_free - s->chunk_dirty, (unsigned long long)s->npurged);
+      s->chunk_free, s->chunk_dirty, s->chunk_free - s->chunk_dirty - s->chunk_muzzy, (unsigned long long)s->npurged);
   OUT(o, "  %-8s %14s %14s %14s %10s\n", "", "allocated", "nmalloc", "ndalloc", "live");
   OUT(o, "  %-8s %14zu %14llu %14llu %10llu\n", "small:", s->allocated_small,
       (unsigned long long)s->nmalloc_small, (unsigned long long)s->ndalloc_small,
@@ -343,6 +371,11 @@ void stats_print(stats_write_cb_t *write_cb, void *opaque, const char *opts) {
     j_u64(o, "mapped", t.mapped);
     j_u64(o, "retained", t.retained);
     j_u64(o, "dirty", t.dirty);
+    j_u64(o, "muzzy", t.muzzy);
+    j_u64(o, "stranded", t.stranded);
+    j_u64(o, "purged", t.npurged);
+    j_u64(o, "purge_calls", t.nmadvise);
+    j_u64(o, "failed_munmaps_kept", t.nunmap_kept);
     j_u64(o, "nmalloc", t.nmalloc);
     j_u64(o, "ndalloc", t.ndalloc);
   } else {
@@ -364,6 +397,8 @@ void stats_print(stats_write_cb_t *write_cb, void *opaque, const char *opts) {
     OUT(o, "Totals: allocated %zu, active %zu, metadata %zu, resident %zu, mapped %zu, retained %zu, "
            "dirty %zu\n",
         t.allocated, t.active, t.metadata, t.resident, t.mapped, t.retained, t.dirty);
+    OUT(o, "Memory return: muzzy %zu, stranded %zu, purged %zu bytes in %zu calls, failed munmaps kept %zu\n",
+        t.muzzy, t.stranded, (size_t)t.npurged, (size_t)t.nmadvise, (size_t)t.nunmap_kept);
     OUT(o, "Allocated small %zu, large %zu, huge %zu (%zu live huge allocations)\n", t.allocated_small,
         t.allocated_large, t.allocated_huge, t.nhuge);
     OUT(o, "Allocation calls: %llu, free calls: %llu\n", (unsigned long long)t.nmalloc,

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "xalloc/internal/background.h"
 #include "xalloc/internal/conf.h"
 #include "xalloc/internal/ctl.h"
 #include "xalloc/internal/huge.h"
@@ -65,6 +66,7 @@ XA_NOINLINE static bool xa_init_slow(void) {
     xa_init_failed = true;
     goto fail;
   }
+  background_boot();
   if (opt_stats_print) xa_stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
   __atomic_store_n(&xa_initialized, true, __ATOMIC_RELEASE);
   xmutex_unlock(&xa_init_lock);
@@ -719,6 +721,7 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
 static void xa_prefork(void) {
   ctl_prefork();
   xmutex_prefork(&xa_init_lock);
+  background_prefork();
   tcache_prefork();
   arenas_prefork();
   rtree_prefork();
@@ -730,6 +733,7 @@ static void xa_postfork_parent(void) {
   rtree_postfork_parent();
   arenas_postfork_parent();
   tcache_postfork_parent();
+  background_postfork_parent();
   xmutex_postfork_parent(&xa_init_lock);
   ctl_postfork_parent();
 }
@@ -739,6 +743,7 @@ static void xa_postfork_child(void) {
   rtree_postfork_child();
   arenas_postfork_child();
   tcache_postfork_child();
+  background_postfork_child();
   xmutex_postfork_child(&xa_init_lock);
   ctl_postfork_child();
 }
@@ -751,5 +756,6 @@ static void xa_stats_write(void *opaque, const char *s) {
 }
 
 __attribute__((destructor)) static void xa_fini(void) {
+  if (xa_initialized) background_stop();
   if (xa_initialized && opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, opt_stats_print_opts);
 }

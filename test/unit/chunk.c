@@ -11,12 +11,11 @@
 
 #include "wrap.h"
 #include "xalloc/internal/chunk.h"
+#include "xalloc/internal/opts.h"
 #include "xalloc/internal/pages.h"
 #include "xalloc/internal/sz.h"
 
 static size_t C; /* chunk size */
-/* The dirty bound (CHUNK_DIRTY_MAX_CHUNKS in chunk.c). */
-#define DIRTY_MAX (4 * C)
 
 static int setup(void **state) {
   (void)state;
@@ -215,9 +214,15 @@ static void test_random(void **state) {
         chunk_dalloc(ca, a.addr, a.size, a.touched);
         /* Coalesced into one free range holding it. */
         assert_non_null(free_node_containing(ca, a.addr, a.size));
-        /* Dirty bytes above the bound were purged. */
-        assert_true(ca->dirty_bytes <= DIRTY_MAX);
-        if (a.touched && dirty + a.size > DIRTY_MAX) assert_true(ca->npurged > npurged);
+        /* Freeing never purges by itself (decay does, later). */
+        assert_int_equal(ca->npurged, npurged);
+        assert_int_equal(ca->dirty_bytes, dirty + (a.touched ? a.size : 0));
+        /* Now and then, everything is purged. */
+        if (op % 50 == 0) {
+          chunk_purge_all(ca);
+          assert_int_equal(ca->dirty_bytes + ca->muzzy_bytes, 0);
+          if (dirty + (a.touched ? a.size : 0) != 0) assert_true(ca->npurged > npurged);
+        }
       }
       check_state(ca, live, nlive, op % 25 == 0);
     }
@@ -472,16 +477,32 @@ static void test_purge(void **state) {
     a[i].touched = true;
   }
   /* Free every other one (no coalescing among them), then the rest. */
-  uint64_t purged0 = ca->npurged;
   for (int pass = 0; pass < 2; pass++) {
     for (int i = pass; i < N; i += 2) {
       chunk_dalloc(ca, a[i].addr, C, true);
-      assert_true(ca->dirty_bytes <= DIRTY_MAX);
       assert_true(chunk_validate(ca));
     }
   }
-  assert_true(ca->npurged >= purged0 + (N * C - DIRTY_MAX));
-  /* Purged ranges are clean: not resident. */
+  assert_int_equal(ca->dirty_bytes, N * C);
+  /* Lazy purge through decay with dirty time 0: dirty -> muzzy. */
+  ssize_t d0 = opt_dirty_decay_ms, m0 = opt_muzzy_decay_ms;
+  ca->decay_dirty.time_ms = 0;
+  uint64_t purged0 = ca->npurged;
+  chunk_decay(ca, decay_now_ns(), true);
+  assert_true(chunk_validate(ca));
+  assert_int_equal(ca->dirty_bytes, 0);
+  assert_int_equal(ca->muzzy_bytes, N * C);
+  assert_int_equal(ca->npurged, purged0 + N * C);
+  /* Muzzy ranges are not zeroed: a muzzy chunk handed out says so. */
+  char *mz = chunk_alloc(ca, C, C, &z);
+  assert_false(z);
+  chunk_dalloc_state(ca, mz, C, CHUNK_MUZZY);
+  /* Then forced with muzzy time 0: muzzy -> clean, not resident. */
+  ca->decay_muzzy.time_ms = 0;
+  chunk_decay(ca, decay_now_ns(), true);
+  assert_int_equal(ca->muzzy_bytes, 0);
+  opt_dirty_decay_ms = d0;
+  opt_muzzy_decay_ms = m0;
   check_clean_not_resident(ca);
   /* Everything that comes back zeroed reads as zero. */
   for (int i = 0; i < N; i++) {
@@ -496,7 +517,7 @@ static void test_purge(void **state) {
   chunk_purge_all(ca);
   assert_int_equal(ca->dirty_bytes, 0);
   check_clean_not_resident(ca);
-  /* A failed purge leaves a clean range that is not claimed zeroed. */
+  /* A failed purge leaves a range that is not claimed zeroed. */
   char *p = chunk_alloc(ca, C, C, &z);
   assert_true(z);
   memset(p, 0x99, C);
@@ -507,8 +528,10 @@ static void test_purge(void **state) {
   }
   wrap_fail_madvise = 1000;
   for (int i = 0; i < N; i++) chunk_dalloc(ca, a[i].addr, C, true);
+  size_t dirty = ca->dirty_bytes;
   chunk_purge_all(ca);
   wrap_reset();
+  assert_int_equal(ca->dirty_bytes, dirty); /* nothing lost, nothing claimed */
   assert_true(chunk_validate(ca));
   extent_node_t *n;
   FOR_EACH_FREE(ca, n) {
@@ -516,6 +539,73 @@ static void test_purge(void **state) {
       for (size_t off = 0; off < n->size; off += PAGE) assert_int_equal(n->addr[off], 0);
     }
   }
+  chunk_purge_all(ca);
+  assert_int_equal(ca->dirty_bytes, 0);
+}
+
+/* retain:false: freed ranges beyond the cache are unmapped; a failed
+ * munmap keeps the range (purged, clean, retained), is reported once, and
+ * the range is reused. */
+static void unmap_failure_child(void *arg) {
+  (void)arg;
+  opt_retain = false;
+  chunk_arena_t *ca = fresh_arena();
+  bool z;
+  enum { N = 8 };
+  char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = chunk_alloc(ca, 2 * C, C, &z);
+    if (p[i] == NULL || !z) _exit(10);
+    memset(p[i], 0x11, 2 * C);
+  }
+  if (ca->reserved != N * 2 * C || ca->free_bytes != 0) _exit(11); /* exact reservations */
+  pages_stats_t s0, s1;
+  pages_stats_get(&s0);
+  /* The first ones fill the cache (4 chunks); the next ones are unmapped. */
+  chunk_dalloc(ca, p[0], 2 * C, true);
+  chunk_dalloc(ca, p[1], 2 * C, true);
+  if (!maps_all_mapped((uintptr_t)p[0], 2 * C)) _exit(12);
+  chunk_dalloc(ca, p[2], 2 * C, true);
+  pages_stats_get(&s1);
+  if (ca->free_bytes > CHUNK_CACHE_CHUNKS * C || s1.mapped >= s0.mapped) _exit(13);
+  if (!chunk_validate(ca) || ca->free_bytes + 5 * 2 * C != ca->reserved) _exit(14);
+  /* munmap fails (vm.max_map_count): kept, purged, clean, counted. */
+  size_t mapped = s1.mapped, reserved = ca->reserved;
+  wrap_fail_munmap = 1000;
+  chunk_dalloc(ca, p[3], 2 * C, true);
+  chunk_dalloc(ca, p[4], 2 * C, true);
+  chunk_dalloc(ca, p[5], 2 * C, true);
+  wrap_reset();
+  pages_stats_get(&s1);
+  if (s1.mapped != mapped || ca->reserved != reserved) _exit(15);
+  if (ca->nunmap_kept < 1 || s1.nunmap_kept != s0.nunmap_kept + ca->nunmap_kept) _exit(16);
+  if (s1.stranded != s0.stranded) _exit(17); /* kept, not stranded */
+  if (!chunk_validate(ca) || ca->dirty_bytes + ca->muzzy_bytes > CHUNK_CACHE_CHUNKS * C) _exit(18);
+  if (ca->free_bytes != ca->reserved - 2 * 2 * C) _exit(22); /* p[6], p[7] live */
+  check_clean_not_resident(ca);
+  /* Reused: what was kept is handed out again without a new mapping. */
+  unsigned long m0 = wrap_nmmap;
+  char *q = chunk_alloc(ca, 2 * C, C, &z);
+  if (q == NULL || wrap_nmmap != m0) _exit(19);
+  for (size_t off = 0; off < 2 * C; off += PAGE)
+    if (z && q[off] != 0) _exit(20);
+  chunk_dalloc(ca, q, 2 * C, true);
+  for (int i = 6; i < N; i++) chunk_dalloc(ca, p[i], 2 * C, true);
+  if (!chunk_validate(ca) || ca->free_bytes + ca->purging_bytes != ca->reserved) _exit(21);
+  _exit(0);
+}
+
+static void test_retain_false_unmap_failure(void **state) {
+  (void)state;
+  char err[4096];
+  int st = xtest_run_child(unmap_failure_child, NULL, err, sizeof(err));
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fprintf(stderr, "child status %d, stderr:\n%s\n", st, err);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  /* Reported exactly once for the failed munmaps. */
+  const char *first = strstr(err, "munmap failed");
+  assert_non_null(first);
+  assert_null(strstr(first + 1, "munmap failed"));
 }
 
 int main(void) {
@@ -523,7 +613,7 @@ int main(void) {
       cmocka_unit_test(test_random),          cmocka_unit_test(test_best_fit_and_coalesce),
       cmocka_unit_test(test_alloc_at),        cmocka_unit_test(test_geometric_growth),
       cmocka_unit_test(test_mmap_failure),    cmocka_unit_test(test_purge),
-      cmocka_unit_test(test_fresh_memory_stays_clean),
+      cmocka_unit_test(test_fresh_memory_stays_clean), cmocka_unit_test(test_retain_false_unmap_failure),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

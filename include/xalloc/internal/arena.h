@@ -11,11 +11,24 @@
  * holds nregs regions of one size class; its bitmap has a 1 for each free
  * region. A large run is one allocation of npages pages.
  *
- * Dirty pages: a free page is dirty (may be resident, content unknown) or
- * clean (never touched or purged: reads as zero), one bit per page in the
- * chunk's dirtymap. A free run counts its dirty pages (ndirty); runs with
- * dirty pages are on the arena's dirty list, oldest first; purging gives
- * exactly the dirty spans back with madvise.
+ * Dirty pages: a free page is dirty (freed, may be resident, content
+ * unknown), muzzy (purged with MADV_FREE: may still be resident, reads as
+ * old data or zero) or clean (never touched or purged with MADV_DONTNEED:
+ * reads as zero): one bit per page in the chunk's dirtymap and one in its
+ * muzzymap, never both set. Only clean pages count as zeroed. A free run
+ * counts its dirty and muzzy pages (ndirty, nmuzzy); runs with dirty pages
+ * are on the arena's dirty list, runs with muzzy pages on its muzzy list,
+ * oldest first. Decay (decay.h) says how many may stay: beyond that the
+ * oldest dirty runs are purged lazily (they become muzzy) and the oldest
+ * muzzy runs are purged for good (clean). Purging takes the runs out of
+ * runs_avail under the arena lock (state RUN_PURGING, counted in
+ * npurging), makes one madvise per run with no lock held, and frees them
+ * again under the lock. One purger per arena at a time (purge_mtx, taken
+ * before any other lock of the arena); fork waits for it.
+ *
+ * Purging is triggered on the slow paths (arena_decay_tick: every
+ * ARENA_DECAY_TICKS calls per thread, or every call when dirty_decay_ms is
+ * 0), by the background thread, by arena_decay and by arena_purge_all.
  *
  * Locks: each bin's lock protects its runcur, its runs tree, the bitmaps
  * and nfree of its runs, and its stats. The arena lock protects runs_avail,
@@ -31,7 +44,9 @@
 #include "xalloc/internal/rb.h"
 #include "xalloc/internal/sz.h"
 
-enum { RUN_FREE = 1, RUN_LARGE = 2, RUN_SMALL = 3 };
+enum { RUN_FREE = 1, RUN_LARGE = 2, RUN_SMALL = 3, RUN_PURGING = 4 };
+/* Slow-path calls per thread between two decay checks. */
+#define ARENA_DECAY_TICKS 64
 
 typedef struct arena_s arena_t;
 typedef struct arena_chunk_s arena_chunk_t;
@@ -41,12 +56,16 @@ struct arena_run_s {
   rb_node_t link;  /* free: arena->runs_avail; small and not full: bin->runs */
   arena_chunk_t *chunk;
   arena_run_t *dirty_prev, *dirty_next; /* free and dirty: arena->dirty */
+  arena_run_t *muzzy_prev, *muzzy_next; /* free and muzzy: arena->muzzy */
+  arena_run_t *purge_next;              /* purging: the purger's list */
   uint32_t pageind; /* first page in the chunk */
   uint32_t npages;
   uint8_t state;    /* RUN_FREE, RUN_LARGE or RUN_SMALL */
   uint8_t pool;     /* descriptor pool (bitmap words) */
   bool zeroed;      /* allocated: its pages read as zero when allocated */
   uint32_t ndirty;  /* free: pages with their dirty bit set */
+  uint32_t nmuzzy;  /* free: pages with their muzzy bit set */
+  uint8_t purge_op; /* purging: the madvise to make (0 once it failed) */
   uint16_t binind;  /* small: size class */
   uint16_t nfree;   /* small: free regions */
   uint64_t bitmap[]; /* small: 1 = free region */
@@ -63,6 +82,9 @@ struct arena_chunk_s {
    * when it was never touched or has been purged (so it reads as zero).
    * Meaningful for free pages only. */
   uint64_t *dirtymap;
+  /* One bit per page: set when a free page was purged lazily (MADV_FREE)
+   * and not since reused. Never set together with the dirty bit. */
+  uint64_t *muzzymap;
   /* Per page: for a page of a small run, its size class in the low byte
    * and its index in the run in the high byte (so the run's start, and
    * whether a pointer is a region's start, follow without the run
@@ -90,7 +112,8 @@ typedef struct {
   size_t allocated_large;
   uint64_t nmalloc_huge, ndalloc_huge;
   size_t allocated_huge;
-  uint64_t npurged_pages;
+  uint64_t npurged_pages; /* pages purged (lazily or forced) */
+  uint64_t nmadvise;      /* purge calls made */
 } arena_stats_t;
 
 struct arena_s {
@@ -99,7 +122,12 @@ struct arena_s {
   xmutex_t lock;
   rb_tree_t runs_avail;    /* free runs by (npages, address) */
   arena_run_t dirty;       /* sentinel: free dirty runs, oldest first */
-  size_t ndirty;           /* pages in free dirty runs */
+  size_t ndirty;           /* dirty pages in free runs */
+  arena_run_t muzzy;       /* sentinel: free runs with muzzy pages, oldest first */
+  size_t nmuzzy;           /* muzzy pages in free runs */
+  size_t npurging;         /* pages in runs being purged (RUN_PURGING) */
+  decay_t decay_dirty, decay_muzzy; /* arena lock */
+  xmutex_t purge_mtx;      /* one purger at a time */
   size_t nactive;          /* pages in allocated runs */
   size_t nchunks;          /* arena chunks */
   arena_chunk_t *spare;    /* a wholly free chunk kept for reuse */
@@ -154,10 +182,18 @@ size_t arena_salloc(const arena_chunk_t *chunk, const void *ptr);
 /* Resize a large allocation in place to usize (large); true if it can't. */
 bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize, size_t usize,
                                  bool zero);
-/* Purge every dirty page of the arena now. */
+/* Purge every dirty and muzzy page of the arena (runs and free chunk
+ * ranges) now, with MADV_DONTNEED. */
 void arena_purge_all(arena_t *arena);
-/* Purge what is due (today: everything, as arena_purge_all). */
+/* Purge what the decay curves say is due now (runs and free chunk
+ * ranges), waiting for a purge in flight. */
 void arena_decay(arena_t *arena);
+/* Amortized decay, from the slow paths with no lock held. */
+void arena_decay_tick(arena_t *arena);
+/* Called on every tick when set (the background thread's lazy start). */
+extern void (*arena_tick_hook)(void);
+/* ns until the arena has something to purge (UINT64_MAX: nothing). */
+uint64_t arena_decay_ns_until(arena_t *arena, uint64_t now);
 /* Discard every small and large allocation of the arena: its chunks go
  * back to the arena's chunk trees (huge allocations: huge_reset). Objects
  * of the arena still held in thread caches must have been flushed. */

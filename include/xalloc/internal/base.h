@@ -31,6 +31,9 @@ typedef struct {
   size_t allocated; /* bytes handed out (pool objects included, live or not) */
 } base_stats_t;
 void base_stats_get(base_stats_t *out);
+/* Call fn on every block base has mapped (with the base lock held: fn
+ * must not allocate through base). */
+void base_blocks_foreach(void (*fn)(void *arg, void *addr, size_t size), void *arg);
 
 void base_prefork(void);
 void base_postfork_parent(void);

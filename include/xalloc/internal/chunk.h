@@ -3,25 +3,45 @@
  * chunk size, chunk aligned) are kept in two trees: by size then address
  * (best fit, lowest address first) and by address (coalescing with both
  * neighbours on free). New memory is reserved from the pages layer in
- * pieces that grow geometrically -- CHUNK_GROW_K reservations of one size
- * before the size doubles -- so that an arena makes O(K log N) mappings for
- * N bytes and the unused part of the reservations is bounded.
+ * pieces that grow geometrically -- opt_retain_grow_k (K) reservations of
+ * one size before the size doubles -- so that an arena makes O(K log N)
+ * mappings for N bytes and the unused part of the reservations is at most
+ * a (1+K)/K factor. With retain:false a reservation is exactly what was
+ * asked for, and free ranges beyond CHUNK_CACHE_CHUNKS are unmapped (a
+ * failed munmap keeps the range, purged, as retained memory).
  *
- * Free ranges are dirty (may hold resident pages) or clean (purged or never
- * touched; clean ranges read as zero). Dirty bytes above a bound are purged
- * oldest first.
+ * A free range is in one of three states: dirty (freed, may be resident,
+ * content unknown), muzzy (purged with MADV_FREE: may still be resident,
+ * may read as old data or as zero) or clean (purged with MADV_DONTNEED or
+ * never touched: reads as zero). Only clean ranges are "zeroed". Ranges
+ * merge only with neighbours in the same state. Dirty and muzzy ranges are
+ * on a list each, oldest first, and decay (decay.h): dirty -> muzzy after
+ * dirty_decay_ms, muzzy -> clean after muzzy_decay_ms (dirty -> clean
+ * directly when muzzy_decay_ms is 0).
  *
- * All of a chunk_arena_t is protected by its mtx. Lock order: arena lock,
- * then chunk mtx, then base and rtree locks.
+ * Purging takes the ranges out of the trees under mtx (counted in
+ * purging_bytes), makes the madvise calls with mtx released, and puts them
+ * back. One purger at a time per chunk arena (purge_mtx, taken before mtx);
+ * fork waits for it.
+ *
+ * All of a chunk_arena_t but purge_mtx is protected by its mtx. Lock order:
+ * purge_mtx, arena lock, then chunk mtx, then base and rtree locks.
  */
 #ifndef XALLOC_INTERNAL_CHUNK_H
 #define XALLOC_INTERNAL_CHUNK_H
 
+#include "xalloc/internal/decay.h"
 #include "xalloc/internal/mutex.h"
+#include "xalloc/internal/opts.h"
 #include "xalloc/internal/rb.h"
 #include "xalloc/internal/util.h"
 
-#define CHUNK_GROW_K 2
+/* Reservations of one size before the size doubles (retain:true). */
+#define CHUNK_GROW_K (opt_retain_grow_k)
+/* retain:false: free bytes kept mapped (in chunks) before unmapping. */
+#define CHUNK_CACHE_CHUNKS 4
+/* States of a free range. */
+enum { CHUNK_CLEAN = 0, CHUNK_MUZZY = 1, CHUNK_DIRTY = 2 };
 
 /* Kinds of metadata that the radix tree points to (first byte of each). */
 enum { META_NONE = 0, META_ARENA_CHUNK = 1, META_HUGE = 2, META_FREE = 3 };
@@ -30,13 +50,16 @@ typedef struct extent_node_s extent_node_t;
 /*
  * A chunk-aligned range: a free range in a chunk_arena_t (kind META_FREE)
  * or a huge allocation (kind META_HUGE, see huge.h). For a free range,
- * szad and ad link it into the trees and dirty_link into the dirty list
- * when dirty. For a huge allocation, ad links it into the arena's huge tree.
+ * szad and ad link it into the trees and dirty_prev/dirty_next into the
+ * dirty or the muzzy list (by its state). For a huge allocation, ad links
+ * it into the arena's huge tree.
  */
 struct extent_node_s {
   uint8_t kind;
-  bool dirty;  /* free: may have resident pages */
-  bool zeroed; /* free: reads as zero */
+  bool dirty;  /* free: dirty (may be resident, content unknown) */
+  bool muzzy;  /* free: lazily purged (may be resident, not zero) */
+  bool zeroed; /* free: clean, reads as zero (neither dirty nor muzzy) */
+  uint8_t purge_op; /* while being purged: the madvise to make */
   void *arena;
   char *addr;
   size_t size;  /* bytes, a multiple of the chunk size */
@@ -51,12 +74,20 @@ typedef struct {
   rb_tree_t szad;
   rb_tree_t ad;
   extent_node_t dirty; /* sentinel of the dirty list, oldest first */
+  extent_node_t muzzy; /* sentinel of the muzzy list, oldest first */
   size_t free_bytes;   /* bytes in the trees */
   size_t dirty_bytes;  /* bytes of dirty ranges in the trees */
-  size_t reserved;     /* bytes ever reserved from the pages layer */
+  size_t muzzy_bytes;  /* bytes of muzzy ranges in the trees */
+  size_t purging_bytes; /* bytes out of the trees being purged or unmapped */
+  size_t reserved;     /* bytes reserved from the pages layer and not unmapped */
   size_t grow_size;    /* size of the next reservation */
   unsigned grow_count; /* reservations made at grow_size */
-  uint64_t npurged;    /* bytes purged */
+  uint64_t npurged;    /* bytes purged (lazily or forced) */
+  uint64_t nmadvise;   /* purge calls made */
+  uint64_t nunmapped;  /* bytes unmapped (retain:false) */
+  uint64_t nunmap_kept; /* munmaps that failed; the range was kept */
+  decay_t decay_dirty, decay_muzzy; /* in pages */
+  xmutex_t purge_mtx;
 } chunk_arena_t;
 
 void chunk_arena_init(chunk_arena_t *ca);
@@ -66,14 +97,21 @@ void chunk_arena_init(chunk_arena_t *ca);
  * errno ENOMEM when the OS refuses memory.
  */
 void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed);
-/* Give [addr, addr+size) back to the arena's trees. */
+/* Give [addr, addr+size) back to the arena's trees, dirty or clean. */
 void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty);
+/* The same with a state (CHUNK_CLEAN, CHUNK_MUZZY or CHUNK_DIRTY). */
+void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned state);
 /* Take the free range [addr, addr+size) if it is wholly free; true if not. */
 bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed);
-/* Purge all dirty free ranges now. */
+/* Purge all dirty and muzzy free ranges now (MADV_DONTNEED). */
 void chunk_purge_all(chunk_arena_t *ca);
 /* Unmap every free range (arena.<i>.destroy, when nothing is allocated). */
 void chunk_arena_release(chunk_arena_t *ca);
+/* Purge what the decay curves say is due at time now (decay_now_ns()).
+ * If wait is false and another thread is purging, return at once. */
+void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait);
+/* ns until the next decay epoch of ca ends; UINT64_MAX if none pending. */
+uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now);
 /* Check the trees (order, coalescing, counters); false if broken. */
 bool chunk_validate(chunk_arena_t *ca);
 extent_node_t *chunk_node_alloc(void);

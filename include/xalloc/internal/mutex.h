@@ -7,6 +7,7 @@
 #define XALLOC_INTERNAL_MUTEX_H
 
 #include <pthread.h>
+#include <stdbool.h>
 
 typedef struct {
   pthread_mutex_t lock;
@@ -17,6 +18,8 @@ typedef struct {
 static inline void xmutex_init(xmutex_t *m) { pthread_mutex_init(&m->lock, NULL); }
 static inline void xmutex_lock(xmutex_t *m) { pthread_mutex_lock(&m->lock); }
 static inline void xmutex_unlock(xmutex_t *m) { pthread_mutex_unlock(&m->lock); }
+/* True if the lock was taken. */
+static inline bool xmutex_trylock(xmutex_t *m) { return pthread_mutex_trylock(&m->lock) == 0; }
 static inline void xmutex_prefork(xmutex_t *m) { pthread_mutex_lock(&m->lock); }
 static inline void xmutex_postfork_parent(xmutex_t *m) { pthread_mutex_unlock(&m->lock); }
 /* The child has one thread; re-initializing is valid whatever state the

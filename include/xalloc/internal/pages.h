@@ -25,6 +25,15 @@ void *pages_map_aligned(size_t size, size_t alignment);
  * it as memory it still owns (or forget it; it is accounted either way).
  */
 bool pages_unmap(void *addr, size_t size);
+/*
+ * Unmap [addr, addr+size) for a caller that keeps the range if that fails
+ * (retain:false). On failure (ENOMEM at vm.max_map_count) the range is
+ * purged (MADV_DONTNEED), stays mapped and counted in pages_mapped(), is
+ * NOT counted as stranded (the caller keeps it as retained memory), the
+ * failure is counted in nunmap_kept, and the first such failure prints
+ * one line on stderr. Returns true on failure.
+ */
+bool pages_unmap_or_keep(void *addr, size_t size);
 /* Give pages back to the kernel. Lazy: MADV_FREE (contents undefined until
  * rewritten). Forced: MADV_DONTNEED (reads as zero afterwards). Both return
  * true on failure. */
@@ -33,6 +42,8 @@ bool pages_purge_forced(void *addr, size_t size);
 /* Transparent huge page hints; true on failure. */
 bool pages_huge(void *addr, size_t size);
 bool pages_nohuge(void *addr, size_t size);
+/* The hint the thp option asks for on chunk memory (none for thp:default). */
+void pages_set_thp(void *addr, size_t size);
 
 typedef struct {
   size_t mapped;      /* bytes currently mapped by xalloc (incl. stranded) */
@@ -40,6 +51,8 @@ typedef struct {
   uint64_t nmaps;     /* successful mmap calls */
   uint64_t nunmaps;   /* successful munmap calls */
   uint64_t nfailed;   /* failed mmap/munmap/madvise calls */
+  uint64_t nunmap_kept; /* failed munmaps whose range the caller kept */
+  uint64_t npurge_lazy, npurge_forced; /* successful MADV_FREE / MADV_DONTNEED calls */
 } pages_stats_t;
 void pages_stats_get(pages_stats_t *out);
 static inline size_t pages_mapped(void) {

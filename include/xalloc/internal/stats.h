@@ -16,9 +16,16 @@ typedef struct {
   size_t active;     /* bytes in pages of live runs and huge allocations */
   size_t mapped;     /* bytes mapped by xalloc (pages layer) */
   size_t metadata;   /* bytes mapped for metadata */
-  size_t dirty;      /* bytes in free pages that may be resident */
-  size_t retained;   /* bytes mapped, free, and purged (or never used) */
-  size_t resident;   /* estimate: metadata + active + dirty */
+  size_t dirty;      /* bytes in free dirty pages (runs and chunk ranges) */
+  size_t muzzy;      /* bytes in free lazily purged pages (MADV_FREE) */
+  size_t retained;   /* bytes of free chunk ranges that are clean (purged or
+                        never used): mapped, not resident, reusable */
+  size_t resident;   /* bytes that may be resident: metadata, active runs,
+                        whole huge ranges, dirty, muzzy, being purged */
+  size_t stranded;   /* bytes mapped but owned by nothing (failed trims) */
+  uint64_t npurged;  /* bytes purged (lazily or forced) */
+  uint64_t nmadvise; /* purge calls made by decay and trim */
+  uint64_t nunmap_kept; /* failed munmaps whose range was kept as retained */
   size_t allocated_small, allocated_large, allocated_huge;
   uint64_t nmalloc, ndalloc;
   size_t nhuge;      /* live huge allocations */
@@ -34,6 +41,8 @@ typedef struct {
   size_t mapped;         /* bytes reserved from the pages layer for this arena */
   size_t chunk_free;     /* bytes in free chunk ranges */
   size_t chunk_dirty;    /* of which dirty */
+  size_t chunk_muzzy;    /* of which muzzy (lazily purged) */
+  size_t pmuzzy;         /* muzzy pages in free runs */
   uint64_t npurged;      /* bytes purged, runs and chunk ranges */
   size_t allocated_small;
   uint64_t nmalloc_small, ndalloc_small;

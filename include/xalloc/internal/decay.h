@@ -1,0 +1,53 @@
+/*
+ * decay: when freed pages are purged. A decay_t follows one kind of page
+ * (dirty, or muzzy) of one arena or chunk arena, and says how many of them
+ * may be kept now: pages freed in an epoch are purged progressively over
+ * the decay time, on a smoothstep curve (like jemalloc's), not all at once
+ * when the time is up.
+ *
+ * Time is cut into DECAY_NSTEPS epochs of time_ms / DECAY_NSTEPS. backlog[i]
+ * holds the pages that became unpurged in an epoch, newest last; the number
+ * of pages that may be kept is the sum of backlog[i] * h(i), where h falls
+ * from 1 (this epoch) to 0 (time_ms ago) along a smoothstep. Purging
+ * happens only when an epoch ends, so a caller asking more often than once
+ * per epoch does nothing (and pays one clock read).
+ *
+ * time_ms 0: keep nothing (purge at once); -1: keep everything (never).
+ * A decay_t is protected by the lock of the structure that holds it.
+ */
+#ifndef XALLOC_INTERNAL_DECAY_H
+#define XALLOC_INTERNAL_DECAY_H
+
+#include <sys/types.h>
+
+#include "xalloc/internal/util.h"
+
+#define DECAY_NSTEPS 64
+
+typedef struct {
+  ssize_t time_ms;
+  uint64_t interval_ns; /* length of an epoch */
+  uint64_t epoch_ns;    /* start of the current epoch */
+  size_t nunpurged;     /* pages at the last epoch end, after purging */
+  size_t backlog[DECAY_NSTEPS];
+} decay_t;
+
+/* Monotonic clock, nanoseconds. */
+uint64_t decay_now_ns(void);
+void decay_init(decay_t *d, ssize_t time_ms, uint64_t now);
+/*
+ * Advance d to now, npages being the pages of its kind that exist now.
+ * Returns true if an epoch ended (or time_ms is 0), with *limit the pages
+ * that may be kept; the caller purges the oldest beyond that and then
+ * calls decay_purged with what is left. false: nothing to do now.
+ */
+bool decay_advance(decay_t *d, uint64_t now, size_t npages, size_t *limit);
+void decay_purged(decay_t *d, size_t npages);
+/* Pages that may be kept at d's last epoch (for tests and stats). */
+size_t decay_limit(const decay_t *d);
+/* ns from now until d's next epoch ends; UINT64_MAX if it never purges. */
+uint64_t decay_ns_until_epoch(const decay_t *d, uint64_t now);
+/* h(i) for i in [0, DECAY_NSTEPS), fixed point, 1.0 = 1 << DECAY_H_SHIFT. */
+#define DECAY_H_SHIFT 24
+uint64_t decay_h(unsigned i);
+#endif

@@ -1,0 +1,149 @@
+/*
+ * decay, through the public API: memory freed goes back to the kernel over
+ * time (mincore on the freed ranges, which xalloc keeps mapped), at once
+ * with dirty_decay_ms:0,muzzy_decay_ms:0, never with -1, and from the
+ * background thread in a process that makes no allocator call at all.
+ * Each case re-executes this program with its options appended to
+ * XALLOC_CONF (so it also runs under the test suite's configurations).
+ */
+#include "xtest.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define NBLK 48
+#define CHECK(c)                                                              \
+  do {                                                                        \
+    if (!(c)) {                                                               \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);   \
+      exit(1);                                                                \
+    }                                                                         \
+  } while (0)
+
+static char *blk[NBLK];
+static size_t blksz[NBLK];
+
+static size_t resident_pages(void) {
+  static unsigned char vec[1 << 14];
+  size_t n = 0;
+  for (int i = 0; i < NBLK; i++) {
+    size_t np = blksz[i] / 4096;
+    CHECK(mincore(blk[i], blksz[i], vec) == 0);
+    for (size_t k = 0; k < np; k++) n += vec[k] & 1;
+  }
+  return n;
+}
+
+static size_t total_pages(void) {
+  size_t n = 0;
+  for (int i = 0; i < NBLK; i++) n += blksz[i] / 4096;
+  return n;
+}
+
+/* Large and huge blocks (bigger than what the thread cache keeps). */
+static void fill_and_free(void) {
+  for (int i = 0; i < NBLK; i++) {
+    blksz[i] = i % 8 == 7 ? (size_t)4 << 20 : (size_t)(64 + 32 * (i % 8)) << 10;
+    blk[i] = malloc(blksz[i]);
+    CHECK(blk[i] != NULL);
+    memset(blk[i], 0x33, blksz[i]);
+  }
+  CHECK(resident_pages() == total_pages());
+  for (int i = 0; i < NBLK; i++) free(blk[i]);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+/* Slow-path activity that does not reuse the freed blocks' pages much. */
+static void tick(void) {
+  for (int k = 0; k < 80; k++) free(malloc((size_t)40 << 10));
+}
+
+static int child(const char *mode) {
+  fill_and_free();
+  size_t total = total_pages(), r0 = resident_pages();
+  if (strcmp(mode, "now") == 0) {
+    fprintf(stderr, "now: %zu of %zu pages resident right after free\n", r0, total);
+    CHECK(r0 <= total / 20);
+  } else if (strcmp(mode, "never") == 0) {
+    for (int k = 0; k < 20; k++) {
+      sleep_ms(10);
+      tick();
+    }
+    size_t r = resident_pages();
+    fprintf(stderr, "never: %zu of %zu pages resident after 200 ms\n", r, total);
+    CHECK(r >= total * 9 / 10);
+  } else if (strcmp(mode, "decay") == 0) {
+    /* Not a cliff: right after free most pages are still there. */
+    CHECK(r0 >= total / 2);
+    size_t r = r0;
+    int ms = 0;
+    for (; ms < 3000 && r > total / 10; ms += 10) {
+      sleep_ms(10);
+      tick();
+      r = resident_pages();
+    }
+    fprintf(stderr, "decay: %zu -> %zu of %zu pages resident after %d ms\n", r0, r, total, ms);
+    CHECK(r <= total / 10);
+  } else if (strcmp(mode, "background") == 0) {
+    CHECK(r0 >= total / 2);
+    size_t r = r0;
+    int ms = 0;
+    for (; ms < 3000 && r > total / 10; ms += 20) {
+      sleep_ms(20); /* no allocator call at all */
+      r = resident_pages();
+    }
+    fprintf(stderr, "background: %zu -> %zu of %zu pages resident after %d idle ms\n", r0, r, total, ms);
+    CHECK(r <= total / 10);
+  } else {
+    return 2;
+  }
+  return 0;
+}
+
+static void run_mode(const char *mode, const char *conf) {
+  char cmd[1024];
+  const char *base = getenv("XALLOC_CONF");
+  snprintf(cmd, sizeof(cmd), "XALLOC_CONF='%s%s%s' /proc/%d/exe %s 2>&1", base ? base : "", base ? "," : "", conf,
+           (int)getpid(), mode);
+  /* /proc/self/exe of the shell would be the shell: use our pid. */
+  FILE *f = popen(cmd, "r");
+  assert_non_null(f);
+  char line[512];
+  while (fgets(line, sizeof(line), f)) fputs(line, stderr);
+  int st = pclose(f);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_now(void **s) {
+  (void)s;
+  run_mode("now", "dirty_decay_ms:0,muzzy_decay_ms:0");
+}
+static void test_never(void **s) {
+  (void)s;
+  run_mode("never", "dirty_decay_ms:-1,muzzy_decay_ms:-1");
+}
+static void test_decay(void **s) {
+  (void)s;
+  run_mode("decay", "dirty_decay_ms:40,muzzy_decay_ms:40");
+}
+static void test_background(void **s) {
+  (void)s;
+  run_mode("background", "dirty_decay_ms:40,muzzy_decay_ms:40,background_thread:true");
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) return child(argv[1]);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_now),
+      cmocka_unit_test(test_never),
+      cmocka_unit_test(test_decay),
+      cmocka_unit_test(test_background),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
