@@ -15,6 +15,7 @@ static tsd_t tsd_exited = {.state = TSD_EXITED};
 __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec"))) = &tsd_empty;
 
 unsigned tcache_nhbins;
+bool tcache_active;
 size_t tcache_maxclass;
 static size_t tsd_slots;       /* stack slots per tsd */
 static base_pool_t tsd_pool;
@@ -52,6 +53,9 @@ void tcache_report_corrupt(void *ptr) {
 
 bool tcache_boot(void) {
   tsd_boot.arena = tsd_exited.arena = tsd_empty.arena = arenas[0];
+  /* junk:true and valgrind need every call on the slow paths: threads get
+   * caches that hold nothing. */
+  tcache_active = opt_tcache && !opt_junk && !vg_running;
   tsd_list.next = tsd_list.prev = &tsd_list;
   size_t max = opt_tcache_max;
   if (max > sz_large_max) max = sz_large_max;
@@ -77,14 +81,14 @@ static tsd_t *tsd_create(void) {
   }
   t->state = TSD_NOMINAL;
   t->arena = a;
-  t->tcache_enabled = opt_tcache;
+  t->tcache_enabled = tcache_active;
   t->gc_ticker = TCACHE_GC_INTERVAL;
   void **slot = (void **)(t + 1);
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
     b->stack = slot;
     slot += tcache_bin_slots(i);
-    b->ncached_max = opt_tcache ? tcache_bin_slots(i) : 0;
+    b->ncached_max = tcache_active ? tcache_bin_slots(i) : 0;
     b->lg_fill_div = 1;
   }
   xmutex_lock(&tsd_list_lock);

@@ -21,6 +21,7 @@
 #include "xalloc/internal/stats.h"
 #include "xalloc/internal/tcache.h"
 
+bool vg_running;
 static bool xa_initialized;
 static bool xa_init_failed;
 static int xa_stats_fd = -1; /* copy of stderr for stats_print at exit */
@@ -59,6 +60,7 @@ XA_NOINLINE static bool xa_init_slow(void) {
     narenas_auto = ncpus > 0 ? 4 * (unsigned)ncpus : 4;
   }
   if (narenas_auto > ARENAS_MAX) narenas_auto = ARENAS_MAX;
+  vg_running = config_valgrind && vg_detect();
   if (tcache_boot()) {
     xa_init_failed = true;
     goto fail;
@@ -84,6 +86,12 @@ static inline bool xa_init(void) {
 
 /* ---- core operations ---- */
 
+/* junk:true and valgrind: new memory (on the slow paths only). */
+static inline void xa_alloc_debug(void *ret, size_t usize, bool zero) {
+  if (unlikely(opt_junk) && !zero) memset(ret, JUNK_ALLOC, usize);
+  vg_malloclike(ret, usize, zero);
+}
+
 /*
  * The slow path of every allocation: not initialized, no tsd yet, cache
  * empty, zeroing, or a size the table does not cover.
@@ -103,13 +111,16 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, bool zero) {
   void *ret;
   if (ind < tcache_nhbins && t->bins[ind].ncached_max != 0) {
     tcache_bin_t *b = &t->bins[ind];
+    /* An object whose tag is gone was written after free, or pushed twice
+     * (and may be live): reported, never handed out (abort:false drops it
+     * and takes the next one; the run still counts it as allocated). */
+    while (b->ncached != 0 && unlikely(tcache_tag_lost(b->stack[b->ncached - 1]))) {
+      tcache_report_corrupt(b->stack[--b->ncached]);
+      if (b->ncached < b->low_water) b->low_water = b->ncached;
+    }
     if (b->ncached != 0) {
       ret = b->stack[--b->ncached];
       if (b->ncached < b->low_water) b->low_water = b->ncached;
-      if (unlikely(!tcache_tagged(ret))) {
-        tcache_report_corrupt(ret);
-        return NULL;
-      }
       tcache_clear_tag(ret);
     } else if (ind < SZ_NBINS) {
       ret = tcache_alloc_small_hard(t, ind);
@@ -127,7 +138,10 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, bool zero) {
     ret = arena_malloc_large(t->arena, usize, PAGE, zero);
   else
     ret = huge_malloc(t->arena, usize, sz_chunksize, zero);
-  if (ret != NULL) tsd_count_direct(t, true, usize);
+  if (ret != NULL) {
+    tsd_count_direct(t, true, usize);
+    xa_alloc_debug(ret, usize, zero);
+  }
   return ret;
 }
 
@@ -140,7 +154,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
     uint32_t n = b->ncached;
     if (likely(n != 0)) {
       void *ret = b->stack[n - 1];
-      if (unlikely(!tcache_tagged(ret))) return xa_alloc_slow(size, false);
+      if (unlikely(tcache_tag_lost(ret))) return xa_alloc_slow(size, false);
       tcache_clear_tag(ret);
       b->ncached = --n;
       if (unlikely(n < b->low_water)) b->low_water = n;
@@ -169,15 +183,18 @@ static void *xa_alloc_aligned(size_t size, size_t alignment, bool zero) {
     ret = arena_malloc_large(t->arena, usize, alignment, zero);
   else
     ret = huge_malloc(t->arena, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
-  if (ret != NULL) tsd_count_direct(t, true, usize);
+  if (ret != NULL) {
+    tsd_count_direct(t, true, usize);
+    xa_alloc_debug(ret, usize, zero);
+  }
   return ret;
 }
 
 /* Metadata of an allocated pointer, or NULL (reported) if xalloc does not own it. */
-static inline uint8_t *xa_meta(const void *ptr, const char *what) {
+static inline uint8_t *xa_meta(const void *ptr, const char *op) {
   uint8_t *meta = rtree_get((uintptr_t)ptr);
   if (unlikely(meta == NULL || (*meta != META_ARENA_CHUNK && *meta != META_HUGE))) {
-    arena_report(what, ptr, 0, 0);
+    arena_report_unowned(op, ptr);
     return NULL;
   }
   return meta;
@@ -185,7 +202,7 @@ static inline uint8_t *xa_meta(const void *ptr, const char *what) {
 
 XA_NOINLINE static void xa_free_slow(void *ptr) {
   if (ptr == NULL) return;
-  uint8_t *meta = xa_meta(ptr, "invalid free (pointer not allocated by xalloc)");
+  uint8_t *meta = xa_meta(ptr, "free");
   if (unlikely(meta == NULL)) return;
   tsd_t *t = tsd_fetch();
   if (*meta == META_HUGE) {
@@ -209,7 +226,7 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
     /* Large (or not allocated: arena_dalloc reports it). */
     arena_run_t *run = chunk->map[pageind];
     size_t usize = run != NULL && run->state == RUN_LARGE ? (size_t)run->npages << LG_PAGE : 0;
-    if (usize != 0 && usize <= tcache_maxclass &&
+    if (usize != 0 && usize <= tcache_maxclass && tcache_active &&
         (char *)ptr == chunk->addr + ((size_t)run->pageind << LG_PAGE)) {
       ind = sz_size2index(usize);
       if (t->bins[ind].ncached_max != 0) {
@@ -241,7 +258,8 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
     /* Offset in the run; it must be a multiple of the region size. */
     size_t roff = (off & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
     if (likely(ind < SZ_NBINS) &&
-        likely(((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] == roff)) {
+        (!config_heap_checks ||
+         likely(((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] == roff))) {
       tcache_bin_t *b = &t->bins[ind];
       uint32_t n = b->ncached;
       if (likely(n < b->ncached_max) && likely(!tcache_tagged(ptr))) {
@@ -256,21 +274,25 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
   xa_free_slow(ptr);
 }
 
-/* Usable size of an allocated pointer; 0 (reported) if not one. */
-static size_t xa_usable(const void *ptr, const char *what) {
-  uint8_t *meta = xa_meta(ptr, what);
+/* Usable size of a live allocation; 0 (reported as a bad op) if ptr is
+ * not xalloc's, not the start of an allocation, or already freed. */
+static size_t xa_usable(const void *ptr, const char *op) {
+  uint8_t *meta = xa_meta(ptr, op);
   if (meta == NULL) return 0;
-  if (*meta == META_ARENA_CHUNK) {
-    size_t u = arena_salloc((arena_chunk_t *)meta, ptr);
-    if (u == 0) arena_report(what, ptr, 0, ((arena_chunk_t *)meta)->arena->ind);
-    return u;
-  }
+  if (*meta == META_ARENA_CHUNK) return arena_lookup((arena_chunk_t *)meta, ptr, op);
   extent_node_t *node = (extent_node_t *)meta;
   if (node->addr != ptr) {
-    arena_report(what, ptr, 0, ((arena_t *)node->arena)->ind);
+    arena_report_bad(op, BAD_INTERIOR, ptr, node->usize, ((arena_t *)node->arena)->ind);
     return 0;
   }
   return node->usize;
+}
+
+static unsigned xa_arena_ind(const void *ptr) {
+  uint8_t *meta = rtree_get((uintptr_t)ptr);
+  if (meta == NULL) return ARENA_IND_NONE;
+  if (*meta == META_ARENA_CHUNK) return ((arena_chunk_t *)meta)->arena->ind;
+  return ((arena_t *)((extent_node_t *)meta)->arena)->ind;
 }
 
 static void *xa_realloc(void *ptr, size_t size) {
@@ -280,7 +302,7 @@ static void *xa_realloc(void *ptr, size_t size) {
     xa_free(ptr);
     return NULL;
   }
-  size_t old = xa_usable(ptr, "invalid realloc (pointer not allocated by xalloc)");
+  size_t old = xa_usable(ptr, "realloc");
   if (old == 0) {
     errno = EINVAL;
     return NULL;
@@ -291,14 +313,18 @@ static void *xa_realloc(void *ptr, size_t size) {
     return NULL;
   }
   uint8_t *meta = rtree_get((uintptr_t)ptr);
+  /* junk:true and valgrind: always move (new bytes get junk; memcheck
+   * sees one block freed and one allocated). */
+  bool in_place = !opt_junk && !vg_on();
   if (*meta == META_ARENA_CHUNK) {
     if (old <= SZ_SMALL_MAX) {
       if (usize == old) return ptr;
     } else if (usize > SZ_SMALL_MAX && usize <= sz_large_max) {
-      if (usize == old || !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, false))
+      if (usize == old ||
+          (in_place && !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, false)))
         return ptr;
     }
-  } else if (usize > sz_large_max) {
+  } else if (usize > sz_large_max && in_place) {
     if (!huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, false)) return ptr;
   }
   void *ret = xa_alloc(size);
@@ -375,15 +401,17 @@ XA_EXPORT void *pvalloc(size_t size) {
 
 XA_EXPORT size_t malloc_usable_size(void *ptr) {
   if (ptr == NULL) return 0;
-  return xa_usable(ptr, "invalid malloc_usable_size (pointer not allocated by xalloc)");
+  return xa_usable(ptr, "malloc_usable_size");
 }
 
 XA_EXPORT void free_sized(void *ptr, size_t size) {
   if (ptr == NULL) return;
-  size_t usize = xa_usable(ptr, "invalid free_sized (pointer not allocated by xalloc)");
+  size_t usize = xa_usable(ptr, "free_sized");
   if (usize == 0) return;
   if (sz_s2u(size) != usize) {
-    arena_report("mis-sized free", ptr, usize, 0);
+    char detail[64];
+    util_format(detail, sizeof(detail), "free_sized with size %zu", size);
+    arena_report_ex("mis-sized free", ptr, usize, xa_arena_ind(ptr), detail);
     return;
   }
   xa_free(ptr);
@@ -391,11 +419,15 @@ XA_EXPORT void free_sized(void *ptr, size_t size) {
 
 XA_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
   if (ptr == NULL) return;
-  size_t usize = xa_usable(ptr, "invalid free_aligned_sized (pointer not allocated by xalloc)");
+  size_t usize = xa_usable(ptr, "free_aligned_sized");
   if (usize == 0) return;
-  if (!util_is_pow2(alignment) || ((uintptr_t)ptr & (alignment - 1)) != 0 ||
-      sz_sa2u(size, alignment) != usize) {
-    arena_report("mis-sized or mis-aligned free", ptr, usize, 0);
+  bool bad_align = !util_is_pow2(alignment) || ((uintptr_t)ptr & (alignment - 1)) != 0;
+  if (bad_align || sz_sa2u(size, alignment) != usize) {
+    char detail[96];
+    util_format(detail, sizeof(detail), "free_aligned_sized with alignment %zu and size %zu", alignment,
+                size);
+    arena_report_ex(bad_align ? "mis-aligned free" : "mis-sized free", ptr, usize, xa_arena_ind(ptr),
+                    detail);
     return;
   }
   xa_free(ptr);
@@ -498,11 +530,16 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
   if (xa_init()) return -1;
   stats_totals_t t;
   stats_totals(&t);
+  /* The heap check: every arena's metadata, each inconsistency one line on
+   * stderr (see doc/SAFETY.md). */
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE), nbad = 0;
+  for (unsigned i = 0; i < n; i++)
+    if (arenas[i] != NULL && !arena_check(arenas[i], true)) nbad++;
   fprintf(fp,
           "<malloc version=\"xalloc-%s\">\n<total type=\"mapped\" size=\"%zu\"/>\n"
           "<total type=\"allocated\" size=\"%zu\"/>\n<total type=\"dirty\" size=\"%zu\"/>\n"
-          "<total type=\"retained\" size=\"%zu\"/>\n</malloc>\n",
-          PACKAGE_VERSION, t.mapped, t.allocated, t.dirty, t.retained);
+          "<total type=\"retained\" size=\"%zu\"/>\n<check arenas=\"%u\" failed=\"%u\"/>\n</malloc>\n",
+          PACKAGE_VERSION, t.mapped, t.allocated, t.dirty, t.retained, n, nbad);
   return 0;
 }
 

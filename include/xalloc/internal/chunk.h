@@ -72,6 +72,8 @@ void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty);
 bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed);
 /* Purge all dirty free ranges now. */
 void chunk_purge_all(chunk_arena_t *ca);
+/* Whether addr lies in a free range of the trees (for error reports). */
+bool chunk_contains(chunk_arena_t *ca, const void *addr);
 /* Check the trees (order, coalescing, counters); false if broken. */
 bool chunk_validate(chunk_arena_t *ca);
 extent_node_t *chunk_node_alloc(void);
