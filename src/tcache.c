@@ -50,6 +50,9 @@ void tcache_report_double_free(void *ptr) { tcache_report("double free", ptr); }
 void tcache_report_corrupt(void *ptr) {
   tcache_report("write after free (or double free) detected at malloc", ptr);
 }
+void tcache_report_corrupt_flush(void *ptr) {
+  tcache_report("write after free (or double free) detected leaving the thread cache", ptr);
+}
 
 bool tcache_boot(void) {
   tsd_boot.arena = tsd_exited.arena = tsd_empty.arena = arenas[0];
@@ -199,6 +202,11 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
   unsigned nflush = b->ncached - rem;
   void **objs = b->stack;
   void *batch[TCACHE_NSLOTS_SMALL_MAX];
+  /* Objects leaving the cache must still hold their tags: one that lost it
+   * was written after free (if it was also pushed twice, the run bitmap
+   * reports the second copy). */
+  for (unsigned j = 0; j < nflush; j++)
+    if (unlikely(tcache_tag_lost(objs[j]))) tcache_report_corrupt_flush(objs[j]);
   while (nflush > 0) {
     arena_t *owner = tcache_owner(objs[0]);
     if (owner == NULL) {
