@@ -8,6 +8,8 @@
 #include "xalloc/internal/pages.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tag.h"
+#include "xalloc/internal/vg.h"
+#include <stdlib.h>
 
 arena_t *arenas[ARENAS_MAX];
 unsigned narenas;
@@ -50,15 +52,88 @@ static int arena_cmp_huge(const rb_node_t *a, const rb_node_t *b) {
 
 static int arena_cmp_chunk(const rb_node_t *a, const rb_node_t *b);
 
-void arena_report(const char *what, const void *ptr, size_t size, unsigned arena_ind) {
-  char buf[256];
-  if (size != 0)
-    util_format(buf, sizeof(buf), "xalloc: %s of %p (size class %zu, arena %u)\n", what, ptr, size,
-                arena_ind);
+uint64_t arena_nreports;
+void (*arena_report_hook)(const char *line);
+
+void arena_report_ex(const char *what, const void *ptr, size_t size, unsigned arena_ind,
+                     const char *detail) {
+  char buf[384];
+  size_t n = util_format(buf, sizeof(buf), "xalloc: %s of %p", what, ptr);
+  if (size != 0 && arena_ind != ARENA_IND_NONE)
+    n += util_format(buf + n, sizeof(buf) - n, " (size class %zu, arena %u)", size, arena_ind);
+  else if (size != 0)
+    n += util_format(buf + n, sizeof(buf) - n, " (size class %zu)", size);
+  else if (arena_ind != ARENA_IND_NONE)
+    n += util_format(buf + n, sizeof(buf) - n, " (arena %u)", arena_ind);
+  if (n < sizeof(buf) && detail != NULL) n += util_format(buf + n, sizeof(buf) - n, ": %s", detail);
+  if (n > sizeof(buf) - 2) n = sizeof(buf) - 2;
+  buf[n] = '\n';
+  buf[n + 1] = '\0';
+  __atomic_fetch_add(&arena_nreports, 1, __ATOMIC_RELAXED);
+  if (arena_report_hook != NULL)
+    arena_report_hook(buf);
   else
-    util_format(buf, sizeof(buf), "xalloc: %s of %p\n", what, ptr);
-  if (opt_abort) util_fatal("%s", buf);
-  util_write(buf);
+    util_write(buf);
+  if (opt_abort) abort();
+}
+
+void arena_report(const char *what, const void *ptr, size_t size, unsigned arena_ind) {
+  arena_report_ex(what, ptr, size, arena_ind, NULL);
+}
+
+void arena_report_bad(const char *op, int kind, const void *ptr, size_t size, unsigned arena_ind) {
+  static const char *const reason[] = {"already freed", "interior pointer", "pointer into a free run",
+                                       "pointer into free chunk memory",
+                                       "pointer not allocated by xalloc"};
+  char what[96];
+  if (kind == BAD_FREED && strncmp(op, "free", 4) == 0)
+    util_format(what, sizeof(what), "double free");
+  else
+    util_format(what, sizeof(what), "invalid %s (%s)", op, reason[kind]);
+  arena_report(what, ptr, size, arena_ind);
+}
+
+/* Remembered frees of large (arena lock) and huge (huge_mtx) allocations. */
+static void arena_freed_record(arena_freed_t *ring, unsigned *next, const void *ptr, size_t usize) {
+  arena_freed_t *e = &ring[*next % ARENA_FREED_RING];
+  e->addr_x = (uintptr_t)ptr ^ tcache_tag_key;
+  e->usize = usize;
+  (*next)++;
+}
+
+static size_t arena_freed_find(const arena_freed_t *ring, const void *ptr) {
+  for (unsigned i = 0; i < ARENA_FREED_RING; i++)
+    if (ring[i].usize != 0 && (ring[i].addr_x ^ tcache_tag_key) == (uintptr_t)ptr) return ring[i].usize;
+  return 0;
+}
+
+void arena_freed_huge(arena_t *a, const void *ptr, size_t usize) {
+  arena_freed_record(a->freed_huge, &a->freed_huge_next, ptr, usize);
+}
+
+void arena_report_unowned(const char *op, const void *ptr) {
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+  for (unsigned i = 0; i < n; i++) {
+    arena_t *a = arenas[i];
+    if (a == NULL) continue;
+    xmutex_lock(&a->huge_mtx);
+    size_t usize = arena_freed_find(a->freed_huge, ptr);
+    xmutex_unlock(&a->huge_mtx);
+    /* Still unowned (checked by the caller): nothing was allocated there
+     * since it was freed. */
+    if (usize != 0) {
+      arena_report_bad(op, BAD_FREED, ptr, usize, a->ind);
+      return;
+    }
+  }
+  for (unsigned i = 0; i < n; i++) {
+    arena_t *a = arenas[i];
+    if (a != NULL && chunk_contains(&a->chunks, ptr)) {
+      arena_report_bad(op, BAD_FREE_CHUNK, ptr, 0, a->ind);
+      return;
+    }
+  }
+  arena_report_bad(op, BAD_NOT_OURS, ptr, 0, ARENA_IND_NONE);
 }
 
 uintptr_t tcache_tag_key;
@@ -344,6 +419,7 @@ static arena_chunk_t *arena_chunk_alloc(arena_t *a) {
   chunk->map[0] = run;
   chunk->map[arena_chunk_npages - 1] = run;
   if (rtree_set_range((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
+  vg_noaccess(addr, sz_chunksize);
   arena_avail_insert(a, run);
   arena_chunk_list_insert(a, chunk);
   a->nchunks++;
@@ -695,6 +771,14 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
     unsigned bits = info->nregs - w * 64;
     run->bitmap[w] = bits >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << bits) - 1);
   }
+  if (config_heap_checks) {
+    /* Every free region carries its tag, so that a free of a region that
+     * is free in the bitmap is caught even on the fast path. */
+    char *base = arena_run_addr(run);
+    vg_undefined(base, (size_t)run->npages << LG_PAGE);
+    for (unsigned i = 0; i < info->nregs; i++) tcache_set_tag(base + (size_t)i * info->reg_size);
+    vg_noaccess(base, (size_t)run->npages << LG_PAGE);
+  }
   bin->stats.nruns++;
   bin->stats.curruns++;
   return run;
@@ -718,6 +802,7 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
   bin->stats.nmalloc++;
   bin->stats.curregs++;
   xmutex_unlock(&bin->lock);
+  vg_undefined(ret, info->reg_size);
   if (zero)
     memset(ret, 0, info->reg_size);
   else
@@ -755,7 +840,11 @@ static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned bin
     return;
   }
   run->bitmap[idx >> 6] |= mask;
+  vg_freelike(ptr);
+  vg_undefined(ptr, info->reg_size);
+  if (unlikely(opt_junk)) memset(ptr, JUNK_FREE, info->reg_size);
   tcache_set_tag(ptr);
+  vg_noaccess(ptr, info->reg_size);
   run->nfree++;
   bin->stats.ndalloc++;
   bin->stats.curregs--;
@@ -862,6 +951,7 @@ void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) 
   a->stats.allocated_large += usize;
   xmutex_unlock(&a->lock);
   void *ret = arena_run_addr(run);
+  vg_undefined(ret, usize);
   if (zero && !zeroed)
     memset(ret, 0, usize);
   else if (!zeroed)
@@ -876,13 +966,18 @@ static void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size
   if (run == NULL || run->state != RUN_LARGE || arena_run_addr(run) != ptr) {
     xmutex_unlock(&a->lock);
     if (run != NULL && run->state == RUN_LARGE)
-      arena_report("invalid free (interior pointer)", ptr, 0, a->ind);
+      arena_report("invalid free (interior pointer)", ptr, (size_t)run->npages << LG_PAGE, a->ind);
     else
       arena_report_unallocated(a, ptr);
     return;
   }
   size_t size = (size_t)run->npages << LG_PAGE;
+  vg_freelike(ptr);
+  vg_undefined(ptr, size);
+  if (unlikely(opt_junk)) memset(ptr, JUNK_FREE, size);
   tcache_set_tag(ptr);
+  vg_noaccess(ptr, size);
+  arena_freed_record(a->freed_large, &a->freed_large_next, ptr, size);
   a->stats.ndalloc_large++;
   a->stats.allocated_large -= size;
   a->nactive -= run->npages;
@@ -890,13 +985,55 @@ static void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size
   xmutex_unlock(&a->lock);
 }
 
-/* A free of a pointer into pages that hold no allocation: a double free if
- * the object still carries the tag its first free wrote. */
-static void arena_report_unallocated(arena_t *a, void *ptr) {
-  if (((uintptr_t)ptr & 7) == 0 && tcache_tagged(ptr))
-    arena_report("double free", ptr, 0, a->ind);
-  else
-    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
+/* A pointer into pages that hold no allocation: a double free if the
+ * object still carries the tag its first free wrote (with its size if the
+ * free is remembered), else a pointer into a free run. */
+static void arena_report_unallocated_op(arena_t *a, const void *ptr, const char *op) {
+  if (tcache_tagged_peek(ptr)) {
+    xmutex_lock(&a->lock);
+    size_t usize = arena_freed_find(a->freed_large, ptr);
+    xmutex_unlock(&a->lock);
+    arena_report_bad(op, BAD_FREED, ptr, usize, a->ind);
+  } else {
+    arena_report_bad(op, BAD_FREE_RUN, ptr, 0, a->ind);
+  }
+}
+
+static void arena_report_unallocated(arena_t *a, void *ptr) { arena_report_unallocated_op(a, ptr, "free"); }
+
+size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op) {
+  arena_t *a = chunk->arena;
+  size_t pageind = (size_t)((const char *)ptr - chunk->addr) >> LG_PAGE;
+  const arena_run_t *run = __atomic_load_n(&chunk->map[pageind], __ATOMIC_ACQUIRE);
+  uint8_t state = run != NULL ? run->state : RUN_FREE;
+  if (state == RUN_SMALL && run->binind < SZ_NBINS) {
+    const sz_bin_info_t *info = &sz_bin_info[run->binind];
+    size_t off = (size_t)((const char *)ptr - arena_run_addr(run));
+    size_t idx = (size_t)((off * info->div_magic) >> 32);
+    if (idx >= info->nregs || idx * info->reg_size != off) {
+      arena_report_bad(op, BAD_INTERIOR, ptr, info->reg_size, a->ind);
+      return 0;
+    }
+    if (tcache_tagged_peek(ptr)) {
+      arena_report_bad(op, BAD_FREED, ptr, info->reg_size, a->ind);
+      return 0;
+    }
+    return info->reg_size;
+  }
+  if (state == RUN_LARGE) {
+    size_t size = (size_t)run->npages << LG_PAGE;
+    if (arena_run_addr(run) != ptr) {
+      arena_report_bad(op, BAD_INTERIOR, ptr, size, a->ind);
+      return 0;
+    }
+    if (tcache_tagged_peek(ptr)) {
+      arena_report_bad(op, BAD_FREED, ptr, size, a->ind);
+      return 0;
+    }
+    return size;
+  }
+  arena_report_unallocated_op(a, ptr, op);
+  return 0;
 }
 
 void arena_dalloc(arena_chunk_t *chunk, void *ptr) {
@@ -980,99 +1117,206 @@ static int arena_cmp_chunk(const rb_node_t *a, const rb_node_t *b) {
 static void arena_chunk_list_insert(arena_t *a, arena_chunk_t *chunk) { rb_insert(&a->chunk_list, &chunk->link); }
 static void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk) { rb_remove(&a->chunk_list, &chunk->link); }
 
-/* ---- validation ---- */
+/* ---- validation and the heap check ---- */
 
-bool arena_validate(arena_t *a) {
-  bool ok = true;
+typedef struct {
+  arena_t *a;
+  bool verbose;
+  unsigned nbad;
+} arena_checker_t;
+
+#define ARENA_CHECK_MAX_LINES 64
+
+static void arena_check_say(arena_checker_t *c, const char *fmt, ...) {
+  c->nbad++;
+  if (!c->verbose || c->nbad > ARENA_CHECK_MAX_LINES) return;
+  char buf[320];
+  size_t n = util_format(buf, sizeof(buf), "xalloc: arena %u check: ", c->a->ind);
+  va_list ap;
+  va_start(ap, fmt);
+  n += util_vformat(buf + n, sizeof(buf) - n, fmt, ap);
+  va_end(ap);
+  if (n > sizeof(buf) - 2) n = sizeof(buf) - 2;
+  buf[n] = '\n';
+  buf[n + 1] = '\0';
+  util_write(buf);
+}
+
+#define CHECK(cond, ...)                                \
+  do {                                                  \
+    if (unlikely(!(cond))) arena_check_say(c, __VA_ARGS__); \
+  } while (0)
+
+/* One small run: bitmap against nfree, binmap, and (contents) the free
+ * tags of its free regions. Bin lock held. */
+static void arena_check_small_run(arena_checker_t *c, arena_chunk_t *chunk, arena_run_t *run,
+                                  bool contents, size_t *curregs, size_t *curruns) {
+  if (run->binind >= SZ_NBINS) {
+    arena_check_say(c, "small run at %p has size class index %u", arena_run_addr(run), run->binind);
+    return;
+  }
+  const sz_bin_info_t *info = &sz_bin_info[run->binind];
+  char *base = arena_run_addr(run);
+  unsigned nfree = 0;
+  for (unsigned w = 0; w < info->nwords; w++) nfree += (unsigned)__builtin_popcountll(run->bitmap[w]);
+  CHECK(run->npages == info->run_pages, "small run at %p (size class %u) has %u pages, not %u", base,
+        info->reg_size, run->npages, info->run_pages);
+  CHECK(nfree == run->nfree, "small run at %p (size class %u): bitmap has %u free regions, nfree says %u",
+        base, info->reg_size, nfree, (unsigned)run->nfree);
+  CHECK(nfree != info->nregs, "small run at %p (size class %u) is wholly free but still allocated", base,
+        info->reg_size);
+  for (uint32_t i = 0; i < run->npages && i < info->run_pages; i++)
+    CHECK(chunk->binmap[run->pageind + i] == (uint16_t)(run->binind | (i << 8)),
+          "page %u of small run at %p (size class %u) has binmap entry %x", i, base, info->reg_size,
+          (unsigned)chunk->binmap[run->pageind + i]);
+  if (contents && config_heap_checks && run->npages == info->run_pages) {
+    for (unsigned i = 0; i < info->nregs; i++) {
+      if (!(run->bitmap[i >> 6] & ((uint64_t)1 << (i & 63)))) continue;
+      char *r = base + (size_t)i * info->reg_size;
+      CHECK(vg_peek_word(r) == tcache_tag(r),
+            "free region %p (size class %u) lost its free tag: written after free, or overrun by the "
+            "region before it",
+            r, info->reg_size);
+    }
+  }
+  curregs[run->binind] += info->nregs - nfree;
+  curruns[run->binind]++;
+}
+
+static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
+  arena_checker_t cc = {a, verbose, 0}, *c = &cc;
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_lock(&a->bins[i].lock);
   xmutex_lock(&a->lock);
   size_t nactive = 0, ndirty = 0, nmuzzy = 0, npurging = 0, nfree_runs = 0;
   size_t curregs[SZ_NBINS] = {0}, curruns[SZ_NBINS] = {0};
   rb_tree_t *t = &a->chunk_list;
-  if (t->n != a->nchunks || !rb_validate(&a->runs_avail)) ok = false;
-  for (rb_node_t *r = rb_first(t); ok && r != NULL; r = rb_next(r)) {
+  CHECK(t->n == a->nchunks, "%zu chunks listed, nchunks says %zu", t->n, a->nchunks);
+  CHECK(rb_validate(&a->runs_avail), "the tree of free runs is broken");
+  for (rb_node_t *r = rb_first(t); r != NULL; r = rb_next(r)) {
     arena_chunk_t *chunk = rb_entry(r, arena_chunk_t, link);
-    if (chunk->kind != META_ARENA_CHUNK || chunk->arena != a ||
-        rtree_get((uintptr_t)chunk->addr) != chunk)
-      ok = false;
+    if (chunk->kind != META_ARENA_CHUNK || chunk->arena != a) {
+      arena_check_say(c, "chunk descriptor %p is not one of this arena's chunks", (void *)chunk);
+      continue;
+    }
+    CHECK(rtree_get((uintptr_t)chunk->addr) == chunk, "chunk %p is not mapped to its descriptor",
+          chunk->addr);
     bool prev_free = false;
-    for (size_t p = 0; ok && p < arena_chunk_npages;) {
+    for (size_t p = 0; p < arena_chunk_npages;) {
       arena_run_t *run = chunk->map[p];
       if (run == NULL || run->chunk != chunk || run->pageind != p || run->npages == 0 ||
           p + run->npages > arena_chunk_npages) {
-        ok = false;
-        break;
+        arena_check_say(c, "chunk %p page %zu: map entry %p does not describe a run starting there",
+                        chunk->addr, p, (void *)run);
+        break; /* the rest of this chunk's map cannot be walked */
       }
       size_t last = p + run->npages - 1;
+      char *raddr = chunk->addr + (p << LG_PAGE);
       /* A page is never both dirty and muzzy. */
       for (size_t q = p; q <= last; q++)
-        if ((chunk->dirtymap[q >> 6] & chunk->muzzymap[q >> 6]) & ((uint64_t)1 << (q & 63))) ok = false;
+        CHECK(!((chunk->dirtymap[q >> 6] & chunk->muzzymap[q >> 6]) & ((uint64_t)1 << (q & 63))),
+              "page %zu of chunk %p is both dirty and muzzy", q, chunk->addr);
       if (run->state == RUN_PURGING) {
         /* Out for purging: first and last page point to it. */
-        if (chunk->map[last] != run) ok = false;
+        CHECK(chunk->map[last] == run, "run at %p out for purging: its last page does not map to it", raddr);
         for (size_t q = p + 1; q < last; q++)
-          if (chunk->map[q] != NULL) ok = false;
+          CHECK(chunk->map[q] == NULL, "page %zu inside run at %p out for purging is mapped", q, raddr);
         npurging += run->npages;
         prev_free = false;
       } else if (run->state == RUN_FREE) {
-        if (prev_free || chunk->map[last] != run || rb_search(&a->runs_avail, &run->link) != &run->link)
-          ok = false;
+        CHECK(!prev_free, "free run at %p follows a free run (not coalesced)", raddr);
+        CHECK(chunk->map[last] == run, "free run at %p: its last page does not map to it", raddr);
+        CHECK(rb_search(&a->runs_avail, &run->link) == &run->link, "free run at %p is not in the free tree",
+              raddr);
         for (size_t q = p + 1; q < last; q++)
-          if (chunk->map[q] != NULL) ok = false;
+          CHECK(chunk->map[q] == NULL, "page %zu inside free run at %p is mapped", q, raddr);
+        for (size_t q = p; q <= last; q++)
+          CHECK(chunk->binmap[q] == BININD_NONE, "page %zu of free run at %p has a size class", q, raddr);
         nfree_runs++;
-        if (run->ndirty != arena_dirty_count(chunk, p, run->npages) ||
-            run->nmuzzy != arena_muzzy_count(chunk, p, run->npages))
-          ok = false;
+        size_t nd = arena_dirty_count(chunk, p, run->npages);
+        size_t nm = arena_muzzy_count(chunk, p, run->npages);
+        CHECK(run->ndirty == nd, "free run at %p: %zu dirty pages, ndirty says %u", raddr, nd, run->ndirty);
+        CHECK(run->nmuzzy == nm, "free run at %p: %zu muzzy pages, nmuzzy says %u", raddr, nm, run->nmuzzy);
         ndirty += run->ndirty;
         nmuzzy += run->nmuzzy;
         prev_free = true;
       } else {
         for (size_t q = p; q <= last; q++)
-          if (chunk->map[q] != run) ok = false;
+          CHECK(chunk->map[q] == run, "page %zu of run at %p does not map to it", q, raddr);
         nactive += run->npages;
         prev_free = false;
         if (run->state == RUN_SMALL) {
-          const sz_bin_info_t *info = &sz_bin_info[run->binind];
-          unsigned nfree = 0;
-          for (unsigned w = 0; w < info->nwords; w++) nfree += (unsigned)__builtin_popcountll(run->bitmap[w]);
-          if (run->binind >= SZ_NBINS || run->npages != info->run_pages || nfree != run->nfree ||
-              nfree == info->nregs)
-            ok = false;
-          curregs[run->binind] += info->nregs - nfree;
-          curruns[run->binind]++;
-        } else if (run->state != RUN_LARGE) {
-          ok = false;
+          arena_check_small_run(c, chunk, run, contents, curregs, curruns);
+        } else if (run->state == RUN_LARGE) {
+          for (size_t q = p; q <= last; q++)
+            CHECK(chunk->binmap[q] == BININD_NONE, "page %zu of large run at %p has a size class", q, raddr);
+        } else {
+          arena_check_say(c, "run at %p has state %u", raddr, (unsigned)run->state);
         }
       }
       p = last + 1;
     }
   }
-  if (nactive != a->nactive || ndirty != a->ndirty || nmuzzy != a->nmuzzy || npurging != a->npurging ||
-      nfree_runs != a->runs_avail.n)
-    ok = false;
-  size_t listed = 0, mlisted = 0;
-  for (arena_run_t *run = a->dirty.dirty_next; ok && run != &a->dirty; run = run->dirty_next) {
-    if (run->ndirty == 0 || run->state != RUN_FREE) ok = false;
+  CHECK(nactive == a->nactive, "%zu pages in allocated runs, nactive says %zu", nactive, a->nactive);
+  CHECK(ndirty == a->ndirty, "%zu dirty pages in free runs, ndirty says %zu", ndirty, a->ndirty);
+  CHECK(nmuzzy == a->nmuzzy, "%zu muzzy pages in free runs, nmuzzy says %zu", nmuzzy, a->nmuzzy);
+  CHECK(npurging == a->npurging, "%zu pages out for purging, npurging says %zu", npurging, a->npurging);
+  CHECK(nfree_runs == a->runs_avail.n, "%zu free runs in chunks, %zu in the free tree", nfree_runs,
+        a->runs_avail.n);
+  size_t listed = 0, mlisted = 0, nlisted = 0;
+  for (arena_run_t *run = a->dirty.dirty_next; run != &a->dirty && nlisted <= a->runs_avail.n;
+       run = run->dirty_next, nlisted++) {
+    CHECK(run->ndirty != 0 && run->state == RUN_FREE, "run on the dirty list is not free and dirty");
     listed += run->ndirty;
   }
-  for (arena_run_t *run = a->muzzy.muzzy_next; ok && run != &a->muzzy; run = run->muzzy_next) {
-    if (run->nmuzzy == 0 || run->state != RUN_FREE) ok = false;
+  CHECK(listed == ndirty, "dirty list holds %zu pages, free runs %zu", listed, ndirty);
+  nlisted = 0;
+  for (arena_run_t *run = a->muzzy.muzzy_next; run != &a->muzzy && nlisted <= a->runs_avail.n;
+       run = run->muzzy_next, nlisted++) {
+    CHECK(run->nmuzzy != 0 && run->state == RUN_FREE, "run on the muzzy list is not free and muzzy");
     mlisted += run->nmuzzy;
   }
-  if (listed != ndirty || mlisted != nmuzzy) ok = false;
-  for (unsigned i = 0; ok && i < SZ_NBINS; i++) {
+  CHECK(mlisted == nmuzzy, "muzzy list holds %zu pages, free runs %zu", mlisted, nmuzzy);
+  for (unsigned i = 0; i < SZ_NBINS; i++) {
     arena_bin_t *bin = &a->bins[i];
-    if (bin->stats.curregs != curregs[i] || bin->stats.curruns != curruns[i] || !rb_validate(&bin->runs))
-      ok = false;
-    for (rb_node_t *r = rb_first(&bin->runs); ok && r != NULL; r = rb_next(r)) {
+    CHECK(bin->stats.curregs == curregs[i], "bin %u (size class %u): %zu regions in use, stats say %zu", i,
+          sz_bin_info[i].reg_size, curregs[i], bin->stats.curregs);
+    CHECK(bin->stats.curruns == curruns[i], "bin %u (size class %u): %zu runs, stats say %zu", i,
+          sz_bin_info[i].reg_size, curruns[i], bin->stats.curruns);
+    if (!rb_validate(&bin->runs)) {
+      arena_check_say(c, "bin %u: the tree of non-full runs is broken", i);
+      continue;
+    }
+    for (rb_node_t *r = rb_first(&bin->runs); r != NULL; r = rb_next(r)) {
       arena_run_t *run = rb_entry(r, arena_run_t, link);
-      if (run->state != RUN_SMALL || run->binind != i || run->nfree == 0 || run == bin->runcur) ok = false;
+      CHECK(run->state == RUN_SMALL && run->binind == i && run->nfree != 0 && run != bin->runcur,
+            "bin %u: run %p in the tree of non-full runs is not a non-full run of the bin", i,
+            (void *)run);
     }
   }
   xmutex_unlock(&a->lock);
   for (unsigned i = SZ_NBINS; i-- > 0;) xmutex_unlock(&a->bins[i].lock);
-  return ok && chunk_validate(&a->chunks);
+  /* Huge allocations: records mapped from every chunk they cover. */
+  xmutex_lock(&a->huge_mtx);
+  CHECK(rb_validate(&a->huge), "the tree of huge allocations is broken");
+  for (rb_node_t *r = rb_first(&a->huge); r != NULL; r = rb_next(r)) {
+    extent_node_t *n = rb_entry(r, extent_node_t, ad);
+    CHECK(n->kind == META_HUGE && n->arena == a && n->usize <= n->size && n->usize > sz_large_max,
+          "huge record for %p is inconsistent", n->addr);
+    for (size_t off = 0; off < n->size; off += sz_chunksize)
+      CHECK(rtree_get((uintptr_t)n->addr + off) == n, "chunk %p of huge allocation %p is not mapped to it",
+            n->addr + off, n->addr);
+  }
+  xmutex_unlock(&a->huge_mtx);
+  CHECK(chunk_validate(&a->chunks), "the free chunk trees are broken");
+  if (verbose && cc.nbad > ARENA_CHECK_MAX_LINES)
+    util_printf("xalloc: arena %u check: %u more problems not shown\n", a->ind, cc.nbad - ARENA_CHECK_MAX_LINES);
+  return cc.nbad == 0;
 }
+#undef CHECK
+
+bool arena_validate(arena_t *a) { return arena_check_impl(a, false, false); }
+
+bool arena_check(arena_t *a, bool verbose) { return arena_check_impl(a, verbose, true); }
 
 void arena_prefork(arena_t *a) {
   xmutex_prefork(&a->purge_mtx);

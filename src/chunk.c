@@ -405,6 +405,20 @@ void chunk_arena_release(chunk_arena_t *ca) {
   xmutex_unlock(&ca->mtx);
 }
 
+bool chunk_contains(chunk_arena_t *ca, const void *addr) {
+  extent_node_t key;
+  key.addr = (char *)addr;
+  xmutex_lock(&ca->mtx);
+  rb_node_t *r = rb_psearch(&ca->ad, &key.ad);
+  bool in = false;
+  if (r != NULL) {
+    const extent_node_t *n = rb_entry(r, extent_node_t, ad);
+    in = (const char *)addr >= n->addr && (const char *)addr < n->addr + n->size;
+  }
+  xmutex_unlock(&ca->mtx);
+  return in;
+}
+
 bool chunk_validate(chunk_arena_t *ca) {
   xmutex_lock(&ca->mtx);
   bool ok = rb_validate(&ca->szad) && rb_validate(&ca->ad) && ca->szad.n == ca->ad.n;

@@ -2,7 +2,9 @@
 #include <errno.h>
 
 #include "xalloc/internal/huge.h"
+#include "xalloc/internal/opts.h"
 #include "xalloc/internal/rtree.h"
+#include "xalloc/internal/tag.h"
 
 void *huge_malloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
   size_t csize = sz_chunk_ceiling(usize);
@@ -33,6 +35,8 @@ void *huge_malloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
+  vg_noaccess(addr, csize);
+  vg_undefined(addr, usize);
   xmutex_lock(&a->huge_mtx);
   rb_insert(&a->huge, &node->ad);
   a->stats.nmalloc_huge++;
@@ -49,11 +53,19 @@ void huge_dalloc(extent_node_t *node, void *ptr) {
   /* Check under the lock: the node must still be this live allocation. */
   if (node->kind != META_HUGE || node->addr != ptr || rb_search(&a->huge, &node->ad) != &node->ad) {
     xmutex_unlock(&a->huge_mtx);
-    arena_report(node->kind == META_HUGE ? "invalid free (interior pointer)" : "double free", ptr, 0,
-                 a->ind);
+    arena_report_bad("free", node->kind == META_HUGE ? BAD_INTERIOR : BAD_FREED, ptr,
+                     node->kind == META_HUGE ? node->usize : 0, a->ind);
     return;
   }
   rb_remove(&a->huge, &node->ad);
+  arena_freed_huge(a, ptr, node->usize);
+  vg_freelike(ptr);
+  if (unlikely(opt_junk)) {
+    vg_undefined(ptr, node->usize);
+    memset(ptr, JUNK_FREE, node->usize);
+    tcache_set_tag(ptr);
+    vg_noaccess(ptr, node->usize);
+  }
   a->stats.ndalloc_huge++;
   a->stats.allocated_huge -= node->usize;
   node->kind = META_NONE;

@@ -15,6 +15,8 @@ static tsd_t tsd_exited = {.state = TSD_EXITED};
 __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec"))) = &tsd_empty;
 
 unsigned tcache_nhbins;
+bool tcache_active;
+static bool tcache_allowed; /* false: caches may never hold anything */
 size_t tcache_maxclass;
 static size_t tsd_slots;       /* stack slots per tsd */
 static base_pool_t tsd_pool;
@@ -49,9 +51,17 @@ void tcache_report_double_free(void *ptr) { tcache_report("double free", ptr); }
 void tcache_report_corrupt(void *ptr) {
   tcache_report("write after free (or double free) detected at malloc", ptr);
 }
+void tcache_report_corrupt_flush(void *ptr) {
+  tcache_report("write after free (or double free) detected leaving the thread cache", ptr);
+}
 
 bool tcache_boot(void) {
   tsd_boot.arena = tsd_exited.arena = tsd_empty.arena = arenas[0];
+  /* junk:true and valgrind need every call on the slow paths: threads get
+   * caches that hold nothing. */
+  /* Junk filling, valgrind and zero need every call on the slow path. */
+  tcache_allowed = !opt_junk && !vg_running && !opt_zero;
+  tcache_active = opt_tcache && tcache_allowed;
   tsd_list.next = tsd_list.prev = &tsd_list;
   size_t max = opt_tcache_max;
   if (max > sz_large_max) max = sz_large_max;
@@ -79,7 +89,7 @@ static void tsd_bins_init(tsd_t *t, bool enabled) {
     tcache_bin_t *b = &t->bins[i];
     b->stack = slot;
     slot += tcache_bin_slots(i);
-    b->ncached_max = enabled && !opt_zero ? tcache_bin_slots(i) : 0;
+    b->ncached_max = enabled && tcache_allowed ? tcache_bin_slots(i) : 0;
     b->lg_fill_div = 1;
   }
 }
@@ -89,7 +99,7 @@ void tcache_set_enabled(tsd_t *t, bool enabled) {
   tcache_flush_all(t);
   t->tcache_enabled = enabled;
   for (unsigned i = 0; i < tcache_nhbins; i++)
-    t->bins[i].ncached_max = enabled && !opt_zero ? tcache_bin_slots(i) : 0;
+    t->bins[i].ncached_max = enabled && tcache_allowed ? tcache_bin_slots(i) : 0;
 }
 
 static tsd_t *tsd_create(void) {
@@ -103,7 +113,7 @@ static tsd_t *tsd_create(void) {
   }
   t->state = TSD_NOMINAL;
   t->arena = a;
-  tsd_bins_init(t, opt_tcache);
+  tsd_bins_init(t, tcache_active);
   xmutex_lock(&tsd_list_lock);
   t->next = &tsd_list;
   t->prev = tsd_list.prev;
@@ -212,6 +222,11 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
   unsigned nflush = b->ncached - rem;
   void **objs = b->stack;
   void *batch[TCACHE_NSLOTS_SMALL_MAX];
+  /* Objects leaving the cache must still hold their tags: one that lost it
+   * was written after free (if it was also pushed twice, the run bitmap
+   * reports the second copy). */
+  for (unsigned j = 0; j < nflush; j++)
+    if (unlikely(tcache_tag_lost(objs[j]))) tcache_report_corrupt_flush(objs[j]);
   while (nflush > 0) {
     arena_t *owner = tcache_owner(objs[0]);
     if (owner == NULL) {
@@ -291,13 +306,16 @@ uint64_t tsd_deallocated(const tsd_t *t) {
 void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
   tcache_bin_t *b = &t->bins[ind];
   void *ret;
+  /* An object whose tag is gone was written after free, or pushed twice
+   * (and may be live): reported, never handed out (abort:false drops it and
+   * takes the next one; the run still counts it as allocated). */
+  while (b->ncached != 0 && unlikely(tcache_tag_lost(b->stack[b->ncached - 1]))) {
+    tcache_report_corrupt(b->stack[--b->ncached]);
+    if (b->ncached < b->low_water) b->low_water = b->ncached;
+  }
   if (b->ncached != 0) {
     ret = b->stack[--b->ncached];
     if (b->ncached < b->low_water) b->low_water = b->ncached;
-    if (unlikely(!tcache_tagged(ret))) {
-      tcache_report_corrupt(ret);
-      return NULL;
-    }
     tcache_clear_tag(ret);
   } else if (ind < SZ_NBINS) {
     t->arena = arena;

@@ -90,7 +90,7 @@ static size_t util_conv(char *tmp, size_t size, const char **pp, va_list *ap, co
   return n;
 }
 
-static size_t util_vformat(char *buf, size_t size, const char *fmt, va_list ap0) {
+size_t util_vformat(char *buf, size_t size, const char *fmt, va_list ap0) {
   size_t pos = 0;
   va_list ap;
   va_copy(ap, ap0);

@@ -24,6 +24,7 @@
 #include "xalloc/internal/tcache.h"
 #include "xalloc/xalloc.h"
 
+bool vg_running;
 static bool xa_initialized;
 static bool xa_init_failed;
 static int xa_stats_fd = -1; /* copy of stderr for stats_print at exit */
@@ -62,6 +63,7 @@ XA_NOINLINE static bool xa_init_slow(void) {
     narenas_auto = ncpus > 0 ? 4 * (unsigned)ncpus : 4;
   }
   if (narenas_auto > ARENAS_MAX) narenas_auto = ARENAS_MAX;
+  vg_running = config_valgrind && vg_detect();
   if (tcache_boot()) {
     xa_init_failed = true;
     goto fail;
@@ -87,6 +89,12 @@ static inline bool xa_init(void) {
 }
 
 /* ---- core operations ---- */
+
+/* junk:true and valgrind: new memory (on the slow paths only). */
+static inline void xa_alloc_debug(void *ret, size_t usize, bool zero) {
+  if (unlikely(opt_junk) && !zero) memset(ret, JUNK_ALLOC, usize);
+  vg_malloclike(ret, usize, zero);
+}
 
 /*
  * The slow path of every allocation: not initialized, no tsd yet, cache
@@ -119,7 +127,10 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, bool zero) {
     ret = arena_malloc_large(t->arena, usize, PAGE, zero);
   else
     ret = huge_malloc(t->arena, usize, sz_chunksize, zero);
-  if (ret != NULL) tsd_count_direct(t, true, usize);
+  if (ret != NULL) {
+    tsd_count_direct(t, true, usize);
+    xa_alloc_debug(ret, usize, zero);
+  }
   return ret;
 }
 
@@ -132,7 +143,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
     uint32_t n = b->ncached;
     if (likely(n != 0)) {
       void *ret = b->stack[n - 1];
-      if (unlikely(!tcache_tagged(ret))) return xa_alloc_slow(size, false);
+      if (unlikely(tcache_tag_lost(ret))) return xa_alloc_slow(size, false);
       tcache_clear_tag(ret);
       b->ncached = --n;
       if (unlikely(n < b->low_water)) b->low_water = n;
@@ -162,15 +173,18 @@ static void *xa_alloc_aligned(size_t size, size_t alignment, bool zero) {
     ret = arena_malloc_large(t->arena, usize, alignment, zero);
   else
     ret = huge_malloc(t->arena, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
-  if (ret != NULL) tsd_count_direct(t, true, usize);
+  if (ret != NULL) {
+    tsd_count_direct(t, true, usize);
+    xa_alloc_debug(ret, usize, zero);
+  }
   return ret;
 }
 
 /* Metadata of an allocated pointer, or NULL (reported) if xalloc does not own it. */
-static inline uint8_t *xa_meta(const void *ptr, const char *what) {
+static inline uint8_t *xa_meta(const void *ptr, const char *op) {
   uint8_t *meta = rtree_get((uintptr_t)ptr);
   if (unlikely(meta == NULL || (*meta != META_ARENA_CHUNK && *meta != META_HUGE))) {
-    arena_report(what, ptr, 0, 0);
+    arena_report_unowned(op, ptr);
     return NULL;
   }
   return meta;
@@ -182,7 +196,7 @@ static inline uint8_t *xa_meta(const void *ptr, const char *what) {
  * into t's own bins. Every pointer is checked against the metadata first.
  */
 static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
-  uint8_t *meta = xa_meta(ptr, "invalid free (pointer not allocated by xalloc)");
+  uint8_t *meta = xa_meta(ptr, "free");
   if (unlikely(meta == NULL)) return;
   if (*meta == META_HUGE) {
     extent_node_t *node = (extent_node_t *)meta;
@@ -242,7 +256,8 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
     /* Offset in the run; it must be a multiple of the region size. */
     size_t roff = (off & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
     if (likely(ind < SZ_NBINS) &&
-        likely(((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] == roff)) {
+        (!config_heap_checks ||
+         likely(((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] == roff))) {
       tcache_bin_t *b = &t->bins[ind];
       uint32_t n = b->ncached;
       if (likely(n < b->ncached_max) && likely(!tcache_tagged(ptr))) {
@@ -257,21 +272,25 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
   xa_free_slow(ptr);
 }
 
-/* Usable size of an allocated pointer; 0 (reported) if not one. */
-static size_t xa_usable(const void *ptr, const char *what) {
-  uint8_t *meta = xa_meta(ptr, what);
+/* Usable size of a live allocation; 0 (reported as a bad op) if ptr is
+ * not xalloc's, not the start of an allocation, or already freed. */
+static size_t xa_usable(const void *ptr, const char *op) {
+  uint8_t *meta = xa_meta(ptr, op);
   if (meta == NULL) return 0;
-  if (*meta == META_ARENA_CHUNK) {
-    size_t u = arena_salloc((arena_chunk_t *)meta, ptr);
-    if (u == 0) arena_report(what, ptr, 0, ((arena_chunk_t *)meta)->arena->ind);
-    return u;
-  }
+  if (*meta == META_ARENA_CHUNK) return arena_lookup((arena_chunk_t *)meta, ptr, op);
   extent_node_t *node = (extent_node_t *)meta;
   if (node->addr != ptr) {
-    arena_report(what, ptr, 0, ((arena_t *)node->arena)->ind);
+    arena_report_bad(op, BAD_INTERIOR, ptr, node->usize, ((arena_t *)node->arena)->ind);
     return 0;
   }
   return node->usize;
+}
+
+static unsigned xa_arena_ind(const void *ptr) {
+  uint8_t *meta = rtree_get((uintptr_t)ptr);
+  if (meta == NULL) return ARENA_IND_NONE;
+  if (*meta == META_ARENA_CHUNK) return ((arena_chunk_t *)meta)->arena->ind;
+  return ((arena_t *)((extent_node_t *)meta)->arena)->ind;
 }
 
 static void *xa_realloc(void *ptr, size_t size) {
@@ -281,7 +300,7 @@ static void *xa_realloc(void *ptr, size_t size) {
     xa_free(ptr);
     return NULL;
   }
-  size_t old = xa_usable(ptr, "invalid realloc (pointer not allocated by xalloc)");
+  size_t old = xa_usable(ptr, "realloc");
   if (old == 0) {
     errno = EINVAL;
     return NULL;
@@ -292,14 +311,18 @@ static void *xa_realloc(void *ptr, size_t size) {
     return NULL;
   }
   uint8_t *meta = rtree_get((uintptr_t)ptr);
+  /* junk:true and valgrind: always move (new bytes get junk; memcheck
+   * sees one block freed and one allocated). */
+  bool in_place = !opt_junk && !vg_on();
   if (*meta == META_ARENA_CHUNK) {
     if (old <= SZ_SMALL_MAX) {
       if (usize == old) return ptr;
     } else if (usize > SZ_SMALL_MAX && usize <= sz_large_max) {
-      if (usize == old || !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, opt_zero))
+      if (usize == old ||
+          (in_place && !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, opt_zero)))
         return ptr;
     }
-  } else if (usize > sz_large_max) {
+  } else if (usize > sz_large_max && in_place) {
     if (!huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, opt_zero)) return ptr;
   }
   void *ret = xa_alloc(size);
@@ -376,15 +399,17 @@ XA_EXPORT void *pvalloc(size_t size) {
 
 XA_EXPORT size_t malloc_usable_size(void *ptr) {
   if (ptr == NULL) return 0;
-  return xa_usable(ptr, "invalid malloc_usable_size (pointer not allocated by xalloc)");
+  return xa_usable(ptr, "malloc_usable_size");
 }
 
 XA_EXPORT void free_sized(void *ptr, size_t size) {
   if (ptr == NULL) return;
-  size_t usize = xa_usable(ptr, "invalid free_sized (pointer not allocated by xalloc)");
+  size_t usize = xa_usable(ptr, "free_sized");
   if (usize == 0) return;
   if (sz_s2u(size) != usize) {
-    arena_report("mis-sized free", ptr, usize, 0);
+    char detail[64];
+    util_format(detail, sizeof(detail), "free_sized with size %zu", size);
+    arena_report_ex("mis-sized free", ptr, usize, xa_arena_ind(ptr), detail);
     return;
   }
   xa_free(ptr);
@@ -392,11 +417,15 @@ XA_EXPORT void free_sized(void *ptr, size_t size) {
 
 XA_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
   if (ptr == NULL) return;
-  size_t usize = xa_usable(ptr, "invalid free_aligned_sized (pointer not allocated by xalloc)");
+  size_t usize = xa_usable(ptr, "free_aligned_sized");
   if (usize == 0) return;
-  if (!util_is_pow2(alignment) || ((uintptr_t)ptr & (alignment - 1)) != 0 ||
-      sz_sa2u(size, alignment) != usize) {
-    arena_report("mis-sized or mis-aligned free", ptr, usize, 0);
+  bool bad_align = !util_is_pow2(alignment) || ((uintptr_t)ptr & (alignment - 1)) != 0;
+  if (bad_align || sz_sa2u(size, alignment) != usize) {
+    char detail[96];
+    util_format(detail, sizeof(detail), "free_aligned_sized with alignment %zu and size %zu", alignment,
+                size);
+    arena_report_ex(bad_align ? "mis-aligned free" : "mis-sized free", ptr, usize, xa_arena_ind(ptr),
+                    detail);
     return;
   }
   xa_free(ptr);
@@ -708,11 +737,16 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
   if (xa_init()) return -1;
   stats_totals_t t;
   stats_totals(&t);
+  /* The heap check: every arena's metadata, each inconsistency one line on
+   * stderr (see doc/SAFETY.md). */
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE), nbad = 0;
+  for (unsigned i = 0; i < n; i++)
+    if (arenas[i] != NULL && !arena_check(arenas[i], true)) nbad++;
   fprintf(fp,
           "<malloc version=\"xalloc-%s\">\n<total type=\"mapped\" size=\"%zu\"/>\n"
           "<total type=\"allocated\" size=\"%zu\"/>\n<total type=\"dirty\" size=\"%zu\"/>\n"
-          "<total type=\"retained\" size=\"%zu\"/>\n</malloc>\n",
-          PACKAGE_VERSION, t.mapped, t.allocated, t.dirty, t.retained);
+          "<total type=\"retained\" size=\"%zu\"/>\n<check arenas=\"%u\" failed=\"%u\"/>\n</malloc>\n",
+          PACKAGE_VERSION, t.mapped, t.allocated, t.dirty, t.retained, n, nbad);
   return 0;
 }
 

@@ -116,6 +116,16 @@ typedef struct {
   uint64_t nmadvise;      /* purge calls made */
 } arena_stats_t;
 
+/* A recently freed large or huge allocation (so that a second free of it
+ * can be told from a wild free, with its size). The address is stored
+ * xor the tag key: the ring holds no pointer into the heap (for valgrind's
+ * leak check and conservative scanners). */
+#define ARENA_FREED_RING 32
+typedef struct {
+  uintptr_t addr_x;
+  size_t usize;
+} arena_freed_t;
+
 struct arena_s {
   unsigned ind;
   unsigned nthreads;       /* threads using this arena (arenas_lock) */
@@ -136,6 +146,9 @@ struct arena_s {
   xmutex_t huge_mtx;
   rb_tree_t huge;          /* huge allocations by address */
   rb_tree_t chunk_list;    /* arena chunks by address */
+  arena_freed_t freed_large[ARENA_FREED_RING]; /* arena lock */
+  arena_freed_t freed_huge[ARENA_FREED_RING];  /* huge_mtx */
+  unsigned freed_large_next, freed_huge_next;
   arena_bin_t bins[SZ_NBINS];
 };
 
@@ -198,8 +211,21 @@ uint64_t arena_decay_ns_until(arena_t *arena, uint64_t now);
  * back to the arena's chunk trees (huge allocations: huge_reset). Objects
  * of the arena still held in thread caches must have been flushed. */
 void arena_reset(arena_t *arena);
-/* Check every invariant of the arena's metadata; false if broken. */
+/* Check every structural invariant of the arena's metadata (page maps,
+ * run descriptors, bitmaps, counters, trees, huge records); false if
+ * broken. Silent. */
 bool arena_validate(arena_t *arena);
+/*
+ * The heap check: everything arena_validate checks, and the contents the
+ * checks rely on (every free region of a small run still holds its free
+ * tag: a lost tag means the region was written after free, or overrun by
+ * its neighbour). With verbose, each inconsistency is printed as one line
+ * on stderr ("xalloc: arena 3 check: ..."). False if anything is wrong.
+ * Takes every lock of the arena; objects in thread caches are "allocated"
+ * for this check. Reached through malloc_info() (see doc/SAFETY.md), and
+ * meant for mallctl("arena.<i>.check").
+ */
+bool arena_check(arena_t *arena, bool verbose);
 
 void arenas_prefork(void);
 void arenas_postfork_parent(void);
@@ -208,6 +234,31 @@ void arena_prefork(arena_t *arena);
 void arena_postfork_parent(arena_t *arena);
 void arena_postfork_child(arena_t *arena);
 
-/* Report a bad free and abort (or return, with abort:false). */
+/*
+ * Reporting bad calls. One line on stderr, "xalloc: <what> of <ptr>
+ * (size class N, arena I)" (the parenthesis shows what is known: size 0
+ * and ARENA_IND_NONE leave parts out; detail, if not NULL, is appended
+ * after a colon), then abort, or, with abort:false, return so that the
+ * caller ignores the call.
+ */
+#define ARENA_IND_NONE (~0u)
 void arena_report(const char *what, const void *ptr, size_t size, unsigned arena_ind);
+void arena_report_ex(const char *what, const void *ptr, size_t size, unsigned arena_ind,
+                     const char *detail);
+/* What is wrong with a pointer given to op ("free", "realloc", ...). */
+enum { BAD_FREED, BAD_INTERIOR, BAD_FREE_RUN, BAD_FREE_CHUNK, BAD_NOT_OURS };
+void arena_report_bad(const char *op, int kind, const void *ptr, size_t size, unsigned arena_ind);
+/* Report a pointer that no arena chunk or huge record maps to: a second
+ * free of a huge allocation (if still remembered), a pointer into free
+ * chunk memory, or not xalloc's at all. */
+void arena_report_unowned(const char *op, const void *ptr);
+/* Reports made so far; tests may divert the lines to a hook (which then
+ * replaces the write to stderr). */
+extern uint64_t arena_nreports;
+extern void (*arena_report_hook)(const char *line);
+/* The usable size of ptr (which lies in chunk) if it is the start of a
+ * live object; otherwise report what is wrong, as a bad op, and return 0. */
+size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op);
+/* Remember a freed huge allocation (huge_mtx held). */
+void arena_freed_huge(arena_t *arena, const void *ptr, size_t usize);
 #endif

@@ -112,6 +112,8 @@ void chunk_arena_release(chunk_arena_t *ca);
 void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait);
 /* ns until the next decay epoch of ca ends; UINT64_MAX if none pending. */
 uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now);
+/* Whether addr lies in a free range of the trees (for error reports). */
+bool chunk_contains(chunk_arena_t *ca, const void *addr);
 /* Check the trees (order, coalescing, counters); false if broken. */
 bool chunk_validate(chunk_arena_t *ca);
 extent_node_t *chunk_node_alloc(void);

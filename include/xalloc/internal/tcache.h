@@ -69,8 +69,12 @@ extern __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec")));
  * whose tag was overwritten while it was cached. */
 void tcache_report_double_free(void *ptr);
 void tcache_report_corrupt(void *ptr);
+void tcache_report_corrupt_flush(void *ptr);
 extern unsigned tcache_nhbins;     /* bins in use: small + large up to tcache_max */
 extern size_t tcache_maxclass;     /* largest cached size */
+/* Threads' bins hold objects (tcache:true, and neither junk:true nor
+ * valgrind, which route every call through the slow paths). */
+extern bool tcache_active;
 
 bool tcache_boot(void);
 /* The calling thread's tsd, created if needed (never NULL: a sentinel with

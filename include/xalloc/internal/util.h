@@ -24,6 +24,13 @@ static const bool config_debug = true;
 #else
 static const bool config_debug = false;
 #endif
+/* Free tags and the region-start check on the fast paths (on unless
+ * ./configure --disable-heap-checks; the slow paths always check). */
+#ifdef XALLOC_HEAP_CHECKS
+static const bool config_heap_checks = true;
+#else
+static const bool config_heap_checks = false;
+#endif
 
 #define LG_PAGE XALLOC_LG_PAGE
 #define PAGE ((size_t)1 << LG_PAGE)
@@ -51,6 +58,8 @@ void util_write(const char *s);
 /* Write to fd (util_write writes to stderr). */
 void util_write_fd(int fd, const char *s);
 size_t util_format(char *buf, size_t size, const char *fmt, ...);
+#include <stdarg.h>
+size_t util_vformat(char *buf, size_t size, const char *fmt, va_list ap);
 void util_printf(const char *fmt, ...);
 __attribute__((noreturn)) void util_fatal(const char *fmt, ...);
 void util_warn(const char *fmt, ...);
