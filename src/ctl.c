@@ -354,6 +354,26 @@ static int ctl_arena_decay(CTL_ARGS) {
   return ctl_arena_purge_decay(mib, true);
 }
 
+/* The heap check (arena_check): reads true if the arena's metadata is
+ * consistent; each inconsistency is printed as one line on stderr. */
+static int ctl_arena_check(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  bool ok = true;
+  if (mib[1] == CTL_ARENAS_ALL) {
+    unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+      arena_t *a = arena_get(i);
+      if (a != NULL && !arena_check(a, true)) ok = false;
+    }
+  } else {
+    arena_t *a = arena_get((unsigned)mib[1]);
+    if (a == NULL) return EFAULT;
+    ok = arena_check(a, true);
+  }
+  return ctl_read(oldp, oldlenp, &ok, sizeof(ok));
+}
+
 /* Reset or destroy: explicit arenas only (EFAULT otherwise, as jemalloc). */
 static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
   arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
@@ -385,6 +405,7 @@ static int ctl_arena_destroy(CTL_ARGS) {
 }
 
 static const ctl_node_t ctl_arena_i_nodes[] = {LEAF("purge", ctl_arena_purge), LEAF("decay", ctl_arena_decay),
+                                               LEAF("check", ctl_arena_check),
                                                LEAF("reset", ctl_arena_reset),
                                                LEAF("destroy", ctl_arena_destroy), END};
 static const ctl_node_t ctl_arena_i = NODE(NULL, ctl_arena_i_nodes);

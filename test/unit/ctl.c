@@ -8,6 +8,7 @@
 #include "xalloc/internal/conf.h"
 #include "xalloc/internal/pages.h"
 #include "xalloc/internal/rtree.h"
+#include "xalloc/internal/tcache.h"
 #include "xalloc/xalloc.h"
 
 static void test_reset_destroy_invariants(void **state) {
@@ -87,10 +88,45 @@ static void test_opt_matches_table(void **state) {
   }
 }
 
+/* A free region whose tag was overwritten (written after free) is found by
+ * arena.<i>.check, which reads false; a healthy heap reads true. */
+static void corrupt_and_check(void *arg) {
+  (void)arg;
+  bool ok = false;
+  size_t len = sizeof(ok);
+  unsigned ind = tsd_fetch()->arena->ind;
+  char name[64];
+  snprintf(name, sizeof(name), "arena.%u.check", ind);
+  if (mallctl(name, &ok, &len, NULL, 0) != 0 || !ok) _exit(3);
+  char *keep = malloc(224), *p = malloc(224);
+  free(p);
+  tcache_flush_all(tsd_fetch()); /* p is now free in its run */
+  memset(p, 0x41, 8);            /* write after free */
+  if (mallctl(name, &ok, &len, NULL, 0) != 0) _exit(4);
+  _exit(ok ? 5 : (keep != NULL ? 0 : 6));
+}
+
+static void test_arena_check(void **state) {
+  (void)state;
+  char err[2048];
+  int st = xtest_run_child(corrupt_and_check, NULL, err, sizeof(err));
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_non_null(strstr(err, "check: free region"));
+  assert_non_null(strstr(err, "lost its free tag"));
+  bool ok = false;
+  size_t len = sizeof(ok);
+  assert_int_equal(mallctl("arena.0.check", &ok, &len, NULL, 0), 0);
+  assert_true(ok);
+  assert_int_equal(mallctl("arena.0.check", NULL, NULL, &ok, sizeof(ok)), EPERM);
+  assert_int_equal(mallctl("arena.4095.check", &ok, &len, NULL, 0), ENOENT); /* no such arena */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reset_destroy_invariants),
       cmocka_unit_test(test_opt_matches_table),
+      cmocka_unit_test(test_arena_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
