@@ -238,9 +238,26 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
   tsd_count_direct(t, false, usize);
 }
 
+/*
+ * A thread's first frees, made before its first allocation, go straight
+ * back to their arenas instead of building the thread's cache: a thread
+ * that frees objects handed over by another thread and then allocates would
+ * otherwise be given those very objects back, whose cache lines the other
+ * threads still write to (allocator-induced false sharing). A thread that
+ * only frees gets its cache after XA_EARLY_FREES frees, for batching.
+ */
+#define XA_EARLY_FREES 64
+static __thread uint32_t xa_early_frees __attribute__((tls_model("initial-exec")));
+
 XA_NOINLINE static void xa_free_slow(void *ptr) {
   if (ptr == NULL) return;
-  tsd_t *t = tsd_fetch();
+  tsd_t *t = tsd_tls;
+  if (t->state == TSD_EMPTY && xa_early_frees < XA_EARLY_FREES) {
+    xa_early_frees++;
+    xa_dalloc(ptr, NULL, t);
+    return;
+  }
+  t = tsd_fetch();
   xa_dalloc(ptr, t, t);
 }
 
