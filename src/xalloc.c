@@ -234,6 +234,13 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
     if (cache != t) tsd_count_direct(t, false, usize);
     return;
   }
+  /* Straight to the arena. An object sitting in some thread's cache is
+   * allocated as far as its run knows, but carries the free tag: a free of
+   * it here is a double free. */
+  if (config_heap_checks && unlikely(tcache_tagged(ptr))) {
+    tcache_report_double_free(ptr);
+    return;
+  }
   arena_dalloc(chunk, ptr);
   tsd_count_direct(t, false, usize);
 }
