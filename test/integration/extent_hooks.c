@@ -333,6 +333,29 @@ static void arena_check_ok(unsigned ind) {
   assert_true(ok);
 }
 
+/* The arena's mapped bytes are exactly what the hook has out, and the
+ * totals count them. */
+static void stats_check(unsigned ind) {
+  uint64_t epoch = 1;
+  size_t sz = sizeof(epoch);
+  assert_int_equal(mallctl("epoch", &epoch, &sz, &epoch, sizeof(epoch)), 0);
+  char name[64];
+  size_t mapped, total_mapped, resident;
+  snprintf(name, sizeof(name), "stats.arenas.%u.mapped", ind);
+  sz = sizeof(mapped);
+  assert_int_equal(mallctl(name, &mapped, &sz, NULL, 0), 0);
+  sz = sizeof(total_mapped);
+  assert_int_equal(mallctl("stats.mapped", &total_mapped, &sz, NULL, 0), 0);
+  sz = sizeof(resident);
+  assert_int_equal(mallctl("stats.resident", &resident, &sz, NULL, 0), 0);
+  pthread_mutex_lock(&hk_mtx);
+  size_t live = hk_live_bytes;
+  pthread_mutex_unlock(&hk_mtx);
+  assert_int_equal(mapped, live);
+  assert_true(total_mapped >= live);
+  assert_true(resident <= total_mapped);
+}
+
 /* Destroy the arena; every range must be back (dalloc or destroy). */
 static void destroy_and_check(unsigned ind) {
   arena_ctl(ind, "destroy");
@@ -459,6 +482,7 @@ static void test_mbind_threads(void **state) {
   arena_ctl(ind, "purge");
   arena_check_ok(ind);
   run_workers(ind, 8, 300);
+  stats_check(ind);
   pthread_mutex_lock(&hk_mtx);
   uint64_t nalloc = hk_nalloc, nmbind = hk_nmbind;
   pthread_mutex_unlock(&hk_mtx);
@@ -510,6 +534,7 @@ static void mixed_workload(unsigned ind) {
     }
     arena_ctl(ind, "purge");
     arena_check_ok(ind);
+    stats_check(ind);
   }
 }
 
