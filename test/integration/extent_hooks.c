@@ -550,6 +550,10 @@ static void test_checker(void **state) {
   uint64_t nsplit = hk_nsplit, nmerge = hk_nmerge, npurge = hk_npurge_lazy + hk_npurge_forced;
   pthread_mutex_unlock(&hk_mtx);
   /* The workload exercises every kind of call. */
+  bool retain = true;
+  size_t sz = sizeof(retain);
+  assert_int_equal(mallctl("opt.retain", &retain, &sz, NULL, 0), 0);
+  if (!retain) assert_true(hk_ndalloc > 0); /* retain:false gives ranges back as it goes */
   assert_true(nsplit > 0);
   assert_true(nmerge > 0);
   assert_true(npurge > 0);
@@ -740,12 +744,36 @@ static void test_default_table(void **state) {
   arena_ctl(ind, "destroy");
 }
 
+/* All of the above again in a child process with retain:false (ranges go
+ * back through dalloc as they are freed) and immediate purging. */
+static void test_retain_false(void **state) {
+  (void)state;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("XALLOC_CONF", "retain:false,dirty_decay_ms:0,muzzy_decay_ms:0", 1);
+    setenv("XALLOC_EXTENT_HOOKS_CHILD", "1", 1);
+    execl("/proc/self/exe", "extent_hooks", (char *)NULL);
+    _exit(127);
+  }
+  assert_true(pid > 0);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
+  bool child = getenv("XALLOC_EXTENT_HOOKS_CHILD") != NULL;
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_retain_false),
       cmocka_unit_test(test_mbind_threads),  cmocka_unit_test(test_checker),
       cmocka_unit_test(test_checker_refusing), cmocka_unit_test(test_dalloc_refused),
       cmocka_unit_test(test_purge_refused),  cmocka_unit_test(test_alloc_fails),
       cmocka_unit_test(test_hooks_ctl),      cmocka_unit_test(test_default_table),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  size_t n = sizeof(tests) / sizeof(tests[0]);
+  /* The child runs everything but the re-run itself. */
+  return child ? _cmocka_run_group_tests("extent_hooks retain:false", tests + 1, n - 1, NULL, NULL)
+               : cmocka_run_group_tests(tests, NULL, NULL);
 }
