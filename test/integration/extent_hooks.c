@@ -56,6 +56,7 @@ static size_t hk_live_bytes;
 static bool hk_check_maps;   /* check every range against /proc/self/maps */
 static bool hk_mbind;        /* bind every new range to node 0 */
 static bool hk_fail_alloc;   /* alloc returns NULL */
+static bool hk_misalign;     /* alloc returns a range off the alignment */
 static bool hk_refuse_split, hk_refuse_merge, hk_refuse_dalloc, hk_refuse_purge;
 static unsigned hk_arena = ~0u; /* the arena index xalloc must pass */
 static uint64_t hk_nalloc, hk_ndalloc, hk_ndestroy, hk_nsplit, hk_nmerge, hk_npurge_lazy, hk_npurge_forced,
@@ -73,7 +74,7 @@ static void hk_fail(const char *fmt, ...) {
 
 static void hk_reset(void) {
   hk_nlive = hk_live_bytes = 0;
-  hk_check_maps = hk_mbind = hk_fail_alloc = false;
+  hk_check_maps = hk_mbind = hk_fail_alloc = hk_misalign = false;
   hk_refuse_split = hk_refuse_merge = hk_refuse_dalloc = hk_refuse_purge = false;
   hk_nalloc = hk_ndalloc = hk_ndestroy = hk_nsplit = hk_nmerge = hk_npurge_lazy = hk_npurge_forced = hk_nmbind =
       hk_nrefused = hk_nother_table = 0;
@@ -171,6 +172,9 @@ static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t ali
   char *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return NULL;
   char *ret = (char *)(((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1));
+  /* Breaks the contract: one page off (there is room on one side, as
+   * alignment >= 2 pages here). */
+  if (hk_misalign) ret = ret - p >= (ptrdiff_t)page ? ret - page : ret + page;
   if (ret > p) munmap(p, (size_t)(ret - p));
   if (p + total > ret + size) munmap(ret + size, (size_t)(p + total - (ret + size)));
   pthread_mutex_lock(&hk_mtx);
@@ -521,6 +525,12 @@ static void mixed_workload(unsigned ind) {
     assert_non_null(h2);
     assert_true(hk_covers(h2, 4 * cs));
     dallocx(h2, fl);
+    /* Alignment above the chunk size. */
+    void *big = mallocx(cs + 1, fl | MALLOCX_ALIGN(4 * cs));
+    assert_non_null(big);
+    assert_true(((uintptr_t)big & (4 * cs - 1)) == 0);
+    assert_true(hk_covers(big, cs + 1));
+    dallocx(big, fl);
     for (int i = round % 2; i < 64; i += 2) {
       dallocx(p[i], fl);
       p[i] = NULL;
@@ -663,6 +673,35 @@ static void test_alloc_fails(void **state) {
   destroy_and_check(ind);
 }
 
+/* A hook that returns misaligned ranges: each is given back at once (the
+ * exact range), the allocation fails with ENOMEM, nothing is used. */
+static void test_misaligned_alloc(void **state) {
+  (void)state;
+  hk_reset();
+  unsigned ind = create_arena(&hooks);
+  int fl = MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE;
+  hk_misalign = true;
+  size_t cs = chunksize();
+  errno = 0;
+  assert_null(mallocx(3 * cs, fl));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mallocx(64, fl));
+  assert_int_equal(errno, ENOMEM);
+  pthread_mutex_lock(&hk_mtx);
+  size_t nlive = hk_nlive;
+  uint64_t nalloc = hk_nalloc, nback = hk_ndalloc + hk_ndestroy;
+  pthread_mutex_unlock(&hk_mtx);
+  assert_true(nalloc >= 2);
+  assert_int_equal(nback, nalloc);
+  assert_int_equal(nlive, 0);
+  hk_misalign = false;
+  void *p = mallocx(64, fl);
+  assert_non_null(p);
+  dallocx(p, fl);
+  destroy_and_check(ind);
+}
+
 /* arena.<i>.extent_hooks: reads the table; a write installs a new one,
  * used for every later call. Bad writes get EINVAL / EPERM. */
 static void test_hooks_ctl(void **state) {
@@ -770,7 +809,7 @@ int main(void) {
       cmocka_unit_test(test_mbind_threads),  cmocka_unit_test(test_checker),
       cmocka_unit_test(test_checker_refusing), cmocka_unit_test(test_dalloc_refused),
       cmocka_unit_test(test_purge_refused),  cmocka_unit_test(test_alloc_fails),
-      cmocka_unit_test(test_hooks_ctl),      cmocka_unit_test(test_default_table),
+      cmocka_unit_test(test_misaligned_alloc), cmocka_unit_test(test_hooks_ctl),      cmocka_unit_test(test_default_table),
   };
   size_t n = sizeof(tests) / sizeof(tests[0]);
   /* The child runs everything but the re-run itself. */
