@@ -171,6 +171,7 @@ arena_t *arena_new(unsigned ind) {
   decay_init(&a->decay_dirty, opt_dirty_decay_ms, now);
   decay_init(&a->decay_muzzy, opt_muzzy_decay_ms, now);
   chunk_arena_init(&a->chunks);
+  a->chunks.ind = ind;
   xmutex_init(&a->huge_mtx);
   rb_init(&a->huge, arena_cmp_huge);
   rb_init(&a->chunk_list, arena_cmp_chunk);
@@ -208,11 +209,12 @@ arena_t *arena_choose(void) {
   return best;
 }
 
-arena_t *arena_create_explicit(void) {
+arena_t *arena_create_explicit(extent_hooks_t *hooks) {
   xmutex_lock(&arenas_lock);
   unsigned n = narenas > narenas_auto ? narenas : narenas_auto;
   arena_t *a = n < ARENAS_MAX ? arena_new(n) : NULL;
   if (a != NULL) {
+    if (hooks != NULL) chunk_arena_set_user_hooks(&a->chunks, hooks, n);
     __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
     __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
   }
@@ -618,9 +620,10 @@ static void arena_purge_finish(arena_t *a, arena_run_t *list) {
   for (arena_run_t *run = list; run != NULL; run = run->purge_next) {
     char *addr = arena_run_addr(run);
     size_t size = (size_t)run->npages << LG_PAGE;
-    bool failed = run->purge_op == ARENA_PURGE_LAZY ? pages_purge_lazy(addr, size) : pages_purge_forced(addr, size);
+    unsigned done = chunk_purge_pages(&a->chunks, run->chunk->addr, sz_chunksize, (size_t)(addr - run->chunk->addr),
+                                      size, run->purge_op == ARENA_PURGE_LAZY);
     ncalls++;
-    if (failed) run->purge_op = 0;
+    run->purge_op = done == CHUNK_PURGE_LAZY ? ARENA_PURGE_LAZY : done == CHUNK_PURGE_FORCED ? ARENA_PURGE_FORCED : 0;
   }
   xmutex_lock(&a->lock);
   a->stats.nmadvise += ncalls;

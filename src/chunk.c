@@ -8,7 +8,6 @@
 
 static base_pool_t chunk_node_pool = BASE_POOL_INITIALIZER(sizeof(extent_node_t));
 
-enum { CHUNK_PURGE_LAZY = 1, CHUNK_PURGE_FORCED = 2 };
 
 extent_node_t *chunk_node_alloc(void) { return base_pool_alloc(&chunk_node_pool); }
 void chunk_node_free(extent_node_t *node) { base_pool_free(&chunk_node_pool, node); }
@@ -40,6 +39,169 @@ void chunk_arena_init(chunk_arena_t *ca) {
   uint64_t now = decay_now_ns();
   decay_init(&ca->decay_dirty, opt_dirty_decay_ms, now);
   decay_init(&ca->decay_muzzy, opt_muzzy_decay_ms, now);
+}
+
+/* ---- extent hooks ---- */
+
+static void *chunk_default_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment,
+                                 bool *zero, bool *commit, unsigned ind) {
+  (void)h;
+  (void)ind;
+  if (size == 0 || (size & (PAGE - 1)) != 0 || alignment == 0 || (alignment & (alignment - 1)) != 0) return NULL;
+  if (alignment < PAGE) alignment = PAGE;
+  void *p = pages_map_aligned(size, alignment);
+  if (p != NULL && new_addr != NULL && p != new_addr) {
+    pages_unmap(p, size);
+    return NULL;
+  }
+  if (p == NULL) return NULL;
+  *zero = true;
+  *commit = true;
+  return p;
+}
+static bool chunk_default_dalloc(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned ind) {
+  (void)h, (void)committed, (void)ind;
+  return pages_unmap(addr, size);
+}
+static void chunk_default_destroy(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned ind) {
+  (void)h, (void)committed, (void)ind;
+  pages_unmap(addr, size);
+}
+static bool chunk_default_commit(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
+                                 unsigned ind) {
+  (void)h, (void)addr, (void)size, (void)off, (void)len, (void)ind;
+  return false; /* pages-layer memory is always committed */
+}
+static bool chunk_default_decommit(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
+                                   unsigned ind) {
+  (void)h, (void)addr, (void)size, (void)off, (void)len, (void)ind;
+  return true; /* not supported: the range stays committed */
+}
+static bool chunk_default_purge_lazy(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
+                                     unsigned ind) {
+  (void)h, (void)size, (void)ind;
+  return pages_purge_lazy((char *)addr + off, len);
+}
+static bool chunk_default_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
+                                       unsigned ind) {
+  (void)h, (void)size, (void)ind;
+  return pages_purge_forced((char *)addr + off, len);
+}
+static bool chunk_default_split(extent_hooks_t *h, void *addr, size_t size, size_t a, size_t b, bool c,
+                                unsigned ind) {
+  (void)h, (void)addr, (void)size, (void)a, (void)b, (void)c, (void)ind;
+  return false;
+}
+static bool chunk_default_merge(extent_hooks_t *h, void *a, size_t sa, void *b, size_t sb, bool c,
+                                unsigned ind) {
+  (void)h, (void)a, (void)sa, (void)b, (void)sb, (void)c, (void)ind;
+  return false;
+}
+
+extent_hooks_t chunk_hooks_default = {chunk_default_alloc,      chunk_default_dalloc,       chunk_default_destroy,
+                                      chunk_default_commit,     chunk_default_decommit,     chunk_default_purge_lazy,
+                                      chunk_default_purge_forced, chunk_default_split,      chunk_default_merge};
+
+static inline extent_hooks_t *chunk_hooks_load(chunk_arena_t *ca) {
+  return __atomic_load_n(&ca->hooks, __ATOMIC_ACQUIRE);
+}
+
+void chunk_arena_set_user_hooks(chunk_arena_t *ca, extent_hooks_t *h, unsigned ind) {
+  ca->ind = ind;
+  __atomic_store_n(&ca->hooks, h, __ATOMIC_RELEASE);
+}
+
+extent_hooks_t *chunk_hooks_get(chunk_arena_t *ca) {
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  return h != NULL ? h : &chunk_hooks_default;
+}
+
+int chunk_hooks_set(chunk_arena_t *ca, extent_hooks_t *h) {
+  if (h == NULL) return EINVAL;
+  extent_hooks_t *cur = chunk_hooks_load(ca);
+  bool user = h != &chunk_hooks_default;
+  if (user && h->alloc == NULL) return EINVAL;
+  if ((cur != NULL) != user) return EPERM; /* ranges of one kind would reach the other */
+  if (user) __atomic_store_n(&ca->hooks, h, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* Whether the hooks let [a, a+sa) and [b, b+sa) (adjacent) become one. */
+static bool chunk_merge_ok(chunk_arena_t *ca, char *a, size_t sa, char *b, size_t sb) {
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  if (h == NULL) return true;
+  if (h->merge == NULL || h->merge(h, a, sa, b, sb, true, ca->ind)) {
+    __atomic_fetch_add(&ca->nhook_refused, 1, __ATOMIC_RELAXED);
+    return false;
+  }
+  return true;
+}
+
+/* Whether the hooks let [addr, addr+size) become two at size_a. */
+static bool chunk_split_ok(chunk_arena_t *ca, char *addr, size_t size, size_t size_a) {
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  if (h == NULL) return true;
+  if (h->split == NULL || h->split(h, addr, size, size_a, size - size_a, true, ca->ind)) {
+    __atomic_fetch_add(&ca->nhook_refused, 1, __ATOMIC_RELAXED);
+    return false;
+  }
+  return true;
+}
+
+bool chunk_split_allocated(chunk_arena_t *ca, void *addr, size_t size, size_t size_a) {
+  return !chunk_split_ok(ca, addr, size, size_a);
+}
+
+/* Give a hook range back: dalloc, then destroy if dalloc refuses. true if
+ * dalloc refused (the range was destroyed, or leaked if destroy is NULL). */
+static bool chunk_hook_giveback(chunk_arena_t *ca, extent_hooks_t *h, void *addr, size_t size) {
+  if (h->dalloc != NULL && !h->dalloc(h, addr, size, true, ca->ind)) return false;
+  if (h->destroy != NULL) h->destroy(h, addr, size, true, ca->ind);
+  return true;
+}
+
+unsigned chunk_purge_pages(chunk_arena_t *ca, void *base, size_t bsize, size_t off, size_t len, bool lazy) {
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  if (h == NULL) {
+    char *p = (char *)base + off;
+    if (lazy) return pages_purge_lazy(p, len) ? CHUNK_PURGE_NONE : CHUNK_PURGE_LAZY;
+    return pages_purge_forced(p, len) ? CHUNK_PURGE_NONE : CHUNK_PURGE_FORCED;
+  }
+  if (lazy && h->purge_lazy != NULL && !h->purge_lazy(h, base, bsize, off, len, ca->ind)) return CHUNK_PURGE_LAZY;
+  if (h->purge_forced != NULL && !h->purge_forced(h, base, bsize, off, len, ca->ind)) return CHUNK_PURGE_FORCED;
+  __atomic_fetch_add(&ca->nhook_refused, 1, __ATOMIC_RELAXED);
+  return CHUNK_PURGE_NONE;
+}
+
+/*
+ * A new range from the user hooks, exactly size bytes at alignment; mtx not
+ * held. NULL with errno ENOMEM if the hook fails or breaks its contract (a
+ * misaligned range, or one it cannot commit: given back at once).
+ */
+static void *chunk_hook_alloc(chunk_arena_t *ca, extent_hooks_t *h, size_t size, size_t alignment,
+                              bool *zeroed) {
+  bool zero = false, commit = true;
+  char *p = h->alloc(h, NULL, size, alignment, &zero, &commit, ca->ind);
+  if (p == NULL) goto fail;
+  if (((uintptr_t)p & (alignment - 1)) != 0 || (uintptr_t)p + size < (uintptr_t)p) {
+    util_warn("xalloc: extent hook alloc of arena %u returned %p, not aligned to %zu; given back\n", ca->ind,
+          (void *)p, alignment);
+    chunk_hook_giveback(ca, h, p, size);
+    goto fail;
+  }
+  if (!commit && (h->commit == NULL || h->commit(h, p, size, 0, size, ca->ind))) {
+    chunk_hook_giveback(ca, h, p, size);
+    goto fail;
+  }
+  xmutex_lock(&ca->mtx);
+  ca->reserved += size;
+  ca->nhook_alloc++;
+  xmutex_unlock(&ca->mtx);
+  *zeroed = zero;
+  return p;
+fail:
+  errno = ENOMEM;
+  return NULL;
 }
 
 static inline unsigned chunk_node_state(const extent_node_t *n) {
@@ -115,7 +277,8 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
   rb_node_t *r = rb_psearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *prev = rb_entry(r, extent_node_t, ad);
-    if (prev->addr + prev->size == addr && chunk_node_state(prev) == state) {
+    if (prev->addr + prev->size == addr && chunk_node_state(prev) == state &&
+        chunk_merge_ok(ca, prev->addr, prev->size, node->addr, node->size)) {
       chunk_remove(ca, prev);
       node->addr = prev->addr;
       node->size += prev->size;
@@ -125,7 +288,8 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
   r = rb_nsearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *next = rb_entry(r, extent_node_t, ad);
-    if (next->addr == addr + size && chunk_node_state(next) == state) {
+    if (next->addr == addr + size && chunk_node_state(next) == state &&
+        chunk_merge_ok(ca, node->addr, node->size, next->addr, next->size)) {
       chunk_remove(ca, next);
       node->size += next->size;
       chunk_node_free(next);
@@ -166,11 +330,10 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   if (list == NULL) return;
   unsigned ncalls = 0;
   for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
-    bool failed = n->purge_op == CHUNK_PURGE_LAZY ? pages_purge_lazy(n->addr, n->size)
-                                                  : pages_purge_forced(n->addr, n->size);
+    n->purge_op = (uint8_t)chunk_purge_pages(ca, n->addr, n->size, 0, n->size, n->purge_op == CHUNK_PURGE_LAZY);
     ncalls++;
-    if (failed) n->purge_op = 0;
   }
+  bool hooked = chunk_hooked(ca);
   xmutex_lock(&ca->mtx);
   ca->nmadvise += ncalls;
   for (extent_node_t *n = list, *next; n != NULL; n = next) {
@@ -182,7 +345,14 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
     }
     n->purge_op = 0;
     ca->purging_bytes -= n->size;
-    chunk_insert_coalesce(ca, n, n->addr, n->size, state);
+    if (hooked && state != CHUNK_CLEAN) {
+      /* Not purged: the hook range goes back as it was (asking merge
+       * again is pointless). */
+      chunk_node_set_state(n, state);
+      chunk_insert(ca, n);
+    } else {
+      chunk_insert_coalesce(ca, n, n->addr, n->size, state);
+    }
   }
   decay_purged(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
   decay_purged(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
@@ -229,13 +399,34 @@ uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
  * lead and trail go back into the trees, described by *spare nodes (set to
  * NULL when used). Returns n's zeroed state.
  */
-static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size,
-                       extent_node_t **spare1, extent_node_t **spare2) {
-  chunk_remove(ca, n);
+static int chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size,
+                      extent_node_t **spare1, extent_node_t **spare2) {
   unsigned state = chunk_node_state(n);
   size_t lead = (size_t)(addr - n->addr);
   size_t trail = n->size - lead - size;
   char *start = n->addr;
+  if (chunk_hooked(ca)) {
+    /* Ask before each cut; on a refusal n stays (as the pieces the hook
+     * agreed to) in the trees, and the caller asks the hook for a new range. */
+    if (lead != 0 && !chunk_split_ok(ca, start, n->size, lead)) return -1;
+    if (trail != 0 && !chunk_split_ok(ca, addr, size + trail, size)) {
+      if (lead != 0) {
+        chunk_remove(ca, n);
+        extent_node_t *l = *spare1;
+        *spare1 = NULL;
+        l->addr = start;
+        l->size = lead;
+        chunk_node_set_state(l, state);
+        chunk_insert(ca, l);
+        n->addr = addr;
+        n->size = size + trail;
+        chunk_node_set_state(n, state);
+        chunk_insert(ca, n);
+      }
+      return -1;
+    }
+  }
+  chunk_remove(ca, n);
   chunk_node_free(n);
   if (lead != 0) {
     extent_node_t *l = *spare1;
@@ -253,7 +444,7 @@ static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t s
     chunk_node_set_state(t, state);
     chunk_insert(ca, t);
   }
-  return state == CHUNK_CLEAN;
+  return state == CHUNK_CLEAN ? 1 : 0;
 }
 
 /* Best fit: smallest free range that holds size bytes at alignment. */
@@ -314,12 +505,18 @@ void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed
   xmutex_lock(&ca->mtx);
   char *addr;
   extent_node_t *n = chunk_find(ca, size, alignment, &addr);
-  if (n == NULL && !chunk_reserve(ca, size, alignment)) n = chunk_find(ca, size, alignment, &addr);
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  if (n == NULL && h == NULL && !chunk_reserve(ca, size, alignment)) n = chunk_find(ca, size, alignment, &addr);
   if (n != NULL) {
-    *zeroed = chunk_take(ca, n, addr, size, &s1, &s2);
-    ret = addr;
+    int z = chunk_take(ca, n, addr, size, &s1, &s2);
+    if (z >= 0) {
+      *zeroed = z != 0;
+      ret = addr;
+    }
   }
   xmutex_unlock(&ca->mtx);
+  /* User hooks: exactly this range from the hook, straight to the caller. */
+  if (ret == NULL && h != NULL) ret = chunk_hook_alloc(ca, h, size, alignment, zeroed);
 out:
   if (s1 != NULL) chunk_node_free(s1);
   if (s2 != NULL) chunk_node_free(s2);
@@ -328,6 +525,9 @@ out:
 }
 
 bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
+  /* User hooks: growing an allocated range in place would need a merge of
+   * an allocated and a free range; not done (the caller moves). */
+  if (chunk_hooked(ca)) return true;
   extent_node_t *s1 = chunk_node_alloc(), *s2 = chunk_node_alloc();
   bool err = true;
   if (s1 == NULL || s2 == NULL) goto out;
@@ -338,7 +538,7 @@ bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
   if (r != NULL) {
     extent_node_t *n = rb_entry(r, extent_node_t, ad);
     if ((char *)addr + size <= n->addr + n->size && (char *)addr + size > (char *)addr) {
-      *zeroed = chunk_take(ca, n, addr, size, &s1, &s2);
+        *zeroed = chunk_take(ca, n, addr, size, &s1, &s2) != 0;
       err = false;
     }
   }
@@ -355,7 +555,7 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
   if (node == NULL) {
     /* No metadata for the range: purge it and let it go (it stays mapped
      * and counted by the pages layer). */
-    pages_purge_forced(addr, size);
+    chunk_purge_pages(ca, addr, size, 0, size, false);
     return;
   }
   xmutex_lock(&ca->mtx);
@@ -369,8 +569,24 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
   chunk_remove(ca, node);
   ca->purging_bytes += node->size;
   xmutex_unlock(&ca->mtx);
-  bool failed = pages_unmap_or_keep(node->addr, node->size);
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  bool failed;
+  if (h != NULL) {
+    failed = h->dalloc == NULL || h->dalloc(h, node->addr, node->size, true, ca->ind);
+    if (failed) {
+      /* Refused: keep the range, in its state, as a hook range of its own. */
+      xmutex_lock(&ca->mtx);
+      ca->purging_bytes -= node->size;
+      __atomic_fetch_add(&ca->nhook_refused, 1, __ATOMIC_RELAXED);
+      chunk_insert(ca, node);
+      xmutex_unlock(&ca->mtx);
+      return;
+    }
+  } else {
+    failed = pages_unmap_or_keep(node->addr, node->size);
+  }
   xmutex_lock(&ca->mtx);
+  if (h != NULL) ca->nhook_dalloc++;
   ca->purging_bytes -= node->size;
   if (!failed) {
     ca->reserved -= node->size;
@@ -395,8 +611,15 @@ void chunk_arena_release(chunk_arena_t *ca) {
   while ((r = rb_first(&ca->ad)) != NULL) {
     extent_node_t *n = rb_entry(r, extent_node_t, ad);
     chunk_remove(ca, n);
-    /* On failure the pages layer keeps the range purged and counted. */
-    pages_unmap(n->addr, n->size);
+    extent_hooks_t *h = chunk_hooks_load(ca);
+    if (h != NULL) {
+      /* dalloc, else destroy: the hook gets every range back. */
+      chunk_hook_giveback(ca, h, n->addr, n->size);
+      ca->nhook_dalloc++;
+    } else {
+      /* On failure the pages layer keeps the range purged and counted. */
+      pages_unmap(n->addr, n->size);
+    }
     chunk_node_free(n);
   }
   ca->reserved = 0;
@@ -420,6 +643,8 @@ bool chunk_contains(chunk_arena_t *ca, const void *addr) {
 }
 
 bool chunk_validate(chunk_arena_t *ca) {
+  /* With user hooks, neighbours the hook refused to merge stay apart. */
+  bool hooked = chunk_hooked(ca);
   xmutex_lock(&ca->mtx);
   bool ok = rb_validate(&ca->szad) && rb_validate(&ca->ad) && ca->szad.n == ca->ad.n;
   size_t total = 0, dirty = 0, muzzy = 0;
@@ -431,7 +656,8 @@ bool chunk_validate(chunk_arena_t *ca) {
       ok = false;
     /* No overlap; neighbours in the same state are merged. */
     if (prev != NULL && (prev->addr + prev->size > n->addr ||
-                         (prev->addr + prev->size == n->addr && chunk_node_state(prev) == chunk_node_state(n))))
+                         (!hooked && prev->addr + prev->size == n->addr &&
+                          chunk_node_state(prev) == chunk_node_state(n))))
       ok = false;
     /* Exactly one state; only clean ranges read as zero. */
     if ((n->dirty && n->muzzy) || n->zeroed != (!n->dirty && !n->muzzy)) ok = false;

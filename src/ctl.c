@@ -288,12 +288,17 @@ static int ctl_arenas_create(CTL_ARGS) {
     if (oldlenp != NULL) *oldlenp = 0;
     return EINVAL;
   }
+  /* newp, as with jemalloc: an extent_hooks_t * (the address of a
+   * variable holding the table's address). NULL or the default table:
+   * the pages layer. */
+  extent_hooks_t *hooks = NULL;
   if (newp != NULL) {
-    /* jemalloc takes an extent_hooks_t * here; user extent hooks are not
-     * supported (yet). */
-    return newlen != sizeof(void *) ? EINVAL : ENOTSUP;
+    if (newlen != sizeof(extent_hooks_t *)) return EINVAL;
+    memcpy(&hooks, newp, sizeof(hooks));
+    if (hooks == &chunk_hooks_default) hooks = NULL;
+    if (hooks != NULL && hooks->alloc == NULL) return EINVAL;
   }
-  arena_t *a = arena_create_explicit();
+  arena_t *a = arena_create_explicit(hooks);
   if (a == NULL) return EAGAIN;
   unsigned ind = a->ind;
   return ctl_read(oldp, oldlenp, &ind, sizeof(ind));
@@ -404,7 +409,24 @@ static int ctl_arena_destroy(CTL_ARGS) {
   return ctl_arena_reset_destroy(mib, true);
 }
 
+/* Read the arena's hooks table; write one (user hooks for a hooked arena,
+ * see chunk_hooks_set). */
+static int ctl_arena_extent_hooks(CTL_ARGS) {
+  arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
+  if (a == NULL) return EFAULT;
+  extent_hooks_t *old = chunk_hooks_get(&a->chunks), *h;
+  if (newp != NULL) {
+    if (newlen != sizeof(extent_hooks_t *)) return EINVAL;
+    if (oldp != NULL && (oldlenp == NULL || *oldlenp != sizeof(extent_hooks_t *))) return EINVAL;
+    memcpy(&h, newp, sizeof(h));
+    int err = chunk_hooks_set(&a->chunks, h);
+    if (err != 0) return err;
+  }
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+
 static const ctl_node_t ctl_arena_i_nodes[] = {LEAF("purge", ctl_arena_purge), LEAF("decay", ctl_arena_decay),
+                                               LEAF("extent_hooks", ctl_arena_extent_hooks),
                                                LEAF("check", ctl_arena_check),
                                                LEAF("reset", ctl_arena_reset),
                                                LEAF("destroy", ctl_arena_destroy), END};

@@ -87,6 +87,8 @@ bool huge_ralloc_in_place(extent_node_t *node, void *ptr, size_t usize, bool zer
      * size may hold old data if the range was recycled; zero on demand. */
     if (zero && usize > oldsize) memset((char *)ptr + oldsize, 0, usize - oldsize);
   } else if (csize < oldcsize) {
+    /* User hooks: the tail becomes a range of its own, if the hook agrees. */
+    if (chunk_split_allocated(&a->chunks, ptr, oldcsize, csize)) return true;
     rtree_set_range((uintptr_t)ptr + csize, oldcsize - csize, NULL);
     chunk_dalloc(&a->chunks, (char *)ptr + csize, oldcsize - csize, true);
   } else {

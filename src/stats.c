@@ -76,7 +76,7 @@ void stats_arena_merge(stats_arena_t *d, const stats_arena_t *s) {
 
 void stats_totals(stats_totals_t *t) {
   memset(t, 0, sizeof(*t));
-  size_t free_chunk_bytes = 0, dirty_chunk_bytes = 0, muzzy_chunk_bytes = 0;
+  size_t free_chunk_bytes = 0, dirty_chunk_bytes = 0, muzzy_chunk_bytes = 0, hook_mapped = 0;
   unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
   for (unsigned i = 0; i < n; i++) {
     arena_t *a = arena_get(i);
@@ -105,6 +105,8 @@ void stats_totals(stats_totals_t *t) {
     t->npurged += a->chunks.npurged;
     t->nmadvise += a->chunks.nmadvise;
     t->nfree_ranges += a->chunks.szad.n;
+    /* Memory from user extent hooks is mapped, but not by the pages layer. */
+    if (chunk_hooked(&a->chunks)) hook_mapped += a->chunks.reserved;
     xmutex_unlock(&a->chunks.mtx);
     xmutex_lock(&a->huge_mtx);
     t->allocated_huge += a->stats.allocated_huge;
@@ -127,7 +129,7 @@ void stats_totals(stats_totals_t *t) {
   t->resident += bs.mapped;
   pages_stats_t ps;
   pages_stats_get(&ps);
-  t->mapped = ps.mapped;
+  t->mapped = ps.mapped + hook_mapped;
   t->stranded = ps.stranded;
   t->nunmap_kept = ps.nunmap_kept;
 }

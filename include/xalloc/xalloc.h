@@ -9,6 +9,7 @@
 #ifndef XALLOC_XALLOC_H
 #define XALLOC_XALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -42,6 +43,34 @@ void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 /* The arena index that means every arena in arena.<i>.purge / .decay and
  * stats.arenas.<i>.* (the merged figures). */
 #define MALLCTL_ARENAS_ALL 4096
+
+/*
+ * Extent hooks, with jemalloc 5's members and signatures (see doc/API.md,
+ * "Extent hooks"): an explicit arena made by mallctl("arenas.create", ...,
+ * &hooks_ptr, sizeof(extent_hooks_t *)) gets all its chunk memory from
+ * hooks->alloc and gives it back through dalloc/destroy. A bool hook
+ * returns false on success, true for "refused / not done".
+ */
+typedef struct extent_hooks_s extent_hooks_t;
+typedef void *(extent_alloc_t)(extent_hooks_t *, void *, size_t, size_t, bool *, bool *, unsigned);
+typedef bool (extent_dalloc_t)(extent_hooks_t *, void *, size_t, bool, unsigned);
+typedef void (extent_destroy_t)(extent_hooks_t *, void *, size_t, bool, unsigned);
+typedef bool (extent_commit_t)(extent_hooks_t *, void *, size_t, size_t, size_t, unsigned);
+typedef bool (extent_decommit_t)(extent_hooks_t *, void *, size_t, size_t, size_t, unsigned);
+typedef bool (extent_purge_t)(extent_hooks_t *, void *, size_t, size_t, size_t, unsigned);
+typedef bool (extent_split_t)(extent_hooks_t *, void *, size_t, size_t, size_t, bool, unsigned);
+typedef bool (extent_merge_t)(extent_hooks_t *, void *, size_t, void *, size_t, bool, unsigned);
+struct extent_hooks_s {
+  extent_alloc_t *alloc;
+  extent_dalloc_t *dalloc;
+  extent_destroy_t *destroy;
+  extent_commit_t *commit;
+  extent_decommit_t *decommit;
+  extent_purge_t *purge_lazy;
+  extent_purge_t *purge_forced;
+  extent_split_t *split;
+  extent_merge_t *merge;
+};
 
 void *mallocx(size_t size, int flags) __attribute__((malloc));
 void *rallocx(void *ptr, size_t size, int flags);

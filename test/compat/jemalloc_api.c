@@ -6,7 +6,11 @@
  * builds must pass.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,50 @@ static int all_zero(const void *p, size_t n) {
     if (c[i] != 0) return 0;
   return 1;
 }
+
+/* Extent hooks as a NUMA runtime writes them (the third seed story, with
+ * the alignment trim done right): mmap, trim to the alignment, mbind the
+ * exact range to node 0. Live bytes are counted to see them all come back. */
+static size_t hook_live, hook_nalloc, hook_mbind_failed;
+static void *sa_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment, bool *zero,
+                      bool *commit, unsigned arena_ind) {
+  (void)h, (void)arena_ind;
+  if (new_addr != NULL) return NULL;
+  size_t total = size + alignment;
+  char *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  char *ret = (char *)(((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1));
+  if (ret > p) munmap(p, (size_t)(ret - p));
+  if (p + total > ret + size) munmap(ret + size, (size_t)(p + total - (ret + size)));
+  unsigned long mask = 1;
+  if (syscall(SYS_mbind, ret, size, 2 /* MPOL_BIND */, &mask, sizeof(mask) * 8, 2 /* MPOL_MF_MOVE */) != 0 &&
+      errno != EPERM && errno != ENOSYS)
+    __atomic_fetch_add(&hook_mbind_failed, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&hook_live, size, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&hook_nalloc, 1, __ATOMIC_RELAXED);
+  *zero = *commit = true;
+  return ret;
+}
+static bool sa_dalloc(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned arena_ind) {
+  (void)h, (void)committed, (void)arena_ind;
+  munmap(addr, size);
+  __atomic_fetch_sub(&hook_live, size, __ATOMIC_RELAXED);
+  return false;
+}
+static void sa_destroy(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned arena_ind) {
+  sa_dalloc(h, addr, size, committed, arena_ind);
+}
+static bool sa_split(extent_hooks_t *h, void *addr, size_t size, size_t size_a, size_t size_b, bool committed,
+                     unsigned arena_ind) {
+  (void)h, (void)addr, (void)size, (void)size_a, (void)size_b, (void)committed, (void)arena_ind;
+  return false;
+}
+static bool sa_merge(extent_hooks_t *h, void *addr_a, size_t size_a, void *addr_b, size_t size_b, bool committed,
+                     unsigned arena_ind) {
+  (void)h, (void)addr_a, (void)size_a, (void)addr_b, (void)size_b, (void)committed, (void)arena_ind;
+  return false;
+}
+static extent_hooks_t sa_hooks = {sa_alloc, sa_dalloc, sa_destroy, NULL, NULL, NULL, NULL, sa_split, sa_merge};
 
 int main(void) {
   /* mallocx with each flag. */
@@ -130,6 +178,27 @@ int main(void) {
   unsigned n3;
   sz = sizeof(n3);
   CHECK(mallctl("arenas.narenas", &n3, &sz, NULL, 0) == 0 && n3 == ai + 1);
+
+  /* An arena with extent hooks; arena.<i>.destroy gives everything back. */
+  extent_hooks_t *hp = &sa_hooks, *got = NULL;
+  unsigned hi;
+  sz = sizeof(hi);
+  CHECK(mallctl("arenas.create", &hi, &sz, &hp, sizeof(hp)) == 0);
+  char hname[64];
+  snprintf(hname, sizeof(hname), "arena.%u.extent_hooks", hi);
+  sz = sizeof(got);
+  CHECK(mallctl(hname, &got, &sz, NULL, 0) == 0 && got == &sa_hooks);
+  for (int i = 0; i < 64; i++) {
+    size_t size = (size_t)1 << (3 + i % 20);
+    ptrs[i] = mallocx(size, MALLOCX_ARENA(hi) | MALLOCX_TCACHE_NONE | (i % 3 == 0 ? MALLOCX_ALIGN(4096) : 0));
+    CHECK(ptrs[i] != NULL);
+    if (ptrs[i] != NULL) memset(ptrs[i], 1, size);
+  }
+  CHECK(hook_nalloc > 0 && hook_live > 0 && hook_mbind_failed == 0);
+  for (int i = 0; i < 64; i++) dallocx(ptrs[i], MALLOCX_TCACHE_NONE);
+  snprintf(hname, sizeof(hname), "arena.%u.destroy", hi);
+  CHECK(mallctl(hname, NULL, NULL, NULL, 0) == 0);
+  CHECK(hook_live == 0);
 
   /* Statistics to a callback. */
   malloc_stats_print(write_cb, &printed, NULL);

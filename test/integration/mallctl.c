@@ -126,7 +126,7 @@ static void test_error_codes(void **state) {
                                         "arenas.bin.36.size", "arenas.bin.01.size", "arenas.bin.x.size",
                                         "arena.99999.purge", "arena.0.nope", "stats.arenas.4095.pactive",
                                         "stats.arenas.0.bins.36.nmalloc", "thread..arena", "thread.arena.",
-                                        "arena.0.extent_hooks"};
+                                        "arena.0.extent_hooks.x"};
   for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
     sz = sizeof(u);
     if (mallctl(missing[i], &u, &sz, NULL, 0) != ENOENT) fail_msg("\"%s\" is not ENOENT", missing[i]);
@@ -171,10 +171,32 @@ static void test_error_codes(void **state) {
   unsigned cur;
   RD("thread.arena", cur);
   assert_true(cur < 4095);
-  /* Extent hooks are not supported: arenas.create with a hooks pointer. */
-  void *hooks = &u;
+  /* arenas.create with a hooks pointer: wrong length EINVAL; a table
+   * without alloc EINVAL (nothing is made). */
+  extent_hooks_t empty = {0}, *hooks = &empty;
   sz = sizeof(u);
-  assert_int_equal(mallctl("arenas.create", &u, &sz, &hooks, sizeof(hooks)), ENOTSUP);
+  assert_int_equal(mallctl("arenas.create", &u, &sz, &hooks, sizeof(hooks) - 1), EINVAL);
+  sz = sizeof(u);
+  assert_int_equal(mallctl("arenas.create", &u, &sz, &hooks, sizeof(hooks)), EINVAL);
+  /* arena.<i>.extent_hooks: arena 0 has the default table, which may be
+   * written back; a user table there is EPERM, a NULL one EINVAL; an arena
+   * that does not exist EFAULT. */
+  extent_hooks_t *def = NULL, *h2;
+  sz = sizeof(def);
+  assert_int_equal(mallctl("arena.0.extent_hooks", &def, &sz, NULL, 0), 0);
+  assert_non_null(def);
+  assert_non_null(def->alloc);
+  assert_int_equal(mallctl("arena.0.extent_hooks", NULL, NULL, &def, sizeof(def)), 0);
+  assert_int_equal(mallctl("arena.0.extent_hooks", NULL, NULL, &def, 1), EINVAL);
+  empty.alloc = def->alloc;
+  assert_int_equal(mallctl("arena.0.extent_hooks", NULL, NULL, &hooks, sizeof(hooks)), EPERM);
+  h2 = NULL;
+  assert_int_equal(mallctl("arena.0.extent_hooks", NULL, NULL, &h2, sizeof(h2)), EINVAL);
+  sz = sizeof(h2);
+  assert_int_equal(mallctl("arena.4000.extent_hooks", &h2, &sz, NULL, 0), ENOENT);
+  sz = sizeof(h2);
+  assert_int_equal(mallctl("arena.0.extent_hooks", &h2, &sz, NULL, 0), 0);
+  assert_ptr_equal(h2, def);
 }
 
 static void test_mib(void **state) {

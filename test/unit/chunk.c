@@ -608,9 +608,149 @@ static void test_retain_false_unmap_failure(void **state) {
   assert_null(strstr(first + 1, "munmap failed"));
 }
 
+/*
+ * User extent hooks on a chunk arena, over a bump allocator in one region
+ * reserved by the test (so that consecutive ranges are adjacent and the
+ * outcome of each refusal is deterministic).
+ */
+static char *hb_base, *hb_next;
+static size_t hb_len;
+static unsigned hb_nalloc, hb_ndalloc, hb_nsplit, hb_nmerge, hb_npurge;
+static bool hb_refuse_merge, hb_refuse_split;
+static size_t hb_last_size, hb_last_align, hb_dalloc_bytes;
+
+static void *hb_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment, bool *zero, bool *commit,
+                      unsigned ind) {
+  (void)h, (void)ind;
+  assert_null(new_addr);
+  hb_last_size = size;
+  hb_last_align = alignment;
+  char *p = (char *)ALIGNMENT_CEILING((uintptr_t)hb_next, alignment);
+  if (p + size > hb_base + hb_len) return NULL;
+  hb_next = p + size;
+  hb_nalloc++;
+  *zero = true;
+  *commit = true;
+  return p;
+}
+static bool hb_dalloc(extent_hooks_t *h, void *addr, size_t size, bool c, unsigned ind) {
+  (void)h, (void)c, (void)ind;
+  assert_true((char *)addr >= hb_base && (char *)addr + size <= hb_base + hb_len);
+  hb_ndalloc++;
+  hb_dalloc_bytes += size;
+  return false;
+}
+static bool hb_split(extent_hooks_t *h, void *addr, size_t size, size_t a, size_t b, bool c, unsigned ind) {
+  (void)h, (void)addr, (void)c, (void)ind;
+  assert_int_equal(a + b, size);
+  if (hb_refuse_split) return true;
+  hb_nsplit++;
+  return false;
+}
+static bool hb_merge(extent_hooks_t *h, void *a, size_t sa, void *b, size_t sb, bool c, unsigned ind) {
+  (void)h, (void)sb, (void)c, (void)ind;
+  assert_ptr_equal((char *)a + sa, b);
+  if (hb_refuse_merge) return true;
+  hb_nmerge++;
+  return false;
+}
+static bool hb_purge(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len, unsigned ind) {
+  (void)h, (void)ind;
+  assert_true(off + len <= size);
+  hb_npurge++;
+  return madvise((char *)addr + off, len, MADV_DONTNEED) != 0;
+}
+
+static void test_user_hooks(void **state) {
+  (void)state;
+  hb_len = 64 * C;
+  /* Base 4C-aligned: the 4-chunk free range below starts 2C-aligned. */
+  void *region = mmap(NULL, hb_len + 4 * C, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(region != MAP_FAILED);
+  hb_base = hb_next = (char *)ALIGNMENT_CEILING((uintptr_t)region, 4 * C);
+  extent_hooks_t h = {hb_alloc, hb_dalloc, NULL, NULL, NULL, NULL, NULL, hb_split, hb_merge};
+  chunk_arena_t ca;
+  chunk_arena_init(&ca);
+  chunk_arena_set_user_hooks(&ca, &h, 77);
+  bool z;
+  /* Exactly what is needed, no geometric reservation. */
+  char *a = chunk_alloc(&ca, C, C, &z);
+  assert_ptr_equal(a, hb_base);
+  assert_true(z);
+  assert_int_equal(hb_last_size, C);
+  assert_int_equal(hb_last_align, C);
+  char *b = chunk_alloc(&ca, C, C, &z);
+  assert_ptr_equal(b, a + C);
+  assert_int_equal(hb_nalloc, 2);
+  assert_int_equal(ca.reserved, 2 * C);
+  /* Merge refused: two free nodes side by side, and a 2-chunk request
+   * cannot use them. */
+  hb_refuse_merge = true;
+  chunk_dalloc(&ca, a, C, true);
+  chunk_dalloc(&ca, b, C, true);
+  assert_int_equal(ca.szad.n, 2);
+  assert_true(chunk_validate(&ca));
+  char *c = chunk_alloc(&ca, 2 * C, C, &z);
+  assert_int_equal(hb_nalloc, 3);
+  assert_int_equal(hb_last_size, 2 * C);
+  assert_ptr_equal(c, b + C);
+  /* Merge accepted: freeing c merges it with b (and b with a). */
+  hb_refuse_merge = false;
+  chunk_dalloc(&ca, c, 2 * C, true);
+  assert_true(hb_nmerge >= 1);
+  assert_true(chunk_validate(&ca));
+  /* a stays apart (its merge was refused); b and c merged. Best fit: a,
+   * whole, no split. */
+  unsigned nsplit = hb_nsplit;
+  char *d = chunk_alloc(&ca, C, 2 * C, &z);
+  assert_ptr_equal(d, a);
+  assert_int_equal(ca.szad.n, 1); /* [a + C, a + 4C) */
+  assert_int_equal(hb_nsplit, nsplit);
+  assert_int_equal(hb_nalloc, 3);
+  /* Split refused: a fresh range from the hook. */
+  hb_refuse_split = true;
+  unsigned nalloc = hb_nalloc;
+  char *e = chunk_alloc(&ca, C, C, &z);
+  assert_ptr_equal(e, a + 4 * C);
+  assert_int_equal(hb_nalloc, nalloc + 1);
+  assert_int_equal(ca.szad.n, 1);
+  hb_refuse_split = false;
+  assert_true(chunk_validate(&ca));
+  /* Split accepted: the 3-chunk range is cut, no new range. */
+  char *f = chunk_alloc(&ca, C, C, &z);
+  assert_ptr_equal(f, a + C);
+  assert_int_equal(hb_nsplit, nsplit + 1);
+  assert_int_equal(hb_nalloc, nalloc + 1);
+  chunk_dalloc(&ca, f, C, true);
+  /* Purge hooks NULL: nothing is purged, the dirty bytes stay counted. */
+  size_t dirty = ca.dirty_bytes;
+  assert_true(dirty > 0);
+  chunk_purge_all(&ca);
+  assert_int_equal(ca.dirty_bytes, dirty);
+  assert_true(chunk_validate(&ca));
+  /* Purge hooks set: everything clean. */
+  h.purge_lazy = h.purge_forced = hb_purge;
+  chunk_purge_all(&ca);
+  assert_int_equal(ca.dirty_bytes, 0);
+  assert_true(hb_npurge > 0);
+  assert_true(chunk_validate(&ca));
+  /* Alloc failing: NULL, ENOMEM. */
+  errno = 0;
+  assert_null(chunk_alloc(&ca, 128 * C, C, &z));
+  assert_int_equal(errno, ENOMEM);
+  /* Release gives back every byte obtained. */
+  chunk_dalloc(&ca, d, C, true);
+  chunk_dalloc(&ca, e, C, true);
+  size_t reserved = ca.reserved;
+  chunk_arena_release(&ca);
+  assert_int_equal(hb_dalloc_bytes, reserved);
+  assert_int_equal(ca.free_bytes, 0);
+  munmap(region, hb_len + 4 * C);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_random),          cmocka_unit_test(test_best_fit_and_coalesce),
+      cmocka_unit_test(test_user_hooks),      cmocka_unit_test(test_random),          cmocka_unit_test(test_best_fit_and_coalesce),
       cmocka_unit_test(test_alloc_at),        cmocka_unit_test(test_geometric_growth),
       cmocka_unit_test(test_mmap_failure),    cmocka_unit_test(test_purge),
       cmocka_unit_test(test_fresh_memory_stays_clean), cmocka_unit_test(test_retain_false_unmap_failure),

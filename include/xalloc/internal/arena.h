@@ -165,7 +165,7 @@ arena_t *arena_choose(void);
 void arena_unchoose(arena_t *arena);
 /* A new explicit arena (arenas.create), at an index past the automatic
  * ones; never chosen for threads automatically. NULL if none can be made. */
-arena_t *arena_create_explicit(void);
+arena_t *arena_create_explicit(extent_hooks_t *hooks);
 /* Whether the arena is one threads are spread over. */
 bool arena_is_auto(const arena_t *arena);
 /* arenas[ind], or NULL if there is no such arena (or it was destroyed). */

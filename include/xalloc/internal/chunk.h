@@ -24,6 +24,18 @@
  * back. One purger at a time per chunk arena (purge_mtx, taken before mtx);
  * fork waits for it.
  *
+ * Extent hooks (doc/API.md): a chunk arena made with user hooks (hooks !=
+ * NULL) gets every range from hooks->alloc, at exactly the size and
+ * alignment it needs (no geometric reservations), and never holds a range
+ * the hook did not return. Each free node and each allocated range is one
+ * "hook range": xalloc asks split before cutting a free node and merge
+ * before coalescing two (a refusal keeps them apart), purges through
+ * purge_lazy / purge_forced (refused or NULL: the state is kept), gives
+ * ranges back through dalloc (destroy if dalloc refuses) with retain:false
+ * and at arena destroy. Hooks are called without mtx held, except split and
+ * merge, which are called under mtx (they must not allocate from this
+ * arena). hooks == NULL: the pages layer, as before.
+ *
  * All of a chunk_arena_t but purge_mtx is protected by its mtx. Lock order:
  * purge_mtx, arena lock, then chunk mtx, then base and rtree locks.
  */
@@ -35,6 +47,7 @@
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/rb.h"
 #include "xalloc/internal/util.h"
+#include "xalloc/xalloc.h"
 
 /* Reservations of one size before the size doubles (retain:true). */
 #define CHUNK_GROW_K (opt_retain_grow_k)
@@ -88,7 +101,37 @@ typedef struct {
   uint64_t nunmap_kept; /* munmaps that failed; the range was kept */
   decay_t decay_dirty, decay_muzzy; /* in pages */
   xmutex_t purge_mtx;
+  extent_hooks_t *hooks; /* user hooks (atomic); NULL: the pages layer */
+  unsigned ind;          /* arena index passed to the hooks */
+  uint64_t nhook_alloc;  /* successful hooks->alloc calls */
+  uint64_t nhook_dalloc; /* ranges given back (dalloc or destroy) */
+  uint64_t nhook_refused; /* split/merge/purge/dalloc calls the hook refused */
 } chunk_arena_t;
+
+/* Purge operations (results of chunk_purge_pages). */
+enum { CHUNK_PURGE_NONE = 0, CHUNK_PURGE_LAZY = 1, CHUNK_PURGE_FORCED = 2 };
+
+/* The table arena.<i>.extent_hooks reads for an arena without user hooks:
+ * working functions over the pages layer (a user hook may call them). */
+extern extent_hooks_t chunk_hooks_default;
+/* Make ca use the user hooks h (before the arena is published). h must not
+ * be NULL or &chunk_hooks_default. */
+void chunk_arena_set_user_hooks(chunk_arena_t *ca, extent_hooks_t *h, unsigned ind);
+static inline bool chunk_hooked(chunk_arena_t *ca) {
+  return __atomic_load_n(&ca->hooks, __ATOMIC_ACQUIRE) != NULL;
+}
+/* The hooks table of ca (chunk_hooks_default when none). */
+extent_hooks_t *chunk_hooks_get(chunk_arena_t *ca);
+/* arena.<i>.extent_hooks write: 0, EINVAL (NULL table or NULL alloc), or
+ * EPERM (switching between the pages layer and user hooks). */
+int chunk_hooks_set(chunk_arena_t *ca, extent_hooks_t *h);
+/* Purge [base+off, base+off+len) inside the allocated range [base,
+ * base+bsize): lazily if lazy (falling back to forced for user hooks that
+ * refuse), else forced. Returns the purge made, CHUNK_PURGE_NONE if none. */
+unsigned chunk_purge_pages(chunk_arena_t *ca, void *base, size_t bsize, size_t off, size_t len, bool lazy);
+/* Before giving back the tail of the allocated range [addr, addr+size)
+ * from addr+size_a on: ask the hooks to split it. true if refused. */
+bool chunk_split_allocated(chunk_arena_t *ca, void *addr, size_t size, size_t size_a);
 
 void chunk_arena_init(chunk_arena_t *ca);
 /*
