@@ -16,7 +16,23 @@ typedef struct {
 #define XMUTEX_INITIALIZER {PTHREAD_MUTEX_INITIALIZER}
 
 static inline void xmutex_init(xmutex_t *m) { pthread_mutex_init(&m->lock, NULL); }
-static inline void xmutex_lock(xmutex_t *m) { pthread_mutex_lock(&m->lock); }
+/* Spin briefly before sleeping: the allocator's critical sections are
+ * short, and a futex sleep and wake-up costs far more than waiting them
+ * out. */
+#define XMUTEX_SPIN 64
+__attribute__((noinline, cold)) static void xmutex_lock_slow(xmutex_t *m) {
+  for (int i = 0; i < XMUTEX_SPIN; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if (pthread_mutex_trylock(&m->lock) == 0) return;
+  }
+  pthread_mutex_lock(&m->lock);
+}
+static inline void xmutex_lock(xmutex_t *m) {
+  if (__builtin_expect(pthread_mutex_trylock(&m->lock) == 0, 1)) return;
+  xmutex_lock_slow(m);
+}
 static inline void xmutex_unlock(xmutex_t *m) { pthread_mutex_unlock(&m->lock); }
 /* True if the lock was taken. */
 static inline bool xmutex_trylock(xmutex_t *m) { return pthread_mutex_trylock(&m->lock) == 0; }
