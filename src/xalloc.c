@@ -180,6 +180,18 @@ static void *xa_alloc_aligned(size_t size, size_t alignment, bool zero) {
   return ret;
 }
 
+/*
+ * Whether ptr, in a page of a small run whose binmap entry is e (size class
+ * in the low byte, page index in the run in the high byte), is the start of
+ * a region: its offset in the run must be a multiple of the region size
+ * (multiply-shift, no division).
+ */
+static inline bool xa_region_start(const arena_chunk_t *chunk, const void *ptr, unsigned e) {
+  unsigned ind = e & 0xff;
+  size_t roff = (((uintptr_t)ptr - (uintptr_t)chunk->addr) & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
+  return ((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] == roff;
+}
+
 /* Metadata of an allocated pointer, or NULL (reported) if xalloc does not own it. */
 static inline uint8_t *xa_meta(const void *ptr, const char *op) {
   uint8_t *meta = rtree_get((uintptr_t)ptr);
@@ -211,8 +223,7 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
   unsigned ind = e & 0xff;
   size_t usize;
   if (ind < SZ_NBINS) {
-    size_t roff = (((uintptr_t)ptr - (uintptr_t)chunk->addr) & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
-    if (((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] != roff) {
+    if (!xa_region_start(chunk, ptr, e)) {
       arena_dalloc(chunk, ptr); /* not a region's start: reported there */
       return;
     }
@@ -274,14 +285,9 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
   tsd_t *t = tsd_tls;
   arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
   if (likely(chunk != NULL) && likely(chunk->kind == META_ARENA_CHUNK)) {
-    uintptr_t off = (uintptr_t)ptr - (uintptr_t)chunk->addr;
-    unsigned e = chunk->binmap[off >> LG_PAGE];
+    unsigned e = chunk->binmap[((uintptr_t)ptr - (uintptr_t)chunk->addr) >> LG_PAGE];
     unsigned ind = e & 0xff;
-    /* Offset in the run; it must be a multiple of the region size. */
-    size_t roff = (off & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
-    if (likely(ind < SZ_NBINS) &&
-        (!config_heap_checks ||
-         likely(((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] == roff))) {
+    if (likely(ind < SZ_NBINS) && (!config_heap_checks || likely(xa_region_start(chunk, ptr, e)))) {
       tcache_bin_t *b = &t->bins[ind];
       uint32_t n = b->ncached;
       if (likely(n < b->ncached_max) && likely(!tcache_tagged(ptr))) {

@@ -7,6 +7,7 @@
 #ifndef XALLOC_TEST_OWNED_H
 #define XALLOC_TEST_OWNED_H
 
+#include "wrap.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,19 +77,10 @@ typedef struct {
 } maps_entry_t;
 #define MAPS_MAX 200000
 static maps_entry_t maps_entries[MAPS_MAX];
-static char owned_maps_buf[1 << 24];
 
 static size_t maps_parse(void) {
-  int fd = open("/proc/self/maps", O_RDONLY);
-  if (fd < 0) return 0;
-  size_t n = 0;
-  ssize_t r;
-  while (n < sizeof(owned_maps_buf) - 1 && (r = read(fd, owned_maps_buf + n, sizeof(owned_maps_buf) - 1 - n)) > 0)
-    n += (size_t)r;
-  close(fd);
-  owned_maps_buf[n] = '\0';
   size_t ne = 0;
-  for (char *line = owned_maps_buf; *line && ne < MAPS_MAX;) {
+  for (const char *line = maps_read(); *line && ne < MAPS_MAX;) {
     unsigned long lo, hi;
     char perms[5];
     if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3) {
@@ -97,7 +89,7 @@ static size_t maps_parse(void) {
       memcpy(maps_entries[ne].perms, perms, 5);
       ne++;
     }
-    char *nl = strchr(line, '\n');
+    const char *nl = strchr(line, '\n');
     if (!nl) break;
     line = nl + 1;
   }

@@ -71,31 +71,31 @@ int __wrap_madvise(void *addr, size_t len, int advice) {
 
 /* Walk /proc/self/maps without stdio buffering surprises: read it whole
  * into a static buffer. */
-static char maps_buf[1 << 22];
+static char maps_buf[1 << 24]; /* room for many thousands of mappings */
 
-static size_t maps_read(void) {
+const char *maps_read(void) {
   int fd = open("/proc/self/maps", O_RDONLY);
-  if (fd < 0) return 0;
+  maps_buf[0] = '\0';
+  if (fd < 0) return maps_buf;
   size_t n = 0;
   ssize_t r;
   while (n < sizeof(maps_buf) - 1 && (r = read(fd, maps_buf + n, sizeof(maps_buf) - 1 - n)) > 0) n += (size_t)r;
   close(fd);
   maps_buf[n] = '\0';
-  return n;
+  return maps_buf;
 }
 
 /* Bytes of [a, a+size) covered by mappings. */
-static size_t maps_covered(uintptr_t a, size_t size) {
+size_t maps_covered(uintptr_t a, size_t size) {
   size_t covered = 0;
-  maps_read();
-  char *line = maps_buf;
+  const char *line = maps_read();
   while (*line) {
     unsigned long lo, hi;
     if (sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
       uintptr_t s = lo > a ? lo : a, e = hi < a + size ? hi : a + size;
       if (s < e) covered += e - s;
     }
-    char *nl = strchr(line, '\n');
+    const char *nl = strchr(line, '\n');
     if (!nl) break;
     line = nl + 1;
   }

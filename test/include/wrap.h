@@ -26,7 +26,10 @@ extern unsigned long wrap_fail_munmap, wrap_fail_munmap_after;
 extern unsigned long wrap_fail_madvise;
 void wrap_reset(void);
 
-/* /proc/self/maps helpers: is every byte of [a, a+size) mapped? is any? */
+/* /proc/self/maps helpers: the whole text (read now, in a static buffer);
+ * bytes of [a, a+size) covered by mappings; is every byte mapped? any? */
+const char *maps_read(void);
+size_t maps_covered(uintptr_t a, size_t size);
 int maps_all_mapped(uintptr_t a, size_t size);
 int maps_any_mapped(uintptr_t a, size_t size);
 #endif

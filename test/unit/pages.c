@@ -13,31 +13,6 @@
 
 /* ---- /proc/self/maps ---- */
 
-static char maps_text[1 << 22];
-
-/* Bytes of [a, a+size) covered by mappings. */
-static size_t covered(uintptr_t a, size_t size) {
-  int fd = open("/proc/self/maps", O_RDONLY);
-  if (fd < 0) return (size_t)-1;
-  size_t n = 0;
-  ssize_t r;
-  while (n < sizeof(maps_text) - 1 && (r = read(fd, maps_text + n, sizeof(maps_text) - 1 - n)) > 0) n += (size_t)r;
-  close(fd);
-  maps_text[n] = '\0';
-  size_t total = 0;
-  for (char *line = maps_text; *line;) {
-    unsigned long lo, hi;
-    if (sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
-      uintptr_t s = lo > a ? lo : a, e = hi < a + size ? hi : a + size;
-      if (s < e) total += e - s;
-    }
-    char *nl = strchr(line, '\n');
-    if (!nl) break;
-    line = nl + 1;
-  }
-  return total;
-}
-
 /* ---- the mmap log of one call ---- */
 
 typedef struct {
@@ -75,7 +50,7 @@ static size_t union_covered(void) {
   iv_t u[WRAP_LOG];
   unsigned m = log_union(u);
   size_t total = 0;
-  for (unsigned i = 0; i < m; i++) total += covered(u[i].a, u[i].b - u[i].a);
+  for (unsigned i = 0; i < m; i++) total += maps_covered(u[i].a, u[i].b - u[i].a);
   return total;
 }
 
@@ -130,16 +105,15 @@ static bool filler_at(uintptr_t a, size_t len) {
 
 /* The free gap [*lo, *hi) around [p, p+size), from the maps. */
 static void gap_around(uintptr_t p, size_t size, uintptr_t *lo, uintptr_t *hi) {
-  covered(0, 0); /* refresh maps_text */
   *lo = 0;
   *hi = (uintptr_t)1 << 47;
-  for (char *line = maps_text; *line;) {
+  for (const char *line = maps_read(); *line;) {
     unsigned long a, b;
     if (sscanf(line, "%lx-%lx", &a, &b) == 2) {
       if (b <= p && b > *lo) *lo = b;
       if (a >= p + size && a < *hi) *hi = a;
     }
-    char *nl = strchr(line, '\n');
+    const char *nl = strchr(line, '\n');
     if (!nl) break;
     line = nl + 1;
   }
@@ -214,7 +188,7 @@ static unsigned check_aligned_result(void *rp, size_t size, size_t align, const 
   assert_int_equal(after.mapped - before->mapped, size);
   /* The whole result is mapped, and exactly it: the bytes of every mapping
    * the call made, outside [r, r+size), are gone. */
-  assert_int_equal(covered(r, size), size);
+  assert_int_equal(maps_covered(r, size), size);
   assert_int_equal(union_covered(), size);
   if (nmaps == 1) {
     assert_non_null(log_find(size, r, size));
@@ -224,8 +198,8 @@ static unsigned check_aligned_result(void *rp, size_t size, size_t align, const 
     const wrap_range_t *raw = log_find(size + align - PAGE, r, size);
     assert_non_null(raw);
     uintptr_t ra = (uintptr_t)raw->addr, rb = ra + raw->size;
-    assert_int_equal(covered(ra, r - ra), 0);
-    assert_int_equal(covered(r + size, rb - r - size), 0);
+    assert_int_equal(maps_covered(ra, r - ra), 0);
+    assert_int_equal(maps_covered(r + size, rb - r - size), 0);
     /* The first (unaligned) mapping was released, lead and trail trimmed. */
     unsigned expect_unmaps = 1 + (r != ra) + (r + size != rb);
     assert_int_equal(after.nmunmap - before->nmunmap, expect_unmaps);
@@ -245,7 +219,7 @@ static unsigned check_aligned_result(void *rp, size_t size, size_t align, const 
   /* Unmapping gives back exactly size, and nothing of it stays. */
   assert_false(pages_unmap(rp, size));
   assert_int_equal(pages_mapped(), before->mapped);
-  assert_int_equal(covered(r, size), 0);
+  assert_int_equal(maps_covered(r, size), 0);
   return nmaps;
 }
 
@@ -358,19 +332,19 @@ static void trim_failure_case(size_t size, size_t align, unsigned long fail_afte
     if (i >= fail_after && i < fail_after + nfail) {
       stranded += len;
       nfailed++;
-      assert_int_equal(covered(calls[i].a, len), len); /* kept */
+      assert_int_equal(maps_covered(calls[i].a, len), len); /* kept */
       /* Purged and never written: reads zero. */
       assert_int_equal(((volatile char *)calls[i].a)[0], 0);
       assert_int_equal(((volatile char *)calls[i].a)[len - 1], 0);
     } else if (i > 0) {
-      assert_int_equal(covered(calls[i].a, len), 0); /* trimmed */
+      assert_int_equal(maps_covered(calls[i].a, len), 0); /* trimmed */
     }
   }
   assert_true(nfailed > 0);
   assert_int_equal(after.stranded - before.stranded, stranded);
   assert_int_equal(after.st.nfailed - before.st.nfailed, nfailed);
   assert_int_equal(after.mapped - before.mapped, size + stranded);
-  assert_int_equal(covered(r, size), size);
+  assert_int_equal(maps_covered(r, size), size);
   /* The counter matches the maps over every range the call touched. */
   assert_int_equal(union_covered(), size + stranded);
   /* Usable, every byte. */
@@ -378,7 +352,7 @@ static void trim_failure_case(size_t size, size_t align, unsigned long fail_afte
   for (size_t off = 0; off < size; off += 511) assert_int_equal(((unsigned char *)rp)[off], 0x3C);
   assert_false(pages_unmap(rp, size));
   assert_int_equal(pages_mapped(), before.mapped + stranded);
-  assert_int_equal(covered(r, size), 0);
+  assert_int_equal(maps_covered(r, size), 0);
 }
 
 static void test_trim_failure(void **state) {
@@ -430,7 +404,7 @@ static void test_map_failure(void **state) {
     assert_int_equal(after.nmmap - before.nmmap, 2);
     assert_int_equal(after.mapped, before.mapped);
     assert_int_equal(after.stranded, before.stranded);
-    assert_int_equal(covered(first, size), 0);
+    assert_int_equal(maps_covered(first, size), 0);
     assert_int_equal(union_covered(), 0);
   }
   /* pages_map too. */
@@ -458,7 +432,7 @@ static void test_unmap_failure(void **state) {
   unsigned char *p = pages_map(size);
   assert_non_null(p);
   assert_int_equal(pages_mapped(), before.mapped + size);
-  assert_int_equal(covered((uintptr_t)p, size), size);
+  assert_int_equal(maps_covered((uintptr_t)p, size), size);
   memset(p, 0xEE, size);
   wrap_fail_munmap = 1;
   errno = 0;
@@ -467,7 +441,7 @@ static void test_unmap_failure(void **state) {
   wrap_reset();
   snap(&after);
   /* Kept, purged, counted as mapped and stranded. */
-  assert_int_equal(covered((uintptr_t)p, size), size);
+  assert_int_equal(maps_covered((uintptr_t)p, size), size);
   for (size_t i = 0; i < size; i++) assert_int_equal(p[i], 0);
   assert_int_equal(after.mapped, before.mapped + size);
   assert_int_equal(after.stranded, before.stranded + size);
@@ -507,7 +481,7 @@ static void test_purge(void **state) {
   assert_false(pages_purge_lazy(p, size));
   memset(p, 0x22, size);
   for (size_t i = 0; i < size; i += 97) assert_int_equal(p[i], 0x22);
-  assert_int_equal(covered((uintptr_t)p, size), size);
+  assert_int_equal(maps_covered((uintptr_t)p, size), size);
   /* Failures are reported and counted; a failed forced purge leaves the
    * contents alone. */
   pages_stats_get(&st0);
