@@ -1,0 +1,67 @@
+/*
+ * run: page runs inside arena chunks, shared by the files of the arena
+ * layer (arena.c, bin.c, large.c, purge.c, lookup.c, check.c). Not for the
+ * layers above: they use arena.h.
+ *
+ * The descriptors and the page maps are described in arena.h. Every
+ * function here is called with the arena lock held.
+ */
+#ifndef XALLOC_INTERNAL_RUN_H
+#define XALLOC_INTERNAL_RUN_H
+
+#include "xalloc/internal/arena.h"
+#include "xalloc/internal/base.h"
+
+/* Run descriptors, one pool per bitmap size; chunk descriptors. */
+extern base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
+extern base_pool_t arena_chunk_pool;
+/* Pages per chunk. */
+extern size_t arena_chunk_npages;
+/* The madvise a run out for purging is to get (0: none, or it failed). */
+enum { ARENA_PURGE_LAZY = 1, ARENA_PURGE_FORCED = 2 };
+
+static inline char *arena_run_addr(const arena_run_t *run) {
+  return run->chunk->addr + ((size_t)run->pageind << LG_PAGE);
+}
+
+/* Orders of the trees of runs (bins: by address) and chunks. */
+int arena_cmp_addr(const rb_node_t *a, const rb_node_t *b);
+int arena_cmp_chunk(const rb_node_t *a, const rb_node_t *b);
+
+arena_run_t *arena_run_desc_alloc(unsigned nwords);
+void arena_run_desc_free(arena_run_t *run);
+/* runs_avail and the dirty and muzzy lists. */
+void arena_avail_insert(arena_t *a, arena_run_t *run);
+void arena_avail_remove(arena_t *a, arena_run_t *run);
+/* Dirty and muzzy pages of chunk in [start, start+n). */
+size_t arena_dirty_count(const arena_chunk_t *chunk, size_t start, size_t n);
+size_t arena_muzzy_count(const arena_chunk_t *chunk, size_t start, size_t n);
+/* Pages [start, start+n) of chunk become clean (purged for good) or muzzy
+ * (lazily purged: dirty pages only). */
+void arena_pages_set_clean(arena_chunk_t *chunk, size_t start, size_t n);
+void arena_pages_dirty_to_muzzy(arena_chunk_t *chunk, size_t start, size_t n);
+/*
+ * Take pages [fr->pageind + off, + npages) out of the free run fr. What is
+ * left before and after stays free; spare is a descriptor to use if both
+ * are left (set to NULL when used). Returns whether the pages read as zero.
+ */
+bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages, arena_run_t **spare);
+/* Allocate a run of npages at alignment (a power of two >= PAGE) with a
+ * descriptor of nwords bitmap words. NULL on OOM. */
+arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords);
+/* Make the pages of run (already unlinked from any bin) free, merging with
+ * free neighbours; a wholly free chunk becomes the spare, and the previous
+ * spare goes back to the chunk trees. */
+void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty);
+void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk);
+
+/* Free ptr, in run (small, bin.c) or at page pageind (large, large.c) of
+ * chunk; no lock held. */
+void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr);
+void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t pageind);
+
+/* Frees that find no allocation: report them (report.c). */
+void arena_report_unallocated_op(arena_t *a, const void *ptr, const char *op);
+/* Remember a freed large allocation (arena lock held). */
+void arena_freed_large(arena_t *a, const void *ptr, size_t usize);
+#endif

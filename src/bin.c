@@ -1,0 +1,204 @@
+/* bin: small size-class bins, each fed by runs of regions (arena.h). */
+#include <errno.h>
+
+#include "xalloc/internal/run.h"
+#include "xalloc/internal/opts.h"
+#include "xalloc/internal/rtree.h"
+#include "xalloc/internal/tag.h"
+#include "xalloc/internal/vg.h"
+
+static void *arena_run_reg_alloc(arena_run_t *run, const sz_bin_info_t *info) {
+  for (unsigned w = 0; w < info->nwords; w++) {
+    uint64_t bits = run->bitmap[w];
+    if (bits != 0) {
+      unsigned bit = (unsigned)__builtin_ctzll(bits);
+      run->bitmap[w] = bits & (bits - 1);
+      run->nfree--;
+      return arena_run_addr(run) + (size_t)(w * 64 + bit) * info->reg_size;
+    }
+  }
+  not_reached();
+}
+
+/* A run with a free region for bin; bin lock held. */
+static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned binind) {
+  rb_node_t *r = rb_first(&bin->runs);
+  if (r != NULL) {
+    rb_remove(&bin->runs, r);
+    return rb_entry(r, arena_run_t, link);
+  }
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  xmutex_lock(&a->lock);
+  arena_run_t *run = arena_run_alloc(a, info->run_pages, PAGE, info->nwords);
+  if (run != NULL) {
+    run->state = RUN_SMALL;
+    run->binind = (uint16_t)binind;
+    for (uint32_t i = 0; i < run->npages; i++)
+      run->chunk->binmap[run->pageind + i] = (uint16_t)(binind | (i << 8));
+  }
+  xmutex_unlock(&a->lock);
+  if (run == NULL) return NULL;
+  run->nfree = (uint16_t)info->nregs;
+  for (unsigned w = 0; w < info->nwords; w++) {
+    unsigned bits = info->nregs - w * 64;
+    run->bitmap[w] = bits >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << bits) - 1);
+  }
+  if (config_heap_checks) {
+    /* Every free region carries its tag, so that a free of a region that
+     * is free in the bitmap is caught even on the fast path. */
+    char *base = arena_run_addr(run);
+    vg_undefined(base, (size_t)run->npages << LG_PAGE);
+    for (unsigned i = 0; i < info->nregs; i++) tcache_set_tag(base + (size_t)i * info->reg_size);
+    vg_noaccess(base, (size_t)run->npages << LG_PAGE);
+  }
+  bin->stats.nruns++;
+  bin->stats.curruns++;
+  return run;
+}
+
+void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
+  arena_bin_t *bin = &a->bins[binind];
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  xmutex_lock(&bin->lock);
+  arena_run_t *run = bin->runcur;
+  if (run == NULL || run->nfree == 0) {
+    run = arena_bin_nonfull_run(a, bin, binind);
+    if (run == NULL) {
+      xmutex_unlock(&bin->lock);
+      errno = ENOMEM;
+      return NULL;
+    }
+    bin->runcur = run;
+  }
+  void *ret = arena_run_reg_alloc(run, info);
+  bin->stats.nmalloc++;
+  bin->stats.curregs++;
+  xmutex_unlock(&bin->lock);
+  vg_undefined(ret, info->reg_size);
+  if (zero)
+    memset(ret, 0, info->reg_size);
+  else
+    tcache_clear_tag(ret);
+  arena_decay_tick(a);
+  return ret;
+}
+
+/*
+ * Free one small region of bin binind of arena a; the bin lock is held.
+ * Everything is checked against the metadata first: the page must be in a
+ * small run of this class, the pointer must be a region's start, and the
+ * region must be allocated.
+ */
+static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned binind,
+                                      arena_chunk_t *chunk, void *ptr) {
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
+  arena_run_t *run = chunk->map[pageind];
+  if (run == NULL || run->state != RUN_SMALL || run->binind != binind) {
+    arena_report_unallocated_op(a, ptr, "free");
+    return;
+  }
+  size_t off = (size_t)((char *)ptr - arena_run_addr(run));
+  size_t idx = (size_t)((off * info->div_magic) >> 32);
+  if (idx >= info->nregs || idx * info->reg_size != off) {
+    arena_report("invalid free (interior pointer)", ptr, info->reg_size, a->ind);
+    return;
+  }
+  uint64_t mask = (uint64_t)1 << (idx & 63);
+  if (run->bitmap[idx >> 6] & mask) {
+    arena_report("double free", ptr, info->reg_size, a->ind);
+    return;
+  }
+  run->bitmap[idx >> 6] |= mask;
+  vg_freelike(ptr);
+  vg_undefined(ptr, info->reg_size);
+  if (unlikely(opt_junk)) memset(ptr, JUNK_FREE, info->reg_size);
+  tcache_set_tag(ptr);
+  vg_noaccess(ptr, info->reg_size);
+  run->nfree++;
+  bin->stats.ndalloc++;
+  bin->stats.curregs--;
+  if (run->nfree == info->nregs) {
+    /* Empty: give the pages back to the arena. */
+    if (run == bin->runcur)
+      bin->runcur = NULL;
+    else if (info->nregs > 1)
+      rb_remove(&bin->runs, &run->link);
+    bin->stats.curruns--;
+    xmutex_lock(&a->lock);
+    a->nactive -= run->npages;
+    arena_run_dalloc(a, run, true);
+    xmutex_unlock(&a->lock);
+  } else if (run->nfree == 1 && run != bin->runcur) {
+    /* Was full: it has a free region again. Prefer low addresses. */
+    arena_run_t *cur = bin->runcur;
+    if (cur != NULL && cur->nfree > 0 && arena_run_addr(run) < arena_run_addr(cur)) {
+      rb_insert(&bin->runs, &cur->link);
+      bin->runcur = run;
+    } else {
+      rb_insert(&bin->runs, &run->link);
+    }
+  }
+}
+
+void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr) {
+  unsigned binind = run->binind;
+  if (binind >= SZ_NBINS) {
+    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
+    return;
+  }
+  arena_bin_t *bin = &a->bins[binind];
+  xmutex_lock(&bin->lock);
+  arena_dalloc_small_locked(a, bin, binind, chunk, ptr);
+  xmutex_unlock(&bin->lock);
+}
+
+void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
+  arena_bin_t *bin = &a->bins[binind];
+  xmutex_lock(&bin->lock);
+  for (unsigned i = 0; i < n; i++) {
+    arena_chunk_t *chunk = rtree_get((uintptr_t)ptrs[i]);
+    if (chunk == NULL || chunk->kind != META_ARENA_CHUNK || chunk->arena != a) {
+      arena_report("invalid free (not an allocated block)", ptrs[i], 0, a->ind);
+      continue;
+    }
+    arena_dalloc_small_locked(a, bin, binind, chunk, ptrs[i]);
+  }
+  xmutex_unlock(&bin->lock);
+  arena_decay_tick(a);
+}
+
+unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
+  arena_bin_t *bin = &a->bins[binind];
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  unsigned filled = 0;
+  xmutex_lock(&bin->lock);
+  while (filled < n) {
+    arena_run_t *run = bin->runcur;
+    if (run == NULL || run->nfree == 0) {
+      run = arena_bin_nonfull_run(a, bin, binind);
+      if (run == NULL) break;
+      bin->runcur = run;
+    }
+    char *base = arena_run_addr(run);
+    for (unsigned w = 0; w < info->nwords && filled < n; w++) {
+      uint64_t bits = run->bitmap[w];
+      while (bits != 0 && filled < n) {
+        unsigned bit = (unsigned)__builtin_ctzll(bits);
+        bits &= bits - 1;
+        ptrs[n - 1 - filled] = base + (size_t)(w * 64 + bit) * info->reg_size;
+        filled++;
+        run->nfree--;
+      }
+      run->bitmap[w] = bits;
+    }
+  }
+  bin->stats.nmalloc += filled;
+  bin->stats.curregs += filled;
+  xmutex_unlock(&bin->lock);
+  /* Filled from the top: move down so that ptrs[0..filled) hold them,
+   * the lowest address last. */
+  if (filled < n) memmove(ptrs, ptrs + (n - filled), filled * sizeof(void *));
+  arena_decay_tick(a);
+  return filled;
+}

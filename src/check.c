@@ -1,0 +1,206 @@
+/* check: arena_validate and the heap check (arena.h). */
+#include <stdarg.h>
+
+#include "xalloc/internal/run.h"
+#include "xalloc/internal/rtree.h"
+#include "xalloc/internal/tag.h"
+#include "xalloc/internal/vg.h"
+
+typedef struct {
+  arena_t *a;
+  bool verbose;
+  unsigned nbad;
+} arena_checker_t;
+
+#define ARENA_CHECK_MAX_LINES 64
+
+static void arena_check_say(arena_checker_t *c, const char *fmt, ...) {
+  c->nbad++;
+  if (!c->verbose || c->nbad > ARENA_CHECK_MAX_LINES) return;
+  char buf[320];
+  size_t n = util_format(buf, sizeof(buf), "xalloc: arena %u check: ", c->a->ind);
+  va_list ap;
+  va_start(ap, fmt);
+  n += util_vformat(buf + n, sizeof(buf) - n, fmt, ap);
+  va_end(ap);
+  if (n > sizeof(buf) - 2) n = sizeof(buf) - 2;
+  buf[n] = '\n';
+  buf[n + 1] = '\0';
+  util_write(buf);
+}
+
+#define CHECK(cond, ...)                                \
+  do {                                                  \
+    if (unlikely(!(cond))) arena_check_say(c, __VA_ARGS__); \
+  } while (0)
+
+/* One small run: bitmap against nfree, binmap, and (contents) the free
+ * tags of its free regions. Bin lock held. */
+static void arena_check_small_run(arena_checker_t *c, arena_chunk_t *chunk, arena_run_t *run,
+                                  bool contents, size_t *curregs, size_t *curruns) {
+  if (run->binind >= SZ_NBINS) {
+    arena_check_say(c, "small run at %p has size class index %u", arena_run_addr(run), run->binind);
+    return;
+  }
+  const sz_bin_info_t *info = &sz_bin_info[run->binind];
+  char *base = arena_run_addr(run);
+  unsigned nfree = 0;
+  for (unsigned w = 0; w < info->nwords; w++) nfree += (unsigned)__builtin_popcountll(run->bitmap[w]);
+  CHECK(run->npages == info->run_pages, "small run at %p (size class %u) has %u pages, not %u", base,
+        info->reg_size, run->npages, info->run_pages);
+  CHECK(nfree == run->nfree, "small run at %p (size class %u): bitmap has %u free regions, nfree says %u",
+        base, info->reg_size, nfree, (unsigned)run->nfree);
+  CHECK(nfree != info->nregs, "small run at %p (size class %u) is wholly free but still allocated", base,
+        info->reg_size);
+  for (uint32_t i = 0; i < run->npages && i < info->run_pages; i++)
+    CHECK(chunk->binmap[run->pageind + i] == (uint16_t)(run->binind | (i << 8)),
+          "page %u of small run at %p (size class %u) has binmap entry %x", i, base, info->reg_size,
+          (unsigned)chunk->binmap[run->pageind + i]);
+  if (contents && config_heap_checks && run->npages == info->run_pages) {
+    for (unsigned i = 0; i < info->nregs; i++) {
+      if (!(run->bitmap[i >> 6] & ((uint64_t)1 << (i & 63)))) continue;
+      char *r = base + (size_t)i * info->reg_size;
+      CHECK(vg_peek_word(r) == tcache_tag(r),
+            "free region %p (size class %u) lost its free tag: written after free, or overrun by the "
+            "region before it",
+            r, info->reg_size);
+    }
+  }
+  curregs[run->binind] += info->nregs - nfree;
+  curruns[run->binind]++;
+}
+
+static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
+  arena_checker_t cc = {a, verbose, 0}, *c = &cc;
+  for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_lock(&a->bins[i].lock);
+  xmutex_lock(&a->lock);
+  size_t nactive = 0, ndirty = 0, nmuzzy = 0, npurging = 0, nfree_runs = 0;
+  size_t curregs[SZ_NBINS] = {0}, curruns[SZ_NBINS] = {0};
+  rb_tree_t *t = &a->chunk_list;
+  CHECK(t->n == a->nchunks, "%zu chunks listed, nchunks says %zu", t->n, a->nchunks);
+  CHECK(rb_validate(&a->runs_avail), "the tree of free runs is broken");
+  for (rb_node_t *r = rb_first(t); r != NULL; r = rb_next(r)) {
+    arena_chunk_t *chunk = rb_entry(r, arena_chunk_t, link);
+    if (chunk->kind != META_ARENA_CHUNK || chunk->arena != a) {
+      arena_check_say(c, "chunk descriptor %p is not one of this arena's chunks", (void *)chunk);
+      continue;
+    }
+    CHECK(rtree_get((uintptr_t)chunk->addr) == chunk, "chunk %p is not mapped to its descriptor",
+          chunk->addr);
+    bool prev_free = false;
+    for (size_t p = 0; p < arena_chunk_npages;) {
+      arena_run_t *run = chunk->map[p];
+      if (run == NULL || run->chunk != chunk || run->pageind != p || run->npages == 0 ||
+          p + run->npages > arena_chunk_npages) {
+        arena_check_say(c, "chunk %p page %zu: map entry %p does not describe a run starting there",
+                        chunk->addr, p, (void *)run);
+        break; /* the rest of this chunk's map cannot be walked */
+      }
+      size_t last = p + run->npages - 1;
+      char *raddr = chunk->addr + (p << LG_PAGE);
+      /* A page is never both dirty and muzzy. */
+      for (size_t q = p; q <= last; q++)
+        CHECK(!((chunk->dirtymap[q >> 6] & chunk->muzzymap[q >> 6]) & ((uint64_t)1 << (q & 63))),
+              "page %zu of chunk %p is both dirty and muzzy", q, chunk->addr);
+      if (run->state == RUN_PURGING) {
+        /* Out for purging: first and last page point to it. */
+        CHECK(chunk->map[last] == run, "run at %p out for purging: its last page does not map to it", raddr);
+        for (size_t q = p + 1; q < last; q++)
+          CHECK(chunk->map[q] == NULL, "page %zu inside run at %p out for purging is mapped", q, raddr);
+        npurging += run->npages;
+        prev_free = false;
+      } else if (run->state == RUN_FREE) {
+        CHECK(!prev_free, "free run at %p follows a free run (not coalesced)", raddr);
+        CHECK(chunk->map[last] == run, "free run at %p: its last page does not map to it", raddr);
+        CHECK(rb_search(&a->runs_avail, &run->link) == &run->link, "free run at %p is not in the free tree",
+              raddr);
+        for (size_t q = p + 1; q < last; q++)
+          CHECK(chunk->map[q] == NULL, "page %zu inside free run at %p is mapped", q, raddr);
+        for (size_t q = p; q <= last; q++)
+          CHECK(chunk->binmap[q] == BININD_NONE, "page %zu of free run at %p has a size class", q, raddr);
+        nfree_runs++;
+        size_t nd = arena_dirty_count(chunk, p, run->npages);
+        size_t nm = arena_muzzy_count(chunk, p, run->npages);
+        CHECK(run->ndirty == nd, "free run at %p: %zu dirty pages, ndirty says %u", raddr, nd, run->ndirty);
+        CHECK(run->nmuzzy == nm, "free run at %p: %zu muzzy pages, nmuzzy says %u", raddr, nm, run->nmuzzy);
+        ndirty += run->ndirty;
+        nmuzzy += run->nmuzzy;
+        prev_free = true;
+      } else {
+        for (size_t q = p; q <= last; q++)
+          CHECK(chunk->map[q] == run, "page %zu of run at %p does not map to it", q, raddr);
+        nactive += run->npages;
+        prev_free = false;
+        if (run->state == RUN_SMALL) {
+          arena_check_small_run(c, chunk, run, contents, curregs, curruns);
+        } else if (run->state == RUN_LARGE) {
+          for (size_t q = p; q <= last; q++)
+            CHECK(chunk->binmap[q] == BININD_NONE, "page %zu of large run at %p has a size class", q, raddr);
+        } else {
+          arena_check_say(c, "run at %p has state %u", raddr, (unsigned)run->state);
+        }
+      }
+      p = last + 1;
+    }
+  }
+  CHECK(nactive == a->nactive, "%zu pages in allocated runs, nactive says %zu", nactive, a->nactive);
+  CHECK(ndirty == a->ndirty, "%zu dirty pages in free runs, ndirty says %zu", ndirty, a->ndirty);
+  CHECK(nmuzzy == a->nmuzzy, "%zu muzzy pages in free runs, nmuzzy says %zu", nmuzzy, a->nmuzzy);
+  CHECK(npurging == a->npurging, "%zu pages out for purging, npurging says %zu", npurging, a->npurging);
+  CHECK(nfree_runs == a->runs_avail.n, "%zu free runs in chunks, %zu in the free tree", nfree_runs,
+        a->runs_avail.n);
+  size_t listed = 0, mlisted = 0, nlisted = 0;
+  for (arena_run_t *run = a->dirty.dirty_next; run != &a->dirty && nlisted <= a->runs_avail.n;
+       run = run->dirty_next, nlisted++) {
+    CHECK(run->ndirty != 0 && run->state == RUN_FREE, "run on the dirty list is not free and dirty");
+    listed += run->ndirty;
+  }
+  CHECK(listed == ndirty, "dirty list holds %zu pages, free runs %zu", listed, ndirty);
+  nlisted = 0;
+  for (arena_run_t *run = a->muzzy.muzzy_next; run != &a->muzzy && nlisted <= a->runs_avail.n;
+       run = run->muzzy_next, nlisted++) {
+    CHECK(run->nmuzzy != 0 && run->state == RUN_FREE, "run on the muzzy list is not free and muzzy");
+    mlisted += run->nmuzzy;
+  }
+  CHECK(mlisted == nmuzzy, "muzzy list holds %zu pages, free runs %zu", mlisted, nmuzzy);
+  for (unsigned i = 0; i < SZ_NBINS; i++) {
+    arena_bin_t *bin = &a->bins[i];
+    CHECK(bin->stats.curregs == curregs[i], "bin %u (size class %u): %zu regions in use, stats say %zu", i,
+          sz_bin_info[i].reg_size, curregs[i], bin->stats.curregs);
+    CHECK(bin->stats.curruns == curruns[i], "bin %u (size class %u): %zu runs, stats say %zu", i,
+          sz_bin_info[i].reg_size, curruns[i], bin->stats.curruns);
+    if (!rb_validate(&bin->runs)) {
+      arena_check_say(c, "bin %u: the tree of non-full runs is broken", i);
+      continue;
+    }
+    for (rb_node_t *r = rb_first(&bin->runs); r != NULL; r = rb_next(r)) {
+      arena_run_t *run = rb_entry(r, arena_run_t, link);
+      CHECK(run->state == RUN_SMALL && run->binind == i && run->nfree != 0 && run != bin->runcur,
+            "bin %u: run %p in the tree of non-full runs is not a non-full run of the bin", i,
+            (void *)run);
+    }
+  }
+  xmutex_unlock(&a->lock);
+  for (unsigned i = SZ_NBINS; i-- > 0;) xmutex_unlock(&a->bins[i].lock);
+  /* Huge allocations: records mapped from every chunk they cover. */
+  xmutex_lock(&a->huge_mtx);
+  CHECK(rb_validate(&a->huge), "the tree of huge allocations is broken");
+  for (rb_node_t *r = rb_first(&a->huge); r != NULL; r = rb_next(r)) {
+    extent_node_t *n = rb_entry(r, extent_node_t, ad);
+    CHECK(n->kind == META_HUGE && n->arena == a && n->usize <= n->size && n->usize > sz_large_max,
+          "huge record for %p is inconsistent", n->addr);
+    for (size_t off = 0; off < n->size; off += sz_chunksize)
+      CHECK(rtree_get((uintptr_t)n->addr + off) == n, "chunk %p of huge allocation %p is not mapped to it",
+            n->addr + off, n->addr);
+  }
+  xmutex_unlock(&a->huge_mtx);
+  CHECK(chunk_validate(&a->chunks), "the free chunk trees are broken");
+  if (verbose && cc.nbad > ARENA_CHECK_MAX_LINES)
+    util_printf("xalloc: arena %u check: %u more problems not shown\n", a->ind, cc.nbad - ARENA_CHECK_MAX_LINES);
+  return cc.nbad == 0;
+}
+#undef CHECK
+
+bool arena_validate(arena_t *a) { return arena_check_impl(a, false, false); }
+
+bool arena_check(arena_t *a, bool verbose) { return arena_check_impl(a, verbose, true); }

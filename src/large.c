@@ -1,0 +1,104 @@
+/* large: allocations of whole pages, as runs (arena.h). */
+#include <errno.h>
+
+#include "xalloc/internal/run.h"
+#include "xalloc/internal/opts.h"
+#include "xalloc/internal/tag.h"
+#include "xalloc/internal/vg.h"
+
+void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) {
+  xassert((usize & PAGE_MASK) == 0 && usize <= sz_large_max);
+  if (alignment < PAGE) alignment = PAGE;
+  xmutex_lock(&a->lock);
+  arena_run_t *run = arena_run_alloc(a, (uint32_t)(usize >> LG_PAGE), alignment, 0);
+  if (run == NULL) {
+    xmutex_unlock(&a->lock);
+    errno = ENOMEM;
+    return NULL;
+  }
+  run->state = RUN_LARGE;
+  bool zeroed = run->zeroed;
+  a->stats.nmalloc_large++;
+  a->stats.allocated_large += usize;
+  xmutex_unlock(&a->lock);
+  void *ret = arena_run_addr(run);
+  vg_undefined(ret, usize);
+  if (zero && !zeroed)
+    memset(ret, 0, usize);
+  else if (!zeroed)
+    tcache_clear_tag(ret);
+  arena_decay_tick(a);
+  return ret;
+}
+
+void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t pageind) {
+  xmutex_lock(&a->lock);
+  arena_run_t *run = chunk->map[pageind];
+  if (run == NULL || run->state != RUN_LARGE || arena_run_addr(run) != ptr) {
+    xmutex_unlock(&a->lock);
+    if (run != NULL && run->state == RUN_LARGE)
+      arena_report("invalid free (interior pointer)", ptr, (size_t)run->npages << LG_PAGE, a->ind);
+    else
+      arena_report_unallocated_op(a, ptr, "free");
+    return;
+  }
+  size_t size = (size_t)run->npages << LG_PAGE;
+  vg_freelike(ptr);
+  vg_undefined(ptr, size);
+  if (unlikely(opt_junk)) memset(ptr, JUNK_FREE, size);
+  tcache_set_tag(ptr);
+  vg_noaccess(ptr, size);
+  arena_freed_large(a, ptr, size);
+  a->stats.ndalloc_large++;
+  a->stats.allocated_large -= size;
+  a->nactive -= run->npages;
+  arena_run_dalloc(a, run, true);
+  xmutex_unlock(&a->lock);
+}
+
+bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize, size_t usize,
+                                 bool zero) {
+  arena_t *a = chunk->arena;
+  size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
+  uint32_t new_np = (uint32_t)(usize >> LG_PAGE);
+  bool err = true;
+  xmutex_lock(&a->lock);
+  arena_run_t *run = chunk->map[pageind];
+  if (run == NULL || run->state != RUN_LARGE || arena_run_addr(run) != ptr ||
+      ((size_t)run->npages << LG_PAGE) != oldsize)
+    goto out;
+  uint32_t old_np = run->npages;
+  if (new_np == old_np) {
+    err = false;
+  } else if (new_np < old_np) {
+    arena_run_t *tail = arena_run_desc_alloc(0);
+    if (tail == NULL) goto out;
+    tail->chunk = chunk;
+    tail->pageind = run->pageind + new_np;
+    tail->npages = old_np - new_np;
+    run->npages = new_np;
+    a->nactive -= tail->npages;
+    a->stats.allocated_large -= oldsize - usize;
+    arena_run_dalloc(a, tail, true);
+    err = false;
+  } else {
+    uint32_t next_ind = run->pageind + old_np, extra = new_np - old_np;
+    if (next_ind >= arena_chunk_npages) goto out;
+    arena_run_t *fr = chunk->map[next_ind];
+    if (fr == NULL || fr->state != RUN_FREE || fr->npages < extra) goto out;
+    arena_run_t *spare = arena_run_desc_alloc(0);
+    if (spare == NULL) goto out;
+    bool zeroed = arena_pages_take(a, fr, 0, extra, &spare);
+    if (spare != NULL) arena_run_desc_free(spare);
+    for (uint32_t i = old_np; i < new_np; i++) chunk->map[run->pageind + i] = run;
+    run->npages = new_np;
+    a->nactive += extra;
+    a->stats.allocated_large += usize - oldsize;
+    xmutex_unlock(&a->lock);
+    if (zero && !zeroed) memset((char *)ptr + oldsize, 0, usize - oldsize);
+    return false;
+  }
+out:
+  xmutex_unlock(&a->lock);
+  return err;
+}

@@ -1,0 +1,127 @@
+/* purge: decay-driven purging of the free runs of an arena (arena.h). */
+#include <errno.h>
+
+#include "xalloc/internal/run.h"
+#include "xalloc/internal/opts.h"
+
+/* Slow-path calls left before this thread's next decay check. */
+static __thread int32_t arena_decay_ticks __attribute__((tls_model("initial-exec")));
+
+/*
+ * Take free runs out for purging, oldest first: runs with dirty pages while
+ * the arena has more than dirty_limit of them (lazily if lazy, else
+ * forced), then runs with muzzy pages while it has more than muzzy_limit
+ * (forced). Arena lock held; returns the list (purge_next).
+ */
+static arena_run_t *arena_purge_collect(arena_t *a, size_t dirty_limit, size_t muzzy_limit, bool lazy) {
+  arena_run_t *list = NULL, **tail = &list;
+  while (a->ndirty > dirty_limit && a->dirty.dirty_next != &a->dirty) {
+    arena_run_t *run = a->dirty.dirty_next;
+    arena_avail_remove(a, run);
+    run->purge_op = lazy ? ARENA_PURGE_LAZY : ARENA_PURGE_FORCED;
+    *tail = run;
+    tail = &run->purge_next;
+  }
+  while (a->nmuzzy > muzzy_limit && a->muzzy.muzzy_next != &a->muzzy) {
+    arena_run_t *run = a->muzzy.muzzy_next;
+    arena_avail_remove(a, run);
+    run->purge_op = ARENA_PURGE_FORCED;
+    *tail = run;
+    tail = &run->purge_next;
+  }
+  *tail = NULL;
+  for (arena_run_t *run = list; run != NULL; run = run->purge_next) {
+    /* Neither allocatable nor mergeable while out. */
+    run->state = RUN_PURGING;
+    a->npurging += run->npages;
+    if (a->spare == run->chunk) a->spare = NULL;
+  }
+  return list;
+}
+
+/* madvise each run of list (no lock held), then free them again under the
+ * arena lock in their new state. */
+static void arena_purge_finish(arena_t *a, arena_run_t *list) {
+  if (list == NULL) return;
+  uint64_t ncalls = 0;
+  for (arena_run_t *run = list; run != NULL; run = run->purge_next) {
+    char *addr = arena_run_addr(run);
+    size_t size = (size_t)run->npages << LG_PAGE;
+    unsigned done = chunk_purge_pages(&a->chunks, run->chunk->addr, sz_chunksize, (size_t)(addr - run->chunk->addr),
+                                      size, run->purge_op == ARENA_PURGE_LAZY);
+    ncalls++;
+    run->purge_op = done == CHUNK_PURGE_LAZY ? ARENA_PURGE_LAZY : done == CHUNK_PURGE_FORCED ? ARENA_PURGE_FORCED : 0;
+  }
+  xmutex_lock(&a->lock);
+  a->stats.nmadvise += ncalls;
+  for (arena_run_t *run = list, *next; run != NULL; run = next) {
+    next = run->purge_next;
+    run->purge_next = NULL;
+    arena_chunk_t *chunk = run->chunk;
+    if (run->purge_op != 0) {
+      a->stats.npurged_pages += run->purge_op == ARENA_PURGE_LAZY ? run->ndirty : run->ndirty + run->nmuzzy;
+      if (run->purge_op == ARENA_PURGE_LAZY)
+        arena_pages_dirty_to_muzzy(chunk, run->pageind, run->npages);
+      else
+        arena_pages_set_clean(chunk, run->pageind, run->npages);
+    }
+    run->purge_op = 0;
+    a->npurging -= run->npages;
+    /* Free again (coalescing, spare); a failed run keeps its pages' state
+     * and goes to the tail of its lists. */
+    arena_run_dalloc(a, run, false);
+  }
+  decay_purged(&a->decay_dirty, a->ndirty);
+  decay_purged(&a->decay_muzzy, a->nmuzzy);
+  xmutex_unlock(&a->lock);
+}
+
+static void arena_decay_impl(arena_t *a, bool wait) {
+  if (wait)
+    xmutex_lock(&a->purge_mtx);
+  else if (!xmutex_trylock(&a->purge_mtx))
+    return;
+  uint64_t now = decay_now_ns();
+  xmutex_lock(&a->lock);
+  size_t dl = SIZE_MAX, ml = SIZE_MAX;
+  bool d = decay_advance(&a->decay_dirty, now, a->ndirty, &dl);
+  bool m = decay_advance(&a->decay_muzzy, now, a->nmuzzy, &ml);
+  arena_run_t *list = NULL;
+  if (d || m) list = arena_purge_collect(a, d ? dl : SIZE_MAX, m ? ml : SIZE_MAX, opt_muzzy_decay_ms != 0);
+  xmutex_unlock(&a->lock);
+  arena_purge_finish(a, list);
+  xmutex_unlock(&a->purge_mtx);
+  chunk_decay(&a->chunks, now, wait);
+}
+
+void arena_decay(arena_t *a) { arena_decay_impl(a, true); }
+
+void (*arena_tick_hook)(void);
+
+void arena_decay_tick(arena_t *a) {
+  if (unlikely(arena_tick_hook != NULL)) arena_tick_hook();
+  if (opt_dirty_decay_ms != 0 && --arena_decay_ticks > 0) return;
+  arena_decay_ticks = ARENA_DECAY_TICKS;
+  if (opt_dirty_decay_ms < 0 && opt_muzzy_decay_ms < 0) return;
+  arena_decay_impl(a, false);
+}
+
+uint64_t arena_decay_ns_until(arena_t *a, uint64_t now) {
+  uint64_t t = UINT64_MAX, u;
+  xmutex_lock(&a->lock);
+  if (a->ndirty != 0 && (u = decay_ns_until_epoch(&a->decay_dirty, now)) < t) t = u;
+  if (a->nmuzzy != 0 && (u = decay_ns_until_epoch(&a->decay_muzzy, now)) < t) t = u;
+  xmutex_unlock(&a->lock);
+  u = chunk_decay_ns_until(&a->chunks, now);
+  return u < t ? u : t;
+}
+
+void arena_purge_all(arena_t *a) {
+  xmutex_lock(&a->purge_mtx);
+  xmutex_lock(&a->lock);
+  arena_run_t *list = arena_purge_collect(a, 0, 0, false);
+  xmutex_unlock(&a->lock);
+  arena_purge_finish(a, list);
+  xmutex_unlock(&a->purge_mtx);
+  chunk_purge_all(&a->chunks);
+}

@@ -1,0 +1,310 @@
+/* run: page runs in arena chunks -- descriptors, free runs, page state,
+ * chunks of runs (see arena.h and run.h). */
+#include <errno.h>
+
+#include "xalloc/internal/run.h"
+#include "xalloc/internal/rtree.h"
+#include "xalloc/internal/vg.h"
+
+arena_run_t *arena_run_desc_alloc(unsigned nwords) {
+  arena_run_t *run = base_pool_alloc(&arena_run_pools[nwords]);
+  if (run != NULL) run->pool = (uint8_t)nwords;
+  return run;
+}
+
+void arena_run_desc_free(arena_run_t *run) { base_pool_free(&arena_run_pools[run->pool], run); }
+
+/* runs_avail and the dirty and muzzy lists. Arena lock held. */
+void arena_avail_insert(arena_t *a, arena_run_t *run) {
+  rb_insert(&a->runs_avail, &run->link);
+  if (run->ndirty != 0) {
+    run->dirty_prev = a->dirty.dirty_prev;
+    run->dirty_next = &a->dirty;
+    a->dirty.dirty_prev->dirty_next = run;
+    a->dirty.dirty_prev = run;
+    a->ndirty += run->ndirty;
+  }
+  if (run->nmuzzy != 0) {
+    run->muzzy_prev = a->muzzy.muzzy_prev;
+    run->muzzy_next = &a->muzzy;
+    a->muzzy.muzzy_prev->muzzy_next = run;
+    a->muzzy.muzzy_prev = run;
+    a->nmuzzy += run->nmuzzy;
+  }
+}
+
+void arena_avail_remove(arena_t *a, arena_run_t *run) {
+  rb_remove(&a->runs_avail, &run->link);
+  if (run->ndirty != 0) {
+    run->dirty_prev->dirty_next = run->dirty_next;
+    run->dirty_next->dirty_prev = run->dirty_prev;
+    run->dirty_prev = run->dirty_next = NULL;
+    a->ndirty -= run->ndirty;
+  }
+  if (run->nmuzzy != 0) {
+    run->muzzy_prev->muzzy_next = run->muzzy_next;
+    run->muzzy_next->muzzy_prev = run->muzzy_prev;
+    run->muzzy_prev = run->muzzy_next = NULL;
+    a->nmuzzy -= run->nmuzzy;
+  }
+}
+
+/* Set bits of map over pages [start, start+n). */
+static size_t arena_bits_count(const uint64_t *map, size_t start, size_t n) {
+  size_t count = 0;
+  for (size_t i = start; i < start + n;) {
+    uint64_t w = map[i >> 6] >> (i & 63);
+    size_t take = 64 - (i & 63);
+    if (take > start + n - i) take = start + n - i;
+    if (take < 64) w &= ((uint64_t)1 << take) - 1;
+    count += (size_t)__builtin_popcountll(w);
+    i += take;
+  }
+  return count;
+}
+
+static void arena_bits_set(uint64_t *map, size_t start, size_t n, bool set) {
+  for (size_t i = start; i < start + n;) {
+    size_t take = 64 - (i & 63);
+    if (take > start + n - i) take = start + n - i;
+    uint64_t mask = (take < 64 ? ((uint64_t)1 << take) - 1 : ~(uint64_t)0) << (i & 63);
+    if (set)
+      map[i >> 6] |= mask;
+    else
+      map[i >> 6] &= ~mask;
+    i += take;
+  }
+}
+
+size_t arena_dirty_count(const arena_chunk_t *chunk, size_t start, size_t n) {
+  return arena_bits_count(chunk->dirtymap, start, n);
+}
+size_t arena_muzzy_count(const arena_chunk_t *chunk, size_t start, size_t n) {
+  return arena_bits_count(chunk->muzzymap, start, n);
+}
+
+/* Pages [start, start+n) of chunk become dirty (freed), muzzy (lazily
+ * purged: dirty pages only) or clean (purged for good). */
+static void arena_pages_set_dirty(arena_chunk_t *chunk, size_t start, size_t n) {
+  arena_bits_set(chunk->dirtymap, start, n, true);
+  arena_bits_set(chunk->muzzymap, start, n, false);
+}
+void arena_pages_set_clean(arena_chunk_t *chunk, size_t start, size_t n) {
+  arena_bits_set(chunk->dirtymap, start, n, false);
+  arena_bits_set(chunk->muzzymap, start, n, false);
+}
+void arena_pages_dirty_to_muzzy(arena_chunk_t *chunk, size_t start, size_t n) {
+  for (size_t i = start; i < start + n;) {
+    size_t take = 64 - (i & 63);
+    if (take > start + n - i) take = start + n - i;
+    uint64_t mask = (take < 64 ? ((uint64_t)1 << take) - 1 : ~(uint64_t)0) << (i & 63);
+    chunk->muzzymap[i >> 6] |= chunk->dirtymap[i >> 6] & mask;
+    chunk->dirtymap[i >> 6] &= ~mask;
+    i += take;
+  }
+}
+
+/* A free run's page counts from the maps. */
+static void arena_run_count(arena_run_t *run) {
+  run->ndirty = (uint32_t)arena_dirty_count(run->chunk, run->pageind, run->npages);
+  run->nmuzzy = (uint32_t)arena_muzzy_count(run->chunk, run->pageind, run->npages);
+}
+
+static void arena_chunk_list_insert(arena_t *a, arena_chunk_t *chunk);
+
+/* A new arena chunk: one free run over all of it. Arena lock held. */
+static arena_chunk_t *arena_chunk_alloc(arena_t *a) {
+  bool zeroed;
+  char *addr = chunk_alloc(&a->chunks, sz_chunksize, sz_chunksize, &zeroed);
+  if (addr == NULL) return NULL;
+  arena_chunk_t *chunk = base_pool_alloc(&arena_chunk_pool);
+  arena_run_t *run = arena_run_desc_alloc(0);
+  if (chunk == NULL || run == NULL) goto fail;
+  chunk->kind = META_ARENA_CHUNK;
+  chunk->arena = a;
+  chunk->addr = addr;
+  chunk->map = (arena_run_t **)(chunk->binmap + ALIGNMENT_CEILING(arena_chunk_npages, 8));
+  chunk->dirtymap = (uint64_t *)(chunk->map + arena_chunk_npages);
+  chunk->muzzymap = chunk->dirtymap + (arena_chunk_npages + 63) / 64;
+  /* A range that is not clean may hold anything: dirty. */
+  if (zeroed)
+    arena_pages_set_clean(chunk, 0, arena_chunk_npages);
+  else
+    arena_pages_set_dirty(chunk, 0, arena_chunk_npages);
+  for (size_t i = 0; i < arena_chunk_npages; i++) chunk->binmap[i] = BININD_NONE;
+  run->chunk = chunk;
+  run->pageind = 0;
+  run->npages = (uint32_t)arena_chunk_npages;
+  run->state = RUN_FREE;
+  run->ndirty = zeroed ? 0 : (uint32_t)arena_chunk_npages;
+  run->nmuzzy = 0;
+  chunk->map[0] = run;
+  chunk->map[arena_chunk_npages - 1] = run;
+  if (rtree_set_range((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
+  vg_noaccess(addr, sz_chunksize);
+  arena_avail_insert(a, run);
+  arena_chunk_list_insert(a, chunk);
+  a->nchunks++;
+  return chunk;
+fail:
+  if (chunk != NULL) base_pool_free(&arena_chunk_pool, chunk);
+  if (run != NULL) arena_run_desc_free(run);
+  chunk_dalloc(&a->chunks, addr, sz_chunksize, !zeroed);
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* Give a wholly free chunk back to the chunk trees. Arena lock held. */
+static void arena_chunk_dalloc(arena_t *a, arena_chunk_t *chunk) {
+  arena_run_t *run = chunk->map[0];
+  xassert(run->state == RUN_FREE && run->npages == arena_chunk_npages);
+  arena_avail_remove(a, run);
+  unsigned state = run->ndirty != 0 ? CHUNK_DIRTY : run->nmuzzy != 0 ? CHUNK_MUZZY : CHUNK_CLEAN;
+  arena_run_desc_free(run);
+  rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
+  arena_chunk_list_remove(a, chunk);
+  a->nchunks--;
+  chunk_dalloc_state(&a->chunks, chunk->addr, sz_chunksize, state);
+  base_pool_free(&arena_chunk_pool, chunk);
+}
+
+/*
+ * Take pages [fr->pageind + off, + npages) out of the free run fr. What is
+ * left before and after stays free; spare is a descriptor to use if both
+ * are left (set to NULL when used). Returns whether the pages read as zero.
+ */
+bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages,
+                             arena_run_t **spare) {
+  arena_chunk_t *chunk = fr->chunk;
+  arena_avail_remove(a, fr);
+  uint32_t start = fr->pageind, lead = off, trail = fr->npages - off - npages;
+  bool zeroed = arena_dirty_count(chunk, start + lead, npages) == 0 &&
+                arena_muzzy_count(chunk, start + lead, npages) == 0;
+  if (a->spare == chunk) a->spare = NULL;
+  arena_run_t *lr = NULL, *tr = NULL;
+  if (lead != 0 && trail != 0) {
+    lr = fr;
+    tr = *spare;
+    *spare = NULL;
+  } else if (lead != 0) {
+    lr = fr;
+  } else if (trail != 0) {
+    tr = fr;
+  } else {
+    arena_run_desc_free(fr);
+  }
+  if (lr != NULL) {
+    lr->pageind = start;
+    lr->npages = lead;
+    arena_run_count(lr);
+    chunk->map[start] = lr;
+    chunk->map[start + lead - 1] = lr;
+    arena_avail_insert(a, lr);
+  }
+  if (tr != NULL) {
+    tr->chunk = chunk;
+    tr->state = RUN_FREE;
+    tr->pageind = start + lead + npages;
+    tr->npages = trail;
+    arena_run_count(tr);
+    chunk->map[tr->pageind] = tr;
+    chunk->map[tr->pageind + trail - 1] = tr;
+    arena_avail_insert(a, tr);
+  }
+  return zeroed;
+}
+
+/*
+ * Allocate a run of npages at alignment (a power of two >= PAGE) with a
+ * descriptor of nwords bitmap words. Arena lock held. NULL on OOM.
+ */
+arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords) {
+  uint32_t need = npages + (uint32_t)((alignment >> LG_PAGE) - 1);
+  if (need > arena_chunk_npages) return NULL;
+  arena_run_t key = {0};
+  key.npages = need;
+  key.chunk = NULL;
+  rb_node_t *r = rb_nsearch(&a->runs_avail, &key.link);
+  if (r == NULL) {
+    if (arena_chunk_alloc(a) == NULL) return NULL;
+    r = rb_nsearch(&a->runs_avail, &key.link);
+    if (r == NULL) return NULL;
+  }
+  arena_run_t *fr = rb_entry(r, arena_run_t, link);
+  arena_run_t *run = arena_run_desc_alloc(nwords);
+  arena_run_t *spare = arena_run_desc_alloc(0);
+  if (run == NULL || spare == NULL) {
+    if (run != NULL) arena_run_desc_free(run);
+    if (spare != NULL) arena_run_desc_free(spare);
+    errno = ENOMEM;
+    return NULL;
+  }
+  uintptr_t addr = (uintptr_t)arena_run_addr(fr);
+  uint32_t off = (uint32_t)((ALIGNMENT_CEILING(addr, alignment) - addr) >> LG_PAGE);
+  arena_chunk_t *chunk = fr->chunk;
+  run->chunk = chunk;
+  run->pageind = fr->pageind + off;
+  run->npages = npages;
+  run->zeroed = arena_pages_take(a, fr, off, npages, &spare);
+  for (uint32_t i = 0; i < npages; i++) chunk->map[run->pageind + i] = run;
+  a->nactive += npages;
+  if (spare != NULL) arena_run_desc_free(spare);
+  return run;
+}
+
+/*
+ * Make the pages of run (already unlinked from any bin) free, merging with
+ * free neighbours; a wholly free chunk becomes the spare, and the previous
+ * spare goes back to the chunk trees. Arena lock held.
+ */
+void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
+  arena_chunk_t *chunk = run->chunk;
+  for (uint32_t i = 0; i < run->npages; i++) chunk->map[run->pageind + i] = NULL;
+  if (run->state == RUN_SMALL)
+    for (uint32_t i = 0; i < run->npages; i++) chunk->binmap[run->pageind + i] = BININD_NONE;
+  run->state = RUN_FREE;
+  if (dirty) arena_pages_set_dirty(chunk, run->pageind, run->npages);
+  arena_run_count(run);
+  if (run->pageind > 0) {
+    arena_run_t *prev = chunk->map[run->pageind - 1];
+    if (prev != NULL && prev->state == RUN_FREE) {
+      arena_avail_remove(a, prev);
+      chunk->map[prev->pageind] = NULL;
+      chunk->map[run->pageind - 1] = NULL;
+      run->pageind = prev->pageind;
+      run->npages += prev->npages;
+      run->ndirty += prev->ndirty;
+      run->nmuzzy += prev->nmuzzy;
+      arena_run_desc_free(prev);
+    }
+  }
+  uint32_t next_ind = run->pageind + run->npages;
+  if (next_ind < arena_chunk_npages) {
+    arena_run_t *next = chunk->map[next_ind];
+    if (next != NULL && next->state == RUN_FREE) {
+      arena_avail_remove(a, next);
+      chunk->map[next_ind] = NULL;
+      chunk->map[next_ind + next->npages - 1] = NULL;
+      run->npages += next->npages;
+      run->ndirty += next->ndirty;
+      run->nmuzzy += next->nmuzzy;
+      arena_run_desc_free(next);
+    }
+  }
+  chunk->map[run->pageind] = run;
+  chunk->map[run->pageind + run->npages - 1] = run;
+  arena_avail_insert(a, run);
+  if (run->npages == arena_chunk_npages) {
+    if (a->spare != NULL && a->spare != chunk) arena_chunk_dalloc(a, a->spare);
+    a->spare = chunk;
+  }
+}
+
+int arena_cmp_chunk(const rb_node_t *a, const rb_node_t *b) {
+  uintptr_t x = (uintptr_t)rb_entry(a, arena_chunk_t, link)->addr;
+  uintptr_t y = (uintptr_t)rb_entry(b, arena_chunk_t, link)->addr;
+  return x < y ? -1 : x > y;
+}
+
+static void arena_chunk_list_insert(arena_t *a, arena_chunk_t *chunk) { rb_insert(&a->chunk_list, &chunk->link); }
+void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk) { rb_remove(&a->chunk_list, &chunk->link); }
