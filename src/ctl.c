@@ -41,8 +41,11 @@ static void ctl_refresh(void) {
   }
   for (unsigned i = n; i < ctl_narenas; i++) ctl_arena_live[i] = false;
   ctl_narenas = n;
-  /* Totals last: they include every arena read above. */
-  stats_totals(&ctl_totals);
+  /* Totals from the same figures: a total is the merged arenas' figure. */
+  if (sum != NULL)
+    stats_totals_from(sum, &ctl_totals);
+  else
+    stats_totals(&ctl_totals);
   ctl_epoch++;
 }
 
@@ -444,13 +447,16 @@ CTL_RO(ctl_stats_resident, size_t, ctl_totals.resident)
 CTL_RO(ctl_stats_mapped, size_t, ctl_totals.mapped)
 CTL_RO(ctl_stats_retained, size_t, ctl_totals.retained)
 CTL_RO(ctl_stats_dirty, size_t, ctl_totals.dirty)
+CTL_RO(ctl_stats_muzzy, size_t, ctl_totals.muzzy)
 
 #define SA (ctl_astats[mib[2]])
 CTL_RO(ctl_sa_nthreads, unsigned, SA->nthreads)
 CTL_RO(ctl_sa_pactive, size_t, SA->pactive)
-CTL_RO(ctl_sa_pdirty, size_t, SA->pdirty)
+CTL_RO(ctl_sa_pdirty, size_t, stats_dirty(SA) >> LG_PAGE)
+CTL_RO(ctl_sa_pmuzzy, size_t, stats_muzzy(SA) >> LG_PAGE)
+CTL_RO(ctl_sa_resident, size_t, stats_resident(SA))
 CTL_RO(ctl_sa_mapped, size_t, SA->mapped)
-CTL_RO(ctl_sa_retained, size_t, SA->chunk_free - SA->chunk_dirty)
+CTL_RO(ctl_sa_retained, size_t, stats_retained(SA))
 CTL_RO(ctl_sa_npurged, uint64_t, SA->npurged)
 CTL_RO(ctl_sa_small_allocated, size_t, SA->allocated_small)
 CTL_RO(ctl_sa_small_nmalloc, uint64_t, SA->nmalloc_small)
@@ -490,7 +496,8 @@ static const ctl_node_t ctl_sa_huge_nodes[] = {
     LEAF("ndalloc", ctl_sa_huge_ndalloc), LEAF("curhuge", ctl_sa_huge_curhuge), END};
 static const ctl_node_t ctl_sa_i_nodes[] = {
     LEAF("nthreads", ctl_sa_nthreads), LEAF("pactive", ctl_sa_pactive),
-    LEAF("pdirty", ctl_sa_pdirty),     LEAF("mapped", ctl_sa_mapped),
+    LEAF("pdirty", ctl_sa_pdirty),     LEAF("pmuzzy", ctl_sa_pmuzzy),
+    LEAF("resident", ctl_sa_resident), LEAF("mapped", ctl_sa_mapped),
     LEAF("retained", ctl_sa_retained), LEAF("npurged", ctl_sa_npurged),
     NODE("small", ctl_sa_small_nodes), NODE("large", ctl_sa_large_nodes),
     NODE("huge", ctl_sa_huge_nodes),   INODE("bins", ctl_sab_index), END};
@@ -504,7 +511,8 @@ static const ctl_node_t ctl_stats_nodes[] = {
     LEAF("allocated", ctl_stats_allocated), LEAF("active", ctl_stats_active),
     LEAF("metadata", ctl_stats_metadata),   LEAF("resident", ctl_stats_resident),
     LEAF("mapped", ctl_stats_mapped),       LEAF("retained", ctl_stats_retained),
-    LEAF("dirty", ctl_stats_dirty),         INODE("arenas", ctl_sa_index), END};
+    LEAF("dirty", ctl_stats_dirty),         LEAF("muzzy", ctl_stats_muzzy),
+    INODE("arenas", ctl_sa_index), END};
 
 static const ctl_node_t ctl_root_nodes[] = {
     LEAF("version", ctl_version),   LEAF("epoch", ctl_epoch_h),     NODE("config", ctl_config_nodes),

@@ -18,43 +18,61 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
     s->ndalloc_small += s->bins[b].ndalloc;
   }
   xmutex_lock(&a->lock);
-  s->pactive = a->nactive;
-  s->pdirty = a->ndirty;
-  s->pmuzzy = a->nmuzzy;
+  s->pactive_runs = a->nactive;
+  s->pdirty_runs = a->ndirty;
+  s->pmuzzy_runs = a->nmuzzy;
+  s->ppurging_runs = a->npurging;
   s->nchunks = a->nchunks;
+  s->nfree_ranges = a->runs_avail.n;
   s->allocated_large = a->stats.allocated_large;
   s->nmalloc_large = a->stats.nmalloc_large;
   s->ndalloc_large = a->stats.ndalloc_large;
   s->npurged = a->stats.npurged_pages << LG_PAGE;
+  s->nmadvise = a->stats.nmadvise;
   xmutex_unlock(&a->lock);
   xmutex_lock(&a->chunks.mtx);
   s->mapped = a->chunks.reserved;
+  if (chunk_hooked(&a->chunks)) s->mapped_hooks = a->chunks.reserved;
   s->chunk_free = a->chunks.free_bytes;
   s->chunk_dirty = a->chunks.dirty_bytes;
   s->chunk_muzzy = a->chunks.muzzy_bytes;
+  s->chunk_purging = a->chunks.purging_bytes;
+  s->nfree_ranges += a->chunks.szad.n;
   s->npurged += a->chunks.npurged;
+  s->nmadvise += a->chunks.nmadvise;
   xmutex_unlock(&a->chunks.mtx);
+  s->pactive = s->pactive_runs;
   xmutex_lock(&a->huge_mtx);
   s->allocated_huge = a->stats.allocated_huge;
   s->nmalloc_huge = a->stats.nmalloc_huge;
   s->ndalloc_huge = a->stats.ndalloc_huge;
   s->nhuge = a->huge.n;
-  for (rb_node_t *r = rb_first(&a->huge); r != NULL; r = rb_next(r))
-    s->pactive += PAGE_CEILING(rb_entry(r, extent_node_t, ad)->usize) >> LG_PAGE;
+  for (rb_node_t *r = rb_first(&a->huge); r != NULL; r = rb_next(r)) {
+    const extent_node_t *n = rb_entry(r, extent_node_t, ad);
+    s->pactive += PAGE_CEILING(n->usize) >> LG_PAGE;
+    s->huge_mapped += n->size; /* a recycled dirty range may be resident past usize */
+  }
   xmutex_unlock(&a->huge_mtx);
 }
 
 void stats_arena_merge(stats_arena_t *d, const stats_arena_t *s) {
   d->nthreads += s->nthreads;
+  d->pactive_runs += s->pactive_runs;
   d->pactive += s->pactive;
-  d->pdirty += s->pdirty;
+  d->pdirty_runs += s->pdirty_runs;
+  d->pmuzzy_runs += s->pmuzzy_runs;
+  d->ppurging_runs += s->ppurging_runs;
   d->nchunks += s->nchunks;
   d->mapped += s->mapped;
+  d->mapped_hooks += s->mapped_hooks;
   d->chunk_free += s->chunk_free;
   d->chunk_dirty += s->chunk_dirty;
   d->chunk_muzzy += s->chunk_muzzy;
-  d->pmuzzy += s->pmuzzy;
+  d->chunk_purging += s->chunk_purging;
+  d->huge_mapped += s->huge_mapped;
+  d->nfree_ranges += s->nfree_ranges;
   d->npurged += s->npurged;
+  d->nmadvise += s->nmadvise;
   d->allocated_small += s->allocated_small;
   d->nmalloc_small += s->nmalloc_small;
   d->ndalloc_small += s->ndalloc_small;
@@ -74,64 +92,44 @@ void stats_arena_merge(stats_arena_t *d, const stats_arena_t *s) {
   }
 }
 
-void stats_totals(stats_totals_t *t) {
+void stats_totals_from(const stats_arena_t *all, stats_totals_t *t) {
   memset(t, 0, sizeof(*t));
-  size_t free_chunk_bytes = 0, dirty_chunk_bytes = 0, muzzy_chunk_bytes = 0, hook_mapped = 0;
+  t->allocated_small = all->allocated_small;
+  t->allocated_large = all->allocated_large;
+  t->allocated_huge = all->allocated_huge;
+  t->allocated = stats_allocated(all);
+  t->active = all->pactive << LG_PAGE;
+  t->dirty = stats_dirty(all);
+  t->muzzy = stats_muzzy(all);
+  t->retained = stats_retained(all);
+  t->npurged = all->npurged;
+  t->nmadvise = all->nmadvise;
+  t->nhuge = all->nhuge;
+  t->nfree_ranges = all->nfree_ranges;
+  tcache_requests(&t->nmalloc, &t->ndalloc);
+  base_stats_t bs;
+  base_stats_get(&bs);
+  t->metadata = bs.mapped;
+  t->resident = stats_resident(all) + bs.mapped;
+  pages_stats_t ps;
+  pages_stats_get(&ps);
+  /* Memory from user extent hooks is mapped, but not by the pages layer. */
+  t->mapped = ps.mapped + all->mapped_hooks;
+  t->stranded = ps.stranded;
+  t->nunmap_kept = ps.nunmap_kept;
+}
+
+void stats_totals(stats_totals_t *t) {
+  stats_arena_t all, s;
+  memset(&all, 0, sizeof(all));
   unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
   for (unsigned i = 0; i < n; i++) {
     arena_t *a = arena_get(i);
     if (a == NULL) continue;
-    for (unsigned b = 0; b < SZ_NBINS; b++) {
-      arena_bin_t *bin = &a->bins[b];
-      xmutex_lock(&bin->lock);
-      t->allocated_small += bin->stats.curregs * sz_bin_info[b].reg_size;
-      xmutex_unlock(&bin->lock);
-    }
-    xmutex_lock(&a->lock);
-    t->allocated_large += a->stats.allocated_large;
-    t->active += a->nactive << LG_PAGE;
-    t->dirty += a->ndirty << LG_PAGE;
-    t->muzzy += a->nmuzzy << LG_PAGE;
-    t->resident += (a->nactive + a->ndirty + a->nmuzzy + a->npurging) << LG_PAGE;
-    t->npurged += a->stats.npurged_pages << LG_PAGE;
-    t->nmadvise += a->stats.nmadvise;
-    t->nfree_ranges += a->runs_avail.n;
-    xmutex_unlock(&a->lock);
-    xmutex_lock(&a->chunks.mtx);
-    free_chunk_bytes += a->chunks.free_bytes;
-    dirty_chunk_bytes += a->chunks.dirty_bytes;
-    muzzy_chunk_bytes += a->chunks.muzzy_bytes;
-    t->resident += a->chunks.dirty_bytes + a->chunks.muzzy_bytes + a->chunks.purging_bytes;
-    t->npurged += a->chunks.npurged;
-    t->nmadvise += a->chunks.nmadvise;
-    t->nfree_ranges += a->chunks.szad.n;
-    /* Memory from user extent hooks is mapped, but not by the pages layer. */
-    if (chunk_hooked(&a->chunks)) hook_mapped += a->chunks.reserved;
-    xmutex_unlock(&a->chunks.mtx);
-    xmutex_lock(&a->huge_mtx);
-    t->allocated_huge += a->stats.allocated_huge;
-    t->nhuge += a->huge.n;
-    for (rb_node_t *r = rb_first(&a->huge); r != NULL; r = rb_next(r)) {
-      const extent_node_t *n = rb_entry(r, extent_node_t, ad);
-      t->active += PAGE_CEILING(n->usize);
-      t->resident += n->size; /* a recycled dirty range may be resident past usize */
-    }
-    xmutex_unlock(&a->huge_mtx);
+    stats_arena_get(a, &s);
+    stats_arena_merge(&all, &s);
   }
-  t->allocated = t->allocated_small + t->allocated_large + t->allocated_huge;
-  tcache_requests(&t->nmalloc, &t->ndalloc);
-  t->dirty += dirty_chunk_bytes;
-  t->muzzy += muzzy_chunk_bytes;
-  t->retained = free_chunk_bytes - dirty_chunk_bytes - muzzy_chunk_bytes;
-  base_stats_t bs;
-  base_stats_get(&bs);
-  t->metadata = bs.mapped;
-  t->resident += bs.mapped;
-  pages_stats_t ps;
-  pages_stats_get(&ps);
-  t->mapped = ps.mapped + hook_mapped;
-  t->stranded = ps.stranded;
-  t->nunmap_kept = ps.nunmap_kept;
+  stats_totals_from(&all, t);
 }
 
 /* ---- the report ---- */
@@ -235,11 +233,12 @@ static void stats_print_arena(stats_out_t *o, const char *key, const char *title
     j_open(o, key, "{");
     j_u64(o, "nthreads", s->nthreads);
     j_u64(o, "pactive", s->pactive);
-    j_u64(o, "pdirty", s->pdirty);
+    j_u64(o, "pdirty", stats_dirty(s) >> LG_PAGE);
+    j_u64(o, "pmuzzy", stats_muzzy(s) >> LG_PAGE);
     j_u64(o, "nchunks", s->nchunks);
     j_u64(o, "mapped", s->mapped);
-    j_u64(o, "retained", s->chunk_free - s->chunk_dirty - s->chunk_muzzy);
-    j_u64(o, "pmuzzy", s->pmuzzy);
+    j_u64(o, "retained", stats_retained(s));
+    j_u64(o, "resident", stats_resident(s));
     j_u64(o, "chunk_muzzy", s->chunk_muzzy);
     j_u64(o, "npurged", s->npurged);
     j_open(o, "small", "{");
@@ -282,10 +281,11 @@ static void stats_print_arena(stats_out_t *o, const char *key, const char *title
     return;
   }
   OUT(o, "%s\n", title);
-  OUT(o, "  threads: %u, active pages: %zu, dirty pages: %zu, arena chunks: %zu\n", s->nthreads,
-      s->pactive, s->pdirty, s->nchunks);
-  OUT(o, "  mapped: %zu, free chunk memory: %zu (dirty %zu, retained %zu), purged: %llu\n", s->mapped,
-      s->chunk_free, s->chunk_dirty, s->chunk_free - s->chunk_dirty - s->chunk_muzzy, (unsigned long long)s->npurged);
+  OUT(o, "  threads: %u, active pages: %zu, dirty pages: %zu, muzzy pages: %zu, arena chunks: %zu\n",
+      s->nthreads, s->pactive, stats_dirty(s) >> LG_PAGE, stats_muzzy(s) >> LG_PAGE, s->nchunks);
+  OUT(o, "  mapped: %zu, resident: %zu, free chunk memory: %zu (dirty %zu, muzzy %zu, retained %zu), purged: %llu\n",
+      s->mapped, stats_resident(s), s->chunk_free, s->chunk_dirty, s->chunk_muzzy, stats_retained(s),
+      (unsigned long long)s->npurged);
   OUT(o, "  %-8s %14s %14s %14s %10s\n", "", "allocated", "nmalloc", "ndalloc", "live");
   OUT(o, "  %-8s %14zu %14llu %14llu %10llu\n", "small:", s->allocated_small,
       (unsigned long long)s->nmalloc_small, (unsigned long long)s->ndalloc_small,

@@ -32,18 +32,30 @@ typedef struct {
   size_t nfree_ranges; /* free runs and free chunk ranges */
 } stats_totals_t;
 
-/* One arena's figures (or the sum over arenas: stats_arena_merge). */
+/*
+ * One arena's figures (or the sum over arenas: stats_arena_merge), read
+ * as they are kept. The figures a user sees are derived from these by the
+ * functions below, and only there, so that a total (stats.*) and the
+ * merged arenas (stats.arenas.<MALLCTL_ARENAS_ALL>.*) always agree.
+ */
 typedef struct {
   unsigned nthreads;
-  size_t pactive;        /* pages in live runs */
-  size_t pdirty;         /* free pages in arena chunks that may be resident */
+  size_t pactive_runs;   /* pages in live runs */
+  size_t pactive;        /* pactive_runs and the pages of huge allocations */
+  size_t pdirty_runs;    /* free pages in arena chunks that may be resident */
+  size_t pmuzzy_runs;    /* free pages in arena chunks purged lazily */
+  size_t ppurging_runs;  /* pages of free runs out for purging */
   size_t nchunks;        /* arena chunks */
-  size_t mapped;         /* bytes reserved from the pages layer for this arena */
+  size_t mapped;         /* bytes reserved for this arena (pages layer or hooks) */
+  size_t mapped_hooks;   /* of which from user extent hooks */
   size_t chunk_free;     /* bytes in free chunk ranges */
   size_t chunk_dirty;    /* of which dirty */
   size_t chunk_muzzy;    /* of which muzzy (lazily purged) */
-  size_t pmuzzy;         /* muzzy pages in free runs */
+  size_t chunk_purging;  /* bytes of free chunk ranges out for purging */
+  size_t huge_mapped;    /* bytes of the whole ranges of huge allocations */
+  size_t nfree_ranges;   /* free runs and free chunk ranges */
   uint64_t npurged;      /* bytes purged, runs and chunk ranges */
+  uint64_t nmadvise;     /* purge calls, runs and chunk ranges */
   size_t allocated_small;
   uint64_t nmalloc_small, ndalloc_small;
   size_t allocated_large;
@@ -53,7 +65,28 @@ typedef struct {
   arena_bin_stats_t bins[SZ_NBINS];
 } stats_arena_t;
 
+/* Free bytes that may be resident, content unknown: runs and ranges. */
+static inline size_t stats_dirty(const stats_arena_t *s) { return (s->pdirty_runs << LG_PAGE) + s->chunk_dirty; }
+/* Free bytes purged lazily (MADV_FREE), not since reused. */
+static inline size_t stats_muzzy(const stats_arena_t *s) { return (s->pmuzzy_runs << LG_PAGE) + s->chunk_muzzy; }
+/* Free chunk ranges that are clean: mapped, not resident, reusable. */
+static inline size_t stats_retained(const stats_arena_t *s) {
+  return s->chunk_free - s->chunk_dirty - s->chunk_muzzy;
+}
+/* Bytes that may be resident: live runs, whole huge ranges, dirty, muzzy,
+ * and what is out for purging (metadata is counted in the totals only). */
+static inline size_t stats_resident(const stats_arena_t *s) {
+  return ((s->pactive_runs + s->ppurging_runs) << LG_PAGE) + stats_dirty(s) + stats_muzzy(s) +
+         s->chunk_purging + s->huge_mapped;
+}
+static inline size_t stats_allocated(const stats_arena_t *s) {
+  return s->allocated_small + s->allocated_large + s->allocated_huge;
+}
+
+/* The totals, from the figures of every arena. */
 void stats_totals(stats_totals_t *t);
+/* The totals, from all: the merged figures of every arena. */
+void stats_totals_from(const stats_arena_t *all, stats_totals_t *t);
 void stats_arena_get(arena_t *arena, stats_arena_t *out);
 void stats_arena_merge(stats_arena_t *dst, const stats_arena_t *src);
 
