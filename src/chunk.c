@@ -571,6 +571,7 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
   xmutex_unlock(&ca->mtx);
   extent_hooks_t *h = chunk_hooks_load(ca);
   bool failed;
+  unsigned kept_state = chunk_node_state(node);
   if (h != NULL) {
     failed = h->dalloc == NULL || h->dalloc(h, node->addr, node->size, true, ca->ind);
     if (failed) {
@@ -583,7 +584,12 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
       return;
     }
   } else {
-    failed = pages_unmap_or_keep(node->addr, node->size);
+    int r = pages_unmap_or_keep(node->addr, node->size);
+    failed = r != PAGES_UNMAPPED;
+    /* Purged by the pages layer: clean. If that purge failed too, the
+     * range keeps the state it had (only memory known to be zero is
+     * clean). */
+    if (r == PAGES_KEPT_CLEAN) kept_state = CHUNK_CLEAN;
   }
   xmutex_lock(&ca->mtx);
   if (h != NULL) ca->nhook_dalloc++;
@@ -595,9 +601,9 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
     chunk_node_free(node);
     return;
   }
-  /* Kept: purged by the pages layer, so clean (retained), and reused. */
+  /* Kept, and reused: clean (retained) if the pages layer purged it. */
   ca->nunmap_kept++;
-  chunk_insert_coalesce(ca, node, node->addr, node->size, CHUNK_CLEAN);
+  chunk_insert_coalesce(ca, node, node->addr, node->size, kept_state);
   xmutex_unlock(&ca->mtx);
 }
 

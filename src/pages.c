@@ -58,22 +58,23 @@ bool pages_unmap(void *addr, size_t size) {
   return false;
 }
 
-bool pages_unmap_or_keep(void *addr, size_t size) {
+int pages_unmap_or_keep(void *addr, size_t size) {
   xassert(((uintptr_t)addr & PAGE_MASK) == 0 && (size & PAGE_MASK) == 0);
-  if (size == 0) return false;
+  if (size == 0) return PAGES_UNMAPPED;
   if (munmap(addr, size) == 0) {
     PAGES_ADD(pages_nunmaps, 1);
     PAGES_SUB(pages_mapped_bytes, size);
-    return false;
+    return PAGES_UNMAPPED;
   }
   PAGES_ADD(pages_nfailed, 1);
   PAGES_ADD(pages_nunmap_kept, 1);
-  pages_purge_forced(addr, size);
+  /* Only a purge that worked makes the range read as zero. */
+  bool purged = !pages_purge_forced(addr, size);
   if (!__atomic_exchange_n(&pages_unmap_reported, true, __ATOMIC_RELAXED))
     util_write("xalloc: munmap failed (vm.max_map_count reached?); freed memory is kept mapped, "
                "purged, and reused (reported once)\n");
   errno = ENOMEM;
-  return true;
+  return purged ? PAGES_KEPT_CLEAN : PAGES_KEPT;
 }
 
 void *pages_map_aligned(size_t size, size_t alignment) {

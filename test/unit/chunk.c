@@ -608,6 +608,53 @@ static void test_retain_false_unmap_failure(void **state) {
   assert_null(strstr(first + 1, "munmap failed"));
 }
 
+/* retain:false, munmap and the MADV_DONTNEED fallback both fail (as under
+ * mlockall): the range is kept, but nothing says it reads as zero, so it
+ * must not be handed out as zeroed (calloc would skip zeroing and return
+ * stale bytes). */
+static void unmap_and_purge_failure_child(void *arg) {
+  (void)arg;
+  opt_retain = false;
+  chunk_arena_t *ca = fresh_arena();
+  bool z;
+  enum { N = 6 };
+  char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = chunk_alloc(ca, 2 * C, C, &z);
+    if (p[i] == NULL || !z) _exit(10);
+    memset(p[i], 0x11, 2 * C);
+  }
+  /* Fill the cache (4 chunks), then the next frees try to unmap. */
+  chunk_dalloc(ca, p[0], 2 * C, true);
+  chunk_dalloc(ca, p[1], 2 * C, true);
+  wrap_fail_munmap = 1000;
+  wrap_fail_madvise = 1000;
+  for (int i = 2; i < N; i++) chunk_dalloc(ca, p[i], 2 * C, true);
+  wrap_reset();
+  if (ca->nunmap_kept < 1) _exit(11);
+  if (!chunk_validate(ca)) _exit(12);
+  /* Everything free is still dirty or muzzy: no byte of it is known zero. */
+  if (ca->dirty_bytes + ca->muzzy_bytes != ca->free_bytes) _exit(13);
+  for (int i = 0; i < N; i++) {
+    char *q = chunk_alloc(ca, 2 * C, C, &z);
+    if (q == NULL) _exit(14);
+    if (z) {
+      for (size_t off = 0; off < 2 * C; off += PAGE)
+        if (q[off] != 0) _exit(15); /* claimed zeroed, holds old bytes */
+    }
+  }
+  _exit(0);
+}
+
+static void test_retain_false_unmap_and_purge_failure(void **state) {
+  (void)state;
+  char err[4096];
+  int st = xtest_run_child(unmap_and_purge_failure_child, NULL, err, sizeof(err));
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fprintf(stderr, "child status %d, stderr:\n%s\n", st, err);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /*
  * User extent hooks on a chunk arena, over a bump allocator in one region
  * reserved by the test (so that consecutive ranges are adjacent and the
@@ -754,6 +801,7 @@ int main(void) {
       cmocka_unit_test(test_alloc_at),        cmocka_unit_test(test_geometric_growth),
       cmocka_unit_test(test_mmap_failure),    cmocka_unit_test(test_purge),
       cmocka_unit_test(test_fresh_memory_stays_clean), cmocka_unit_test(test_retain_false_unmap_failure),
+      cmocka_unit_test(test_retain_false_unmap_and_purge_failure),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -31,9 +31,12 @@ bool pages_unmap(void *addr, size_t size);
  * purged (MADV_DONTNEED), stays mapped and counted in pages_mapped(), is
  * NOT counted as stranded (the caller keeps it as retained memory), the
  * failure is counted in nunmap_kept, and the first such failure prints
- * one line on stderr. Returns true on failure.
+ * one line on stderr. Returns PAGES_UNMAPPED, PAGES_KEPT_CLEAN (kept and
+ * purged: reads as zero) or PAGES_KEPT (kept, and the purge failed too, as
+ * under mlockall: the contents are unknown).
  */
-bool pages_unmap_or_keep(void *addr, size_t size);
+enum { PAGES_UNMAPPED = 0, PAGES_KEPT_CLEAN = 1, PAGES_KEPT = 2 };
+int pages_unmap_or_keep(void *addr, size_t size);
 /* Give pages back to the kernel. Lazy: MADV_FREE (contents undefined until
  * rewritten). Forced: MADV_DONTNEED (reads as zero afterwards). Both return
  * true on failure. */
