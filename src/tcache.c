@@ -201,7 +201,8 @@ void *tcache_alloc_small_hard(tsd_t *t, unsigned ind) {
     errno = ENOMEM;
     return NULL;
   }
-  for (unsigned i = 0; i + 1 < got; i++) tcache_set_tag(b->stack[i]);
+  /* The regions come tagged from their runs (arena_fill_small checked the
+   * tags): only the one handed out is cleared. */
   b->ncached = got - 1;
   b->low_water = 0;
   t->nfill[ind] += got;
