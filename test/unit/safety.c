@@ -197,6 +197,27 @@ static void waf_in_run(void) {
   expect_check_ok();
   free(keep);
 }
+/*
+ * The same double free while the object is still cached: the second free
+ * pushes it a second time (the fast path sees no tag), malloc hands out
+ * the top copy, and the copy below has lost its tag when the flush meets
+ * it. It is live: the flush reports it and must not give it back to its
+ * run, or a refill would hand it out again. With the cache off the run
+ * bitmap catches the second free.
+ */
+static void df_flushed_copy_live(void) {
+  char *keep = malloc(96), *p = malloc(96);
+  free(p);
+  memset(p, 0, 8);
+  free(p);
+  char *a = malloc(96);
+  tflush();
+  expect_never_handed_out(a, 96);
+  expect_reported(p);
+  expect_check_ok();
+  free(a);
+  free(keep);
+}
 static void *free_arg(void *arg) {
   free(arg);
   return NULL;
@@ -421,6 +442,9 @@ static const tag_case_t tag_cases[] = {
     {{"write after free into a region back in its run", waf_in_run,
       "write after free (or double free) detected at malloc of 0x", "(size class 64, arena "},
      NULL, TAGS_ALWAYS},
+    {{"double free in the cache, tag overwritten, one copy live at the flush", df_flushed_copy_live,
+      "write after free (or double free) detected leaving the thread cache of 0x", "(size class 96, arena "},
+     "double free of 0x", TAGS_WITH_CACHE},
 };
 
 static bool tag_case_runs(const tag_case_t *t) {
