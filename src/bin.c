@@ -56,24 +56,36 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
   return run;
 }
 
+/* The report for a region that lost its free tag in its run (see tag.h). */
+static void arena_report_tag_lost(arena_t *a, const void *ptr, const sz_bin_info_t *info) {
+  arena_report("write after free (or double free) detected at malloc", ptr, info->reg_size, a->ind);
+}
+
 void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
   arena_bin_t *bin = &a->bins[binind];
   const sz_bin_info_t *info = &sz_bin_info[binind];
-  xmutex_lock(&bin->lock);
-  arena_run_t *run = bin->runcur;
-  if (run == NULL || run->nfree == 0) {
-    run = arena_bin_nonfull_run(a, bin, binind);
-    if (run == NULL) {
-      xmutex_unlock(&bin->lock);
-      errno = ENOMEM;
-      return NULL;
+  void *ret;
+  for (;;) {
+    xmutex_lock(&bin->lock);
+    arena_run_t *run = bin->runcur;
+    if (run == NULL || run->nfree == 0) {
+      run = arena_bin_nonfull_run(a, bin, binind);
+      if (run == NULL) {
+        xmutex_unlock(&bin->lock);
+        errno = ENOMEM;
+        return NULL;
+      }
+      bin->runcur = run;
     }
-    bin->runcur = run;
+    ret = arena_run_reg_alloc(run, info);
+    bin->stats.nmalloc++;
+    bin->stats.curregs++;
+    xmutex_unlock(&bin->lock);
+    /* A free region must still hold its tag. One that lost it is reported
+     * and stays allocated (leaked: it may be live, see tag.h). */
+    if (likely(!tcache_tag_lost_peek(ret))) break;
+    arena_report_tag_lost(a, ret, info);
   }
-  void *ret = arena_run_reg_alloc(run, info);
-  bin->stats.nmalloc++;
-  bin->stats.curregs++;
-  xmutex_unlock(&bin->lock);
   vg_undefined(ret, info->reg_size);
   if (zero)
     memset(ret, 0, info->reg_size);
@@ -168,34 +180,49 @@ void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned
   arena_decay_tick(a);
 }
 
+/* Regions that lost their tags, reported after the bin lock is dropped. */
+#define ARENA_FILL_BAD_MAX 8
+
 unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
   arena_bin_t *bin = &a->bins[binind];
   const sz_bin_info_t *info = &sz_bin_info[binind];
-  unsigned filled = 0;
-  xmutex_lock(&bin->lock);
-  while (filled < n) {
-    arena_run_t *run = bin->runcur;
-    if (run == NULL || run->nfree == 0) {
-      run = arena_bin_nonfull_run(a, bin, binind);
-      if (run == NULL) break;
-      bin->runcur = run;
-    }
-    char *base = arena_run_addr(run);
-    for (unsigned w = 0; w < info->nwords && filled < n; w++) {
-      uint64_t bits = run->bitmap[w];
-      while (bits != 0 && filled < n) {
-        unsigned bit = (unsigned)__builtin_ctzll(bits);
-        bits &= bits - 1;
-        ptrs[n - 1 - filled] = base + (size_t)(w * 64 + bit) * info->reg_size;
-        filled++;
-        run->nfree--;
+  unsigned filled = 0, nbad;
+  void *bad[ARENA_FILL_BAD_MAX];
+  do {
+    unsigned start = filled;
+    nbad = 0;
+    xmutex_lock(&bin->lock);
+    while (filled < n && nbad < ARENA_FILL_BAD_MAX) {
+      arena_run_t *run = bin->runcur;
+      if (run == NULL || run->nfree == 0) {
+        run = arena_bin_nonfull_run(a, bin, binind);
+        if (run == NULL) break;
+        bin->runcur = run;
       }
-      run->bitmap[w] = bits;
+      char *base = arena_run_addr(run);
+      for (unsigned w = 0; w < info->nwords && filled < n && nbad < ARENA_FILL_BAD_MAX; w++) {
+        uint64_t bits = run->bitmap[w];
+        while (bits != 0 && filled < n && nbad < ARENA_FILL_BAD_MAX) {
+          unsigned bit = (unsigned)__builtin_ctzll(bits);
+          bits &= bits - 1;
+          run->nfree--;
+          char *r = base + (size_t)(w * 64 + bit) * info->reg_size;
+          /* Regions in runs hold their tags (checked, not rewritten): one
+           * that lost it is reported and stays allocated (leaked: it may
+           * be live, see tag.h). */
+          if (unlikely(tcache_tag_lost_peek(r)))
+            bad[nbad++] = r;
+          else
+            ptrs[n - 1 - filled++] = r;
+        }
+        run->bitmap[w] = bits;
+      }
     }
-  }
-  bin->stats.nmalloc += filled;
-  bin->stats.curregs += filled;
-  xmutex_unlock(&bin->lock);
+    bin->stats.nmalloc += filled - start + nbad;
+    bin->stats.curregs += filled - start + nbad;
+    xmutex_unlock(&bin->lock);
+    for (unsigned i = 0; i < nbad; i++) arena_report_tag_lost(a, bad[i], info);
+  } while (nbad == ARENA_FILL_BAD_MAX && filled < n);
   /* Filled from the top: move down so that ptrs[0..filled) hold them,
    * the lowest address last. */
   if (filled < n) memmove(ptrs, ptrs + (n - filled), filled * sizeof(void *));

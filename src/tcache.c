@@ -201,7 +201,8 @@ void *tcache_alloc_small_hard(tsd_t *t, unsigned ind) {
     errno = ENOMEM;
     return NULL;
   }
-  for (unsigned i = 0; i + 1 < got; i++) tcache_set_tag(b->stack[i]);
+  /* The regions come tagged from their runs (arena_fill_small checked the
+   * tags): only the one handed out is cleared. */
   b->ncached = got - 1;
   b->low_water = 0;
   t->nfill[ind] += got;
@@ -222,11 +223,20 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
   unsigned nflush = b->ncached - rem;
   void **objs = b->stack;
   void *batch[TCACHE_NSLOTS_SMALL_MAX];
-  /* Objects leaving the cache must still hold their tags: one that lost it
-   * was written after free (if it was also pushed twice, the run bitmap
-   * reports the second copy). */
-  for (unsigned j = 0; j < nflush; j++)
-    if (unlikely(tcache_tag_lost(objs[j]))) tcache_report_corrupt_flush(objs[j]);
+  /* Objects leaving the cache must still hold their tags. One that lost it
+   * was written after free, or pushed twice with the tag written over in
+   * between and one copy already handed out (it is live): reported, and
+   * not given back to its run, where a refill would hand it out again (it
+   * stays allocated; abort:false leaks it). A copy pushed twice that kept
+   * its tag is reported by the run bitmap. */
+  unsigned keep = 0;
+  for (unsigned j = 0; j < nflush; j++) {
+    if (unlikely(tcache_tag_lost(objs[j])))
+      tcache_report_corrupt_flush(objs[j]);
+    else
+      objs[keep++] = objs[j];
+  }
+  nflush = keep;
   while (nflush > 0) {
     arena_t *owner = tcache_owner(objs[0]);
     if (owner == NULL) {

@@ -54,6 +54,70 @@ typedef struct {
   const char *want2; /* another, or NULL */
 } bad_case_t;
 
+/* Cases caught by the free tags (./configure --disable-heap-checks has
+ * none: they are skipped there), whose report may depend on the cache. */
+enum { TAGS_ALWAYS = 1, TAGS_WITH_CACHE };
+typedef struct {
+  bad_case_t c;
+  const char *want_nocache; /* instead of c.want with the thread cache off, or NULL */
+  int tags;                 /* TAGS_*: when the case needs the tags */
+} tag_case_t;
+
+/* Every report line of the child (abort:false), through arena_report_hook. */
+static char reports[8192];
+static size_t reports_len;
+static void report_hook(const char *line) {
+  size_t n = strlen(line);
+  if (reports_len + n < sizeof(reports)) {
+    memcpy(reports + reports_len, line, n + 1);
+    reports_len += n;
+  }
+  ssize_t w = write(2, line, n);
+  (void)w;
+}
+
+/* With abort:false: some report named ptr. */
+static void expect_reported(const void *ptr) {
+  if (opt_abort) return;
+  char s[40];
+  snprintf(s, sizeof(s), "of %p ", ptr);
+  EXPECT(strstr(reports, s) != NULL);
+}
+
+static void tflush(void) { EXPECT(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) == 0); }
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* malloc(size) enough times to take every free region of its class out of
+ * the runs of the thread's arena (refills, or one by one with the cache
+ * off): none of them is ptr, all are distinct; then free them all. */
+static void expect_never_handed_out(const void *ptr, size_t size) {
+  enum { N = 4096 };
+  static void *q[N], *sorted[N];
+  for (int i = 0; i < N; i++) {
+    q[i] = malloc(size);
+    EXPECT(q[i] != NULL);
+    EXPECT(q[i] != ptr);
+    memset(q[i], 0x33, size);
+  }
+  memcpy(sorted, q, sizeof(q));
+  qsort(sorted, N, sizeof(void *), cmp_ptr);
+  for (int i = 1; i < N; i++) EXPECT(sorted[i - 1] != sorted[i]);
+  for (int i = 0; i < N; i++) free(q[i]);
+}
+
+/* With abort:false, the heap check of every arena, the public way. */
+static void expect_check_ok(void) {
+  bool ok = false;
+  size_t len = sizeof(ok);
+  char name[64];
+  snprintf(name, sizeof(name), "arena.%d.check", MALLCTL_ARENAS_ALL);
+  EXPECT(mallctl(name, &ok, &len, NULL, 0) == 0 && ok);
+}
+
 /* ---- double frees ---- */
 
 static void df_small_cached(void) {
@@ -95,6 +159,63 @@ static void df_small_at_malloc(void) {
   EXPECT(a != b);
   free(a);
   free(b);
+  free(keep);
+}
+/*
+ * Issue 9, item 2: a double free after the object went back to its run and
+ * its tag was overwritten. The second free pushes it into the cache (the
+ * fast path sees no tag), malloc hands it out as a, and the region is
+ * still free in its run: the refill that meets it there must not hand out
+ * a again. With the cache off the run bitmap catches the second free.
+ */
+static void df_after_flush_reused(void) {
+  char *p = malloc(64), *keep = malloc(64);
+  free(p);
+  tflush();
+  p[0] = 0;
+  free(p);
+  char *a = malloc(64);
+  tflush();
+  expect_never_handed_out(a, 64);
+  expect_reported(p);
+  expect_check_ok();
+  free(a);
+  free(keep);
+}
+/*
+ * Issue 9, item 3: a write after free into a region that is back in its
+ * run. The refill (or, with the cache off, the allocation from the run)
+ * finds the region's tag gone: reported, and the region never handed out.
+ */
+static void waf_in_run(void) {
+  char *p = malloc(64), *keep = malloc(64);
+  free(p);
+  tflush();
+  memset(p, 0x41, 16);
+  expect_never_handed_out(p, 64);
+  expect_reported(p);
+  expect_check_ok();
+  free(keep);
+}
+/*
+ * The same double free while the object is still cached: the second free
+ * pushes it a second time (the fast path sees no tag), malloc hands out
+ * the top copy, and the copy below has lost its tag when the flush meets
+ * it. It is live: the flush reports it and must not give it back to its
+ * run, or a refill would hand it out again. With the cache off the run
+ * bitmap catches the second free.
+ */
+static void df_flushed_copy_live(void) {
+  char *keep = malloc(96), *p = malloc(96);
+  free(p);
+  memset(p, 0, 8);
+  free(p);
+  char *a = malloc(96);
+  tflush();
+  expect_never_handed_out(a, 96);
+  expect_reported(p);
+  expect_check_ok();
+  free(a);
   free(keep);
 }
 static void *free_arg(void *arg) {
@@ -314,6 +435,25 @@ static const bad_case_t cases[] = {
      "invalid malloc_usable_size (pointer not allocated by xalloc)", NULL},
 };
 
+static const tag_case_t tag_cases[] = {
+    {{"double free after leaving the cache, tag overwritten, reused", df_after_flush_reused,
+      "write after free (or double free) detected at malloc of 0x", "(size class 64, arena "},
+     "double free of 0x", TAGS_WITH_CACHE},
+    {{"write after free into a region back in its run", waf_in_run,
+      "write after free (or double free) detected at malloc of 0x", "(size class 64, arena "},
+     NULL, TAGS_ALWAYS},
+    {{"double free in the cache, tag overwritten, one copy live at the flush", df_flushed_copy_live,
+      "write after free (or double free) detected leaving the thread cache of 0x", "(size class 96, arena "},
+     "double free of 0x", TAGS_WITH_CACHE},
+};
+
+static bool tag_case_runs(const tag_case_t *t) {
+  return config_heap_checks || (t->tags == TAGS_WITH_CACHE && !tcache_active);
+}
+static const char *tag_case_want(const tag_case_t *t) {
+  return t->want_nocache != NULL && !tcache_active ? t->want_nocache : t->c.want;
+}
+
 static void run_abort(void *arg) {
   const bad_case_t *c = arg;
   opt_abort = true;
@@ -324,6 +464,7 @@ static void run_abort(void *arg) {
 static void run_ignore(void *arg) {
   const bad_case_t *c = arg;
   opt_abort = false;
+  arena_report_hook = report_hook;
   uint64_t before = arena_nreports;
   c->fn();
   EXPECT(arena_nreports > before);
@@ -331,9 +472,9 @@ static void run_ignore(void *arg) {
   EXPECT(arena_nreports > before);
 }
 
-static void check_report(const bad_case_t *c, const char *err) {
-  if (strstr(err, c->want) == NULL || (c->want2 != NULL && strstr(err, c->want2) == NULL))
-    fail_msg("%s: expected \"%s\"%s%s in:\n%s", c->name, c->want, c->want2 ? " and " : "",
+static void check_report(const bad_case_t *c, const char *want, const char *err) {
+  if (strstr(err, want) == NULL || (c->want2 != NULL && strstr(err, c->want2) == NULL))
+    fail_msg("%s: expected \"%s\"%s%s in:\n%s", c->name, want, c->want2 ? " and " : "",
              c->want2 ? c->want2 : "", err);
   /* One line per report, each starting with "xalloc: ". */
   for (const char *l = err; *l != '\0';) {
@@ -344,28 +485,36 @@ static void check_report(const bad_case_t *c, const char *err) {
   }
 }
 
+static void bad_call_abort(const bad_case_t *c, const char *want) {
+  char err[4096];
+  int st = xtest_run_child(run_abort, (void *)c, err, sizeof(err));
+  if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT))
+    fail_msg("%s: child did not abort (status %x):\n%s", c->name, st, err);
+  check_report(c, want, err);
+  /* Exactly one line: the process stops at the first report. */
+  if (strchr(err, '\n') != strrchr(err, '\n')) fail_msg("%s: more than one line:\n%s", c->name, err);
+}
+
+static void bad_call_ignored(const bad_case_t *c, const char *want) {
+  char err[8192];
+  int st = xtest_run_child(run_ignore, (void *)c, err, sizeof(err));
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    fail_msg("%s: child failed with abort:false (status %x):\n%s", c->name, st, err);
+  check_report(c, want, err);
+}
+
 static void test_bad_calls_abort(void **state) {
   (void)state;
-  char err[4096];
-  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    int st = xtest_run_child(run_abort, (void *)&cases[i], err, sizeof(err));
-    if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT))
-      fail_msg("%s: child did not abort (status %x):\n%s", cases[i].name, st, err);
-    check_report(&cases[i], err);
-    /* Exactly one line: the process stops at the first report. */
-    if (strchr(err, '\n') != strrchr(err, '\n')) fail_msg("%s: more than one line:\n%s", cases[i].name, err);
-  }
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) bad_call_abort(&cases[i], cases[i].want);
+  for (size_t i = 0; i < sizeof(tag_cases) / sizeof(tag_cases[0]); i++)
+    if (tag_case_runs(&tag_cases[i])) bad_call_abort(&tag_cases[i].c, tag_case_want(&tag_cases[i]));
 }
 
 static void test_bad_calls_ignored(void **state) {
   (void)state;
-  char err[8192];
-  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    int st = xtest_run_child(run_ignore, (void *)&cases[i], err, sizeof(err));
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-      fail_msg("%s: child failed with abort:false (status %x):\n%s", cases[i].name, st, err);
-    check_report(&cases[i], err);
-  }
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) bad_call_ignored(&cases[i], cases[i].want);
+  for (size_t i = 0; i < sizeof(tag_cases) / sizeof(tag_cases[0]); i++)
+    if (tag_case_runs(&tag_cases[i])) bad_call_ignored(&tag_cases[i].c, tag_case_want(&tag_cases[i]));
 }
 
 /* ---- overruns ---- */

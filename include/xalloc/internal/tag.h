@@ -10,7 +10,9 @@
  * the application has that word cleared. A free that finds the tag is a
  * double free, reported at once; a cached object whose tag is gone when it
  * is about to be handed out was written after free (or pushed twice), and
- * is reported instead of being handed out again. The tag mixes a random
+ * is reported instead of being handed out again, and so is a region whose
+ * tag is gone when a refill (or an allocation with the cache off) takes it
+ * out of its run. The tag mixes a random
  * per-process key with the address, so application data cannot match it
  * by accident. The tag is only a check: the authority is the run bitmap,
  * which every object meets again when it leaves the cache.
@@ -32,6 +34,13 @@ static inline void tcache_clear_tag(void *ptr) {
 /* A cached object about to be handed out has lost its tag. */
 static inline bool tcache_tag_lost(const void *ptr) {
   return config_heap_checks && *(const uintptr_t *)ptr != tcache_tag(ptr);
+}
+/* A free region about to leave its run (a refill, or an allocation with
+ * the cache off) has lost its tag: it was written after free, or it is
+ * live (a double free pushed it into a cache and malloc handed it out).
+ * Valgrind sees the region as free: the word is peeked. */
+static inline bool tcache_tag_lost_peek(const void *ptr) {
+  return config_heap_checks && vg_peek_word(ptr) != tcache_tag(ptr);
 }
 /* The tag test on memory that may be free as far as valgrind knows. */
 static inline bool tcache_tagged_peek(const void *ptr) {
