@@ -34,8 +34,27 @@ static void xa_prefork(void);
 static void xa_postfork_parent(void);
 static void xa_postfork_child(void);
 
-XA_NOINLINE static bool xa_init_slow(void) {
+/*
+ * Register the fork handlers once, as early as possible: from the library
+ * constructor below (before the program's constructors and main, with
+ * nothing allocated), or from initialization if an allocation came first
+ * (another library's constructor). prepare handlers run in reverse order of
+ * registration and parent/child handlers in order, so handlers registered
+ * first take xalloc's locks after every later-registered prepare handler
+ * ran and release them before any later-registered parent/child handler
+ * runs: those may allocate. glibc's pthread_atfork does not allocate for
+ * its first 48 handlers; if it did, the allocation would initialize xalloc
+ * normally (initialization never registers twice).
+ */
+static void xa_atfork_register(void) {
   static bool atfork_done;
+  if (__atomic_exchange_n(&atfork_done, true, __ATOMIC_ACQ_REL)) return;
+  pthread_atfork(xa_prefork, xa_postfork_parent, xa_postfork_child);
+}
+
+__attribute__((constructor(101))) static void xa_ctor(void) { xa_atfork_register(); }
+
+XA_NOINLINE static bool xa_init_slow(void) {
   xmutex_lock(&xa_init_lock);
   if (__atomic_load_n(&xa_initialized, __ATOMIC_ACQUIRE)) {
     xmutex_unlock(&xa_init_lock);
@@ -72,11 +91,9 @@ XA_NOINLINE static bool xa_init_slow(void) {
   if (opt_stats_print) xa_stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
   __atomic_store_n(&xa_initialized, true, __ATOMIC_RELEASE);
   xmutex_unlock(&xa_init_lock);
-  /* After initialization: pthread_atfork may allocate, which is now fine. */
-  if (!atfork_done) {
-    atfork_done = true;
-    pthread_atfork(xa_prefork, xa_postfork_parent, xa_postfork_child);
-  }
+  /* Usually done by the constructor already; if not, after initialization
+   * (pthread_atfork may allocate, which is now fine). */
+  xa_atfork_register();
   return false;
 fail:
   xmutex_unlock(&xa_init_lock);
@@ -782,6 +799,10 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
 
 /* ---- fork ---- */
 
+/* Also correct before initialization (the handlers are registered from the
+ * constructor): every lock is statically initialized, no arena exists yet,
+ * and holding xa_init_lock keeps another thread from initializing until
+ * the fork is over. */
 static void xa_prefork(void) {
   ctl_prefork();
   xmutex_prefork(&xa_init_lock);
