@@ -485,13 +485,15 @@ XA_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
 #define XA_FLAGS_ZERO(f) (((unsigned)(f)&0x40) != 0)
 #define XA_FLAGS_TCACHE(f) (((unsigned)(f) >> 8) & 0xfff) /* 0 auto, 1 none, i + 2 cache i */
 #define XA_FLAGS_ARENA(f) ((unsigned)(f) >> 20)           /* 0 auto, i + 1 arena i */
+/* The alignment asked for: 1 to 2^63 (every lg is a valid shift; sz_sa2u
+ * refuses what cannot be honoured, 2^62 and up). */
+#define XA_FLAGS_ALIGN(f) ((size_t)1 << XA_FLAGS_LG_ALIGN(f))
 
-/* The usable size mallocx(size, flags) gives; 0 if none. */
+/* The usable size mallocx(size, flags) gives; 0 if none (too large, or an
+ * alignment that cannot be honoured). */
 static size_t xa_flags_usize(size_t size, int flags) {
-  unsigned la = XA_FLAGS_LG_ALIGN(flags);
-  if (la == 0) return sz_s2u(size);
-  if (la >= 63) return 0;
-  return sz_sa2u(size, (size_t)1 << la);
+  if (XA_FLAGS_LG_ALIGN(flags) == 0) return sz_s2u(size);
+  return sz_sa2u(size, XA_FLAGS_ALIGN(flags));
 }
 
 /* From arena a, no cache. */
@@ -508,7 +510,7 @@ XA_NOINLINE static void *xa_mallocx_slow(size_t size, int flags) {
   }
   unsigned la = XA_FLAGS_LG_ALIGN(flags), tci = XA_FLAGS_TCACHE(flags), ai = XA_FLAGS_ARENA(flags);
   bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
-  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 0;
+  size_t alignment = la != 0 ? XA_FLAGS_ALIGN(flags) : 0;
   if (tci == 0 && ai == 0) return alignment != 0 ? xa_alloc_aligned(size, alignment, zero) : xa_alloc_slow(size, zero);
   size_t usize = xa_flags_usize(size, flags);
   if (usize == 0) {
@@ -630,9 +632,9 @@ XA_EXPORT void *rallocx(void *ptr, size_t size, int flags) {
     errno = EINVAL;
     return NULL;
   }
-  unsigned la = XA_FLAGS_LG_ALIGN(flags), ai = XA_FLAGS_ARENA(flags);
+  unsigned ai = XA_FLAGS_ARENA(flags);
   bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
-  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 1;
+  size_t alignment = XA_FLAGS_ALIGN(flags);
   uint8_t *meta = rtree_get((uintptr_t)ptr);
   arena_t *owner = *meta == META_HUGE ? (arena_t *)((extent_node_t *)meta)->arena : ((arena_chunk_t *)meta)->arena;
   if (((uintptr_t)ptr & (alignment - 1)) == 0 && (ai == 0 || owner->ind == ai - 1)) {
@@ -653,14 +655,17 @@ XA_EXPORT size_t xallocx(void *ptr, size_t size, size_t extra, int flags) {
   if (ptr == NULL || xa_init()) return 0;
   size_t old = xa_usable(ptr, "invalid xallocx (pointer not allocated by xalloc)");
   if (old == 0) return 0;
-  unsigned la = XA_FLAGS_LG_ALIGN(flags);
-  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 1;
+  /* Not aligned as asked (2^62 and up: nothing is): not resized. */
+  size_t alignment = XA_FLAGS_ALIGN(flags);
   if (((uintptr_t)ptr & (alignment - 1)) != 0 || size > SZ_MAX) return old;
   bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
   size_t max = SZ_MAX - size < extra ? SZ_MAX : size + extra;
-  /* The most that was asked for, else the least. */
-  size_t u = xa_resize_in_place(ptr, old, sz_s2u(max), zero);
-  if (u == 0 && max != size) u = xa_resize_in_place(ptr, old, sz_s2u(size), zero);
+  /* The most that was asked for, else the least; sized as mallocx would
+   * with these flags, so that sdallocx(ptr, size, flags) agrees (an
+   * aligned large block is not grown to a size that needs a chunk). */
+  size_t umax = xa_flags_usize(max, flags), umin = xa_flags_usize(size, flags);
+  size_t u = umax != 0 ? xa_resize_in_place(ptr, old, umax, zero) : 0;
+  if (u == 0 && umin != umax && umin != 0) u = xa_resize_in_place(ptr, old, umin, zero);
   if (u == 0) return old;
   if (u != old) tsd_count_resize(tsd_fetch(), old, u);
   return u;
