@@ -164,7 +164,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
       tcache_clear_tag(ret);
       b->ncached = --n;
       if (unlikely(n < b->low_water)) b->low_water = n;
-      if (unlikely(--t->gc_ticker < 0)) tcache_event(t);
+      if (unlikely((tsd_counter_inc(&t->nmalloc_fast) & (TCACHE_GC_INTERVAL - 1)) == 0)) tcache_event(t);
       return ret;
     }
   }
@@ -311,7 +311,7 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
         tcache_set_tag(ptr);
         b->stack[n] = ptr;
         b->ncached = n + 1;
-        b->nfree++;
+        tsd_counter_inc(&b->nfree);
         return;
       }
     }
