@@ -101,7 +101,10 @@ fail:
 }
 
 static inline bool xa_init(void) {
-  if (likely(__atomic_load_n(&xa_initialized, __ATOMIC_RELAXED))) return false;
+  /* Acquire: pairs with the release store at the end of xa_init_slow, so
+   * that a thread seeing "initialized" also sees everything it published
+   * (options, size class tables, arenas[0], ...). */
+  if (likely(__atomic_load_n(&xa_initialized, __ATOMIC_ACQUIRE))) return false;
   return xa_init_slow();
 }
 
@@ -846,6 +849,7 @@ static void xa_stats_write(void *opaque, const char *s) {
 }
 
 __attribute__((destructor)) static void xa_fini(void) {
-  if (xa_initialized) background_stop();
-  if (xa_initialized && opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, opt_stats_print_opts);
+  if (!__atomic_load_n(&xa_initialized, __ATOMIC_ACQUIRE)) return;
+  background_stop();
+  if (opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, opt_stats_print_opts);
 }
