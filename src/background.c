@@ -13,8 +13,6 @@ static xmutex_t bg_mtx = XMUTEX_INITIALIZER;
 static pthread_cond_t bg_cond;
 static int bg_state;
 static bool bg_stop; /* bg_mtx */
-static pthread_t bg_thread;
-static uint64_t bg_npasses;
 
 static void *background_main(void *arg) {
   (void)arg;
@@ -34,7 +32,6 @@ static void *background_main(void *arg) {
       uint64_t t = arena_decay_ns_until(a, decay_now_ns());
       if (t < sleep_ns) sleep_ns = t;
     }
-    __atomic_fetch_add(&bg_npasses, 1, __ATOMIC_RELAXED);
     if (sleep_ns < BACKGROUND_MIN_NS) sleep_ns = BACKGROUND_MIN_NS;
     uint64_t deadline = now + sleep_ns;
     struct timespec ts = {(time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u)};
@@ -59,7 +56,15 @@ static void background_ensure(void) {
   xmutex_lock(&bg_mtx);
   bg_stop = false;
   xmutex_unlock(&bg_mtx);
-  int err = pthread_create(&bg_thread, NULL, background_main, NULL);
+  /* Detached: nothing ever waits for it (background_stop). */
+  pthread_t thread;
+  pthread_attr_t attr;
+  int err = pthread_attr_init(&attr);
+  if (err == 0) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    err = pthread_create(&thread, &attr, background_main, NULL);
+    pthread_attr_destroy(&attr);
+  }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (err != 0) {
     util_warn("xalloc: cannot create the background thread (error %d); purging on the allocation paths only\n",
@@ -79,19 +84,21 @@ void background_boot(void) {
   if (opt_background_thread) arena_tick_hook = background_ensure;
 }
 
+/*
+ * Ask the thread to stop, without waiting for it: it may be in the middle
+ * of a pass, or stuck in a user's purge hook, and exit must not hang on
+ * it. It leaves at its next check of bg_stop, or ends with the process.
+ * bg_mtx is never held while purging, so taking it here is brief.
+ */
 void background_stop(void) {
   if (__atomic_load_n(&bg_state, __ATOMIC_ACQUIRE) != BG_RUNNING) return;
+  /* Stopped for good: not restarted by later ticks. */
+  __atomic_store_n(&bg_state, BG_FAILED, __ATOMIC_RELEASE);
   xmutex_lock(&bg_mtx);
   bg_stop = true;
   pthread_cond_signal(&bg_cond);
   xmutex_unlock(&bg_mtx);
-  pthread_join(bg_thread, NULL);
-  /* Stopped for good: not restarted by later ticks. */
-  __atomic_store_n(&bg_state, BG_FAILED, __ATOMIC_RELEASE);
 }
-
-bool background_running(void) { return __atomic_load_n(&bg_state, __ATOMIC_ACQUIRE) == BG_RUNNING; }
-uint64_t background_npasses(void) { return __atomic_load_n(&bg_npasses, __ATOMIC_RELAXED); }
 
 void background_prefork(void) { xmutex_prefork(&bg_mtx); }
 void background_postfork_parent(void) { xmutex_postfork_parent(&bg_mtx); }

@@ -83,7 +83,6 @@ bool tcache_boot(void) {
  */
 static void tsd_bins_init(tsd_t *t, bool enabled) {
   t->tcache_enabled = enabled;
-  t->gc_ticker = TCACHE_GC_INTERVAL;
   void **slot = (void **)(t + 1);
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
@@ -137,15 +136,16 @@ tsd_t *tsd_fetch(void) {
  * thread had no tsd (during its creation, after its exit). */
 static uint64_t tsd_gone_nmalloc, tsd_gone_nfree;
 
+/* Sums of counters that only go up, each changed by one store per call:
+ * safe to read while the owner runs (see tcache_requests). */
+#define TSD_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 static uint64_t tsd_nmalloc(const tsd_t *t) {
-  uint64_t n = t->ndirect_malloc;
-  for (unsigned i = 0; i < tcache_nhbins; i++) n += t->nfill[i] + t->bins[i].nfree - t->nflush[i] - t->bins[i].ncached;
-  return n;
+  return TSD_LOAD(t->ndirect_malloc) + TSD_LOAD(t->nmalloc_fast) + TSD_LOAD(t->nmalloc_slow);
 }
 
 static uint64_t tsd_nfree(const tsd_t *t) {
-  uint64_t n = t->ndirect_free;
-  for (unsigned i = 0; i < tcache_nhbins; i++) n += t->bins[i].nfree;
+  uint64_t n = TSD_LOAD(t->ndirect_free);
+  for (unsigned i = 0; i < tcache_nhbins; i++) n += TSD_LOAD(t->bins[i].nfree);
   return n;
 }
 
@@ -153,10 +153,10 @@ void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize) {
   if (t->state != TSD_NOMINAL) {
     __atomic_fetch_add(is_malloc ? &tsd_gone_nmalloc : &tsd_gone_nfree, 1, __ATOMIC_RELAXED);
   } else if (is_malloc) {
-    t->ndirect_malloc++;
+    tsd_counter_inc(&t->ndirect_malloc);
     t->allocated += usize;
   } else {
-    t->ndirect_free++;
+    tsd_counter_inc(&t->ndirect_free);
     t->deallocated += usize;
   }
 }
@@ -165,8 +165,14 @@ void tcache_requests(uint64_t *nmalloc, uint64_t *nfree) {
   xmutex_lock(&tsd_list_lock);
   uint64_t m = __atomic_load_n(&tsd_gone_nmalloc, __ATOMIC_RELAXED);
   uint64_t f = __atomic_load_n(&tsd_gone_nfree, __ATOMIC_RELAXED);
-  /* Other threads' counters are read without their cooperation: a
-   * snapshot that may lag by the calls in flight. */
+  /* Other threads' counters are read without their cooperation. Each is
+   * written by one thread, only goes up, and changes by one store per
+   * call, so the sum cannot wrap, cannot go below an earlier reading (each
+   * counter reads at least what it read before; a thread that exits moves
+   * its exact counts to the gone totals under this lock), and lags by at
+   * most the calls in flight. (The formula nfill + nfree - nflush - ncached
+   * is exact for the owner only: read racily, it mixes the before and after
+   * of a fill or flush and can go down, or below zero.) */
   for (tsd_t *t = tsd_list.next; t != &tsd_list; t = t->next) {
     m += tsd_nmalloc(t);
     f += tsd_nfree(t);
@@ -274,7 +280,7 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
   tcache_set_tag(ptr);
   if (b->ncached >= b->ncached_max) tcache_flush_bin(t, ind, b->ncached_max / 2);
   b->stack[b->ncached++] = ptr;
-  b->nfree++;
+  tsd_counter_inc(&b->nfree);
 }
 
 void tcache_flush_all(tsd_t *t) {
@@ -282,7 +288,6 @@ void tcache_flush_all(tsd_t *t) {
 }
 
 void tcache_event(tsd_t *t) {
-  t->gc_ticker = TCACHE_GC_INTERVAL;
   unsigned ind = t->gc_next;
   t->gc_next = ind + 1 < tcache_nhbins ? ind + 1 : 0;
   tcache_bin_t *b = &t->bins[ind];
@@ -335,6 +340,7 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
     if (ret != NULL) t->nfill[ind]++;
     b->low_water = 0;
   }
+  if (ret != NULL) tsd_counter_inc(&t->nmalloc_slow);
   return ret;
 }
 
@@ -410,6 +416,12 @@ void tcache_postfork_child(void) {
   /* Only the forking thread lives on in the child: the other threads'
    * caches are unreachable. Forget them (their objects stay allocated). */
   tsd_t *self = tsd_tls;
+  /* Their calls stay counted (as those of threads that are gone). */
+  for (tsd_t *t = tsd_list.next; t != &tsd_list && t != NULL; t = t->next) {
+    if (t == self) continue;
+    tsd_gone_nmalloc += tsd_nmalloc(t);
+    tsd_gone_nfree += tsd_nfree(t);
+  }
   tsd_list.next = tsd_list.prev = &tsd_list;
   if (self->state == TSD_NOMINAL) {
     self->next = self->prev = &tsd_list;

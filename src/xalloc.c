@@ -34,8 +34,27 @@ static void xa_prefork(void);
 static void xa_postfork_parent(void);
 static void xa_postfork_child(void);
 
-XA_NOINLINE static bool xa_init_slow(void) {
+/*
+ * Register the fork handlers once, as early as possible: from the library
+ * constructor below (before the program's constructors and main, with
+ * nothing allocated), or from initialization if an allocation came first
+ * (another library's constructor). prepare handlers run in reverse order of
+ * registration and parent/child handlers in order, so handlers registered
+ * first take xalloc's locks after every later-registered prepare handler
+ * ran and release them before any later-registered parent/child handler
+ * runs: those may allocate. glibc's pthread_atfork does not allocate for
+ * its first 48 handlers; if it did, the allocation would initialize xalloc
+ * normally (initialization never registers twice).
+ */
+static void xa_atfork_register(void) {
   static bool atfork_done;
+  if (__atomic_exchange_n(&atfork_done, true, __ATOMIC_ACQ_REL)) return;
+  pthread_atfork(xa_prefork, xa_postfork_parent, xa_postfork_child);
+}
+
+__attribute__((constructor(101))) static void xa_ctor(void) { xa_atfork_register(); }
+
+XA_NOINLINE static bool xa_init_slow(void) {
   xmutex_lock(&xa_init_lock);
   if (__atomic_load_n(&xa_initialized, __ATOMIC_ACQUIRE)) {
     xmutex_unlock(&xa_init_lock);
@@ -72,11 +91,9 @@ XA_NOINLINE static bool xa_init_slow(void) {
   if (opt_stats_print) xa_stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
   __atomic_store_n(&xa_initialized, true, __ATOMIC_RELEASE);
   xmutex_unlock(&xa_init_lock);
-  /* After initialization: pthread_atfork may allocate, which is now fine. */
-  if (!atfork_done) {
-    atfork_done = true;
-    pthread_atfork(xa_prefork, xa_postfork_parent, xa_postfork_child);
-  }
+  /* Usually done by the constructor already; if not, after initialization
+   * (pthread_atfork may allocate, which is now fine). */
+  xa_atfork_register();
   return false;
 fail:
   xmutex_unlock(&xa_init_lock);
@@ -84,7 +101,10 @@ fail:
 }
 
 static inline bool xa_init(void) {
-  if (likely(__atomic_load_n(&xa_initialized, __ATOMIC_RELAXED))) return false;
+  /* Acquire: pairs with the release store at the end of xa_init_slow, so
+   * that a thread seeing "initialized" also sees everything it published
+   * (options, size class tables, arenas[0], ...). */
+  if (likely(__atomic_load_n(&xa_initialized, __ATOMIC_ACQUIRE))) return false;
   return xa_init_slow();
 }
 
@@ -147,7 +167,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
       tcache_clear_tag(ret);
       b->ncached = --n;
       if (unlikely(n < b->low_water)) b->low_water = n;
-      if (unlikely(--t->gc_ticker < 0)) tcache_event(t);
+      if (unlikely((tsd_counter_inc(&t->nmalloc_fast) & (TCACHE_GC_INTERVAL - 1)) == 0)) tcache_event(t);
       return ret;
     }
   }
@@ -294,7 +314,7 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
         tcache_set_tag(ptr);
         b->stack[n] = ptr;
         b->ncached = n + 1;
-        b->nfree++;
+        tsd_counter_inc(&b->nfree);
         return;
       }
     }
@@ -468,13 +488,15 @@ XA_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
 #define XA_FLAGS_ZERO(f) (((unsigned)(f)&0x40) != 0)
 #define XA_FLAGS_TCACHE(f) (((unsigned)(f) >> 8) & 0xfff) /* 0 auto, 1 none, i + 2 cache i */
 #define XA_FLAGS_ARENA(f) ((unsigned)(f) >> 20)           /* 0 auto, i + 1 arena i */
+/* The alignment asked for: 1 to 2^63 (every lg is a valid shift; sz_sa2u
+ * refuses what cannot be honoured, 2^62 and up). */
+#define XA_FLAGS_ALIGN(f) ((size_t)1 << XA_FLAGS_LG_ALIGN(f))
 
-/* The usable size mallocx(size, flags) gives; 0 if none. */
+/* The usable size mallocx(size, flags) gives; 0 if none (too large, or an
+ * alignment that cannot be honoured). */
 static size_t xa_flags_usize(size_t size, int flags) {
-  unsigned la = XA_FLAGS_LG_ALIGN(flags);
-  if (la == 0) return sz_s2u(size);
-  if (la >= 63) return 0;
-  return sz_sa2u(size, (size_t)1 << la);
+  if (XA_FLAGS_LG_ALIGN(flags) == 0) return sz_s2u(size);
+  return sz_sa2u(size, XA_FLAGS_ALIGN(flags));
 }
 
 /* From arena a, no cache. */
@@ -491,7 +513,7 @@ XA_NOINLINE static void *xa_mallocx_slow(size_t size, int flags) {
   }
   unsigned la = XA_FLAGS_LG_ALIGN(flags), tci = XA_FLAGS_TCACHE(flags), ai = XA_FLAGS_ARENA(flags);
   bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
-  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 0;
+  size_t alignment = la != 0 ? XA_FLAGS_ALIGN(flags) : 0;
   if (tci == 0 && ai == 0) return alignment != 0 ? xa_alloc_aligned(size, alignment, zero) : xa_alloc_slow(size, zero);
   size_t usize = xa_flags_usize(size, flags);
   if (usize == 0) {
@@ -613,9 +635,9 @@ XA_EXPORT void *rallocx(void *ptr, size_t size, int flags) {
     errno = EINVAL;
     return NULL;
   }
-  unsigned la = XA_FLAGS_LG_ALIGN(flags), ai = XA_FLAGS_ARENA(flags);
+  unsigned ai = XA_FLAGS_ARENA(flags);
   bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
-  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 1;
+  size_t alignment = XA_FLAGS_ALIGN(flags);
   uint8_t *meta = rtree_get((uintptr_t)ptr);
   arena_t *owner = *meta == META_HUGE ? (arena_t *)((extent_node_t *)meta)->arena : ((arena_chunk_t *)meta)->arena;
   if (((uintptr_t)ptr & (alignment - 1)) == 0 && (ai == 0 || owner->ind == ai - 1)) {
@@ -636,14 +658,17 @@ XA_EXPORT size_t xallocx(void *ptr, size_t size, size_t extra, int flags) {
   if (ptr == NULL || xa_init()) return 0;
   size_t old = xa_usable(ptr, "invalid xallocx (pointer not allocated by xalloc)");
   if (old == 0) return 0;
-  unsigned la = XA_FLAGS_LG_ALIGN(flags);
-  size_t alignment = la != 0 && la < 63 ? (size_t)1 << la : 1;
+  /* Not aligned as asked (2^62 and up: nothing is): not resized. */
+  size_t alignment = XA_FLAGS_ALIGN(flags);
   if (((uintptr_t)ptr & (alignment - 1)) != 0 || size > SZ_MAX) return old;
   bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
   size_t max = SZ_MAX - size < extra ? SZ_MAX : size + extra;
-  /* The most that was asked for, else the least. */
-  size_t u = xa_resize_in_place(ptr, old, sz_s2u(max), zero);
-  if (u == 0 && max != size) u = xa_resize_in_place(ptr, old, sz_s2u(size), zero);
+  /* The most that was asked for, else the least; sized as mallocx would
+   * with these flags, so that sdallocx(ptr, size, flags) agrees (an
+   * aligned large block is not grown to a size that needs a chunk). */
+  size_t umax = xa_flags_usize(max, flags), umin = xa_flags_usize(size, flags);
+  size_t u = umax != 0 ? xa_resize_in_place(ptr, old, umax, zero) : 0;
+  if (u == 0 && umin != umax && umin != 0) u = xa_resize_in_place(ptr, old, umin, zero);
   if (u == 0) return old;
   if (u != old) tsd_count_resize(tsd_fetch(), old, u);
   return u;
@@ -782,6 +807,10 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
 
 /* ---- fork ---- */
 
+/* Also correct before initialization (the handlers are registered from the
+ * constructor): every lock is statically initialized, no arena exists yet,
+ * and holding xa_init_lock keeps another thread from initializing until
+ * the fork is over. */
 static void xa_prefork(void) {
   ctl_prefork();
   xmutex_prefork(&xa_init_lock);
@@ -820,6 +849,7 @@ static void xa_stats_write(void *opaque, const char *s) {
 }
 
 __attribute__((destructor)) static void xa_fini(void) {
-  if (xa_initialized) background_stop();
-  if (xa_initialized && opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, opt_stats_print_opts);
+  if (!__atomic_load_n(&xa_initialized, __ATOMIC_ACQUIRE)) return;
+  background_stop();
+  if (opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, opt_stats_print_opts);
 }

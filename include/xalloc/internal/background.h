@@ -12,7 +12,9 @@
  * its own lock (bg_mtx) while purging, so fork (which takes bg_mtx first,
  * then the arenas' locks) cannot deadlock with it. In the child the thread
  * does not exist: its state goes back to "not started" and it is created
- * again lazily. At exit (the library destructor) it is stopped and joined.
+ * again lazily. At exit (the library destructor) it is asked to stop, and
+ * not waited for: it may be busy, or blocked in a user's purge hook, and
+ * exit must not hang (it is detached; the process's end ends it).
  */
 #ifndef XALLOC_INTERNAL_BACKGROUND_H
 #define XALLOC_INTERNAL_BACKGROUND_H
@@ -24,12 +26,8 @@
 
 /* Arm the lazy start when the option is set. */
 void background_boot(void);
-/* Stop and join the thread if it runs. */
+/* Ask the thread to stop if it runs (for good); never waits for it. */
 void background_stop(void);
-/* Whether the thread is running (for tests). */
-bool background_running(void);
-/* Passes over the arenas made so far (for tests). */
-uint64_t background_npasses(void);
 
 void background_prefork(void);
 void background_postfork_parent(void);

@@ -19,7 +19,9 @@
  * run metadata when they leave the cache.
  *
  * Fields are touched only by the owning thread, except the list links
- * (tsd_list_lock) and the counters read for statistics.
+ * (tsd_list_lock) and the call counters read for statistics, which the
+ * owner writes with relaxed atomic stores and readers read with relaxed
+ * atomic loads (tcache_requests).
  */
 #ifndef XALLOC_INTERNAL_TCACHE_H
 #define XALLOC_INTERNAL_TCACHE_H
@@ -30,7 +32,7 @@
 #define TCACHE_NBINS_MAX 61 /* small classes and large ones up to 1 MiB */
 #define TCACHE_NSLOTS_SMALL_MAX 200
 #define TCACHE_NSLOTS_LARGE 20
-#define TCACHE_GC_INTERVAL 256 /* fast-path allocations per GC step */
+#define TCACHE_GC_INTERVAL 256 /* fast-path allocations per GC step (a power of two) */
 
 enum { TSD_NOMINAL = 0, TSD_EMPTY = 1, TSD_BOOT = 2, TSD_EXITED = 3 };
 
@@ -41,13 +43,16 @@ typedef struct {
   uint32_t low_water;   /* minimum ncached since the last GC visit */
   uint32_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
   void **stack;
-  uint64_t nfree;       /* objects pushed by free */
+  uint64_t nfree;       /* objects pushed by free (read by other threads) */
 } tcache_bin_t;
 
 typedef struct tsd_s tsd_t;
 struct tsd_s {
   tcache_bin_t bins[TCACHE_NBINS_MAX];
-  int32_t gc_ticker;
+  /* Allocations served from the bins by the fast path; a GC step every
+   * TCACHE_GC_INTERVAL of them. */
+  uint64_t nmalloc_fast;
+  uint64_t nmalloc_slow; /* and by tcache_alloc */
   unsigned gc_next;     /* next bin the GC visits */
   uint8_t state;
   bool tcache_enabled;
@@ -57,13 +62,21 @@ struct tsd_s {
   uint64_t ndirect_malloc, ndirect_free; /* calls served outside the bins */
   /* Objects that entered a bin from its arena (fills; large allocations
    * served through the bin) and that left it for an arena (flushes). The
-   * objects handed out from bin i are nfill + nfree - nflush - ncached. */
+   * objects handed out from bin i are nfill + nfree - nflush - ncached
+   * (thread.allocated: read by the owner only). */
   uint64_t nfill[TCACHE_NBINS_MAX];
   uint64_t nflush[TCACHE_NBINS_MAX];
   tsd_t *prev, *next;   /* all live tsds */
 };
 
 extern __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec")));
+
+/* One more in a counter only its owner writes and others read. */
+static inline uint64_t tsd_counter_inc(uint64_t *c) {
+  uint64_t v = *c + 1;
+  __atomic_store_n(c, v, __ATOMIC_RELAXED);
+  return v;
+}
 
 /* Report (and abort, or return with abort:false) a double free / an object
  * whose tag was overwritten while it was cached. */
@@ -90,14 +103,20 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr);
 void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem);
 /* Flush every bin of t. */
 void tcache_flush_all(tsd_t *t);
-/* One GC step (called when gc_ticker runs out). */
+/* One GC step (called every TCACHE_GC_INTERVAL fast-path allocations). */
 void tcache_event(tsd_t *t);
 /* Bytes this thread allocated / freed (thread.allocated). */
 uint64_t tsd_allocated(const tsd_t *t);
 uint64_t tsd_deallocated(const tsd_t *t);
 /* Count an allocation or free served outside the bins. */
 void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize);
-/* Allocation and free calls of every thread, live or gone. */
+/*
+ * Allocation and free calls of every thread, live or gone. Other threads'
+ * counters are read while they run, so only counters that never go down
+ * and that each call changes with one store are summed (nmalloc_fast,
+ * nmalloc_slow, nfree, ndirect_*): a reading never wraps, never goes below
+ * an earlier one, and lags by at most the calls in flight.
+ */
 void tcache_requests(uint64_t *nmalloc, uint64_t *nfree);
 
 /* Pop an object of class ind (usize bytes; cached classes only) from t's
