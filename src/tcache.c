@@ -198,11 +198,13 @@ static void tsd_destroy(void *arg) {
   base_pool_free(&tsd_pool, t);
 }
 
-void *tcache_alloc_small_hard(tsd_t *t, unsigned ind) {
+/* Refill small bin ind of t from arena and pop one; NULL if the arena is
+ * out of memory. */
+static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
   tcache_bin_t *b = &t->bins[ind];
   unsigned n = b->ncached_max >> b->lg_fill_div;
   if (n == 0) n = 1;
-  unsigned got = arena_fill_small(t->arena, ind, b->stack, n);
+  unsigned got = arena_fill_small(arena, ind, b->stack, n);
   if (got == 0) {
     errno = ENOMEM;
     return NULL;
@@ -333,8 +335,7 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
     if (b->ncached < b->low_water) b->low_water = b->ncached;
     tcache_clear_tag(ret);
   } else if (ind < SZ_NBINS) {
-    t->arena = arena;
-    ret = tcache_alloc_small_hard(t, ind);
+    ret = tcache_alloc_small_hard(t, arena, ind);
   } else {
     ret = arena_malloc_large(arena, usize, PAGE, false);
     if (ret != NULL) t->nfill[ind]++;

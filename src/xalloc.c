@@ -117,41 +117,65 @@ static inline void xa_alloc_debug(void *ret, size_t usize, bool zero) {
 }
 
 /*
- * The slow path of every allocation: not initialized, no tsd yet, cache
- * empty, zeroing, or a size the table does not cover.
+ * The one allocation dispatcher. Every allocating entry point decodes its
+ * arguments and comes here (malloc's and calloc's slow path, the aligned
+ * calls, mallocx; realloc and rallocx when they move):
+ *   usize:     sz_s2u or sz_sa2u of the request (never 0);
+ *   alignment: a power of two, or 0 for no more than the class gives
+ *              (a small class serves the alignments sz_sa2u chose it for);
+ *   zero:      the block must read as zero;
+ *   cache:     the cache to serve from (the thread's own, an explicit one)
+ *              or NULL for none;
+ *   arena:     where everything else comes from, and what a cache refills
+ *              from.
+ * A cache serves a class it caches (ncached_max != 0: small classes and
+ * large ones up to tcache_max; none with zero:true, junk:true or under
+ * valgrind) if the class is aligned enough by itself (large ones are
+ * page aligned); the rest comes straight from the arena. The calling
+ * thread t counts every allocation its own bins did not serve.
  */
-XA_NOINLINE static void *xa_alloc_slow(size_t size, bool zero) {
-  if (unlikely(xa_init())) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  /* With zero:true no bin caches anything (tcache.c), so every allocation
-   * comes here. */
-  zero = zero || opt_zero;
-  tsd_t *t = tsd_fetch();
-  if (unlikely(size > SZ_MAX)) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  unsigned ind = sz_size2index(size);
-  size_t usize = sz_index2size(ind);
+static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t usize, size_t alignment, bool zero) {
+  unsigned ind = sz_size2index(usize);
   void *ret;
-  if (ind < tcache_nhbins && t->bins[ind].ncached_max != 0) {
-    ret = tcache_alloc(t, t->arena, ind, usize);
-    if (ret != NULL && zero) memset(ret, 0, usize);
+  if (cache != NULL && ind < tcache_nhbins && cache->bins[ind].ncached_max != 0 &&
+      (ind < SZ_NBINS || alignment <= PAGE)) {
+    ret = tcache_alloc(cache, arena, ind, usize);
+    if (ret == NULL) return NULL;
+    if (zero) memset(ret, 0, usize);
+    if (cache != t) tsd_count_direct(t, true, usize);
     return ret;
   }
   if (ind < SZ_NBINS)
-    ret = arena_malloc_small(t->arena, ind, zero);
+    ret = arena_malloc_small(arena, ind, zero);
   else if (usize <= sz_large_max)
-    ret = arena_malloc_large(t->arena, usize, PAGE, zero);
+    ret = arena_malloc_large(arena, usize, alignment > PAGE ? alignment : PAGE, zero);
   else
-    ret = huge_malloc(t->arena, usize, sz_chunksize, zero);
+    ret = huge_malloc(arena, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
   if (ret != NULL) {
     tsd_count_direct(t, true, usize);
     xa_alloc_debug(ret, usize, zero);
   }
   return ret;
+}
+
+/*
+ * The standard API's requests (alignment 0: malloc and calloc; else the
+ * aligned calls), from the calling thread's cache and arena. This is also
+ * the slow path of malloc: not initialized, no tsd yet, cache empty, a
+ * lost tag, or a size the table does not cover.
+ */
+XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero) {
+  if (unlikely(xa_init())) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t usize = alignment == 0 ? sz_s2u(size) : sz_sa2u(size, alignment);
+  if (unlikely(usize == 0)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  tsd_t *t = tsd_fetch();
+  return xa_alloc_from(t, t, t->arena, usize, alignment, zero || opt_zero);
 }
 
 /* The fast path: a table lookup and a pop from the thread's cache. */
@@ -163,7 +187,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
     uint32_t n = b->ncached;
     if (likely(n != 0)) {
       void *ret = b->stack[n - 1];
-      if (unlikely(tcache_tag_lost(ret))) return xa_alloc_slow(size, false);
+      if (unlikely(tcache_tag_lost(ret))) return xa_alloc_slow(size, 0, false);
       tcache_clear_tag(ret);
       b->ncached = --n;
       if (unlikely(n < b->low_water)) b->low_water = n;
@@ -171,33 +195,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
       return ret;
     }
   }
-  return xa_alloc_slow(size, false);
-}
-
-static void *xa_alloc_aligned(size_t size, size_t alignment, bool zero) {
-  if (unlikely(xa_init())) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  size_t usize = sz_sa2u(size, alignment);
-  if (usize == 0) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  zero = zero || opt_zero;
-  /* Small classes are aligned by their size: the cached path serves them. */
-  if (usize <= SZ_SMALL_MAX) return xa_alloc_slow(usize, zero);
-  tsd_t *t = tsd_fetch();
-  void *ret;
-  if (usize <= sz_large_max)
-    ret = arena_malloc_large(t->arena, usize, alignment, zero);
-  else
-    ret = huge_malloc(t->arena, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
-  if (ret != NULL) {
-    tsd_count_direct(t, true, usize);
-    xa_alloc_debug(ret, usize, zero);
-  }
-  return ret;
+  return xa_alloc_slow(size, 0, false);
 }
 
 /*
@@ -268,7 +266,7 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
   /* Straight to the arena. An object sitting in some thread's cache is
    * allocated as far as its run knows, but carries the free tag: a free of
    * it here is a double free. */
-  if (config_heap_checks && unlikely(tcache_tagged(ptr))) {
+  if (config_heap_checks && unlikely(tcache_tagged_peek(ptr))) {
     tcache_report_double_free(ptr);
     return;
   }
@@ -343,6 +341,29 @@ static unsigned xa_arena_ind(const void *ptr) {
   return ((arena_t *)((extent_node_t *)meta)->arena)->ind;
 }
 
+/*
+ * The one "in place" decision, for realloc, rallocx and xallocx: resize
+ * ptr (old usable bytes) to usize without moving it; the new usable size,
+ * or 0 if it cannot be done in place. The same class is always kept. A
+ * small block never changes class in place; a large one grows or shrinks
+ * within its chunk while it stays large; a huge one while it stays huge.
+ * With junk:true or under valgrind only the same class is kept (new bytes
+ * get junk; memcheck sees one block freed and one allocated).
+ */
+static size_t xa_resize_in_place(void *ptr, size_t old, size_t usize, bool zero) {
+  if (usize == old) return old;
+  if (opt_junk || vg_on()) return 0;
+  uint8_t *meta = rtree_get((uintptr_t)ptr);
+  if (*meta == META_ARENA_CHUNK) {
+    if (old > SZ_SMALL_MAX && usize > SZ_SMALL_MAX && usize <= sz_large_max &&
+        !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, zero))
+      return usize;
+    return 0;
+  }
+  if (usize > sz_large_max && !huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, zero)) return usize;
+  return 0;
+}
+
 static void *xa_realloc(void *ptr, size_t size) {
   if (ptr == NULL) return xa_alloc(size);
   if (size == 0) {
@@ -360,20 +381,10 @@ static void *xa_realloc(void *ptr, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  uint8_t *meta = rtree_get((uintptr_t)ptr);
-  /* junk:true and valgrind: always move (new bytes get junk; memcheck
-   * sees one block freed and one allocated). */
-  bool in_place = !opt_junk && !vg_on();
-  if (*meta == META_ARENA_CHUNK) {
-    if (old <= SZ_SMALL_MAX) {
-      if (usize == old) return ptr;
-    } else if (usize > SZ_SMALL_MAX && usize <= sz_large_max) {
-      if (usize == old ||
-          (in_place && !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, opt_zero)))
-        return ptr;
-    }
-  } else if (usize > sz_large_max && in_place) {
-    if (!huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, opt_zero)) return ptr;
+  size_t u = xa_resize_in_place(ptr, old, usize, opt_zero);
+  if (u != 0) {
+    if (u != old) tsd_count_resize(tsd_fetch(), old, u);
+    return ptr;
   }
   void *ret = xa_alloc(size);
   if (ret == NULL) return NULL;
@@ -394,7 +405,7 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  return xa_alloc_slow(total, true);
+  return xa_alloc_slow(total, 0, true);
 }
 
 XA_EXPORT void *realloc(void *ptr, size_t size) { return xa_realloc(ptr, size); }
@@ -411,7 +422,7 @@ XA_EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
 XA_EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size) {
   if (!util_is_pow2(alignment) || alignment < sizeof(void *)) return EINVAL;
   int err = errno;
-  void *p = xa_alloc_aligned(size, alignment, false);
+  void *p = xa_alloc_slow(size, alignment, false);
   if (p == NULL) {
     errno = err;
     return ENOMEM;
@@ -425,7 +436,7 @@ XA_EXPORT void *aligned_alloc(size_t alignment, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  return xa_alloc_aligned(size, alignment, false);
+  return xa_alloc_slow(size, alignment, false);
 }
 
 XA_EXPORT void *memalign(size_t alignment, size_t size) {
@@ -433,10 +444,10 @@ XA_EXPORT void *memalign(size_t alignment, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  return xa_alloc_aligned(size, alignment, false);
+  return xa_alloc_slow(size, alignment, false);
 }
 
-XA_EXPORT void *valloc(size_t size) { return xa_alloc_aligned(size, PAGE, false); }
+XA_EXPORT void *valloc(size_t size) { return xa_alloc_slow(size, PAGE, false); }
 
 XA_EXPORT void *pvalloc(size_t size) {
   size_t rounded = PAGE_CEILING(size);
@@ -444,7 +455,7 @@ XA_EXPORT void *pvalloc(size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  return xa_alloc_aligned(rounded == 0 ? PAGE : rounded, PAGE, false);
+  return xa_alloc_slow(rounded == 0 ? PAGE : rounded, PAGE, false);
 }
 
 XA_EXPORT size_t malloc_usable_size(void *ptr) {
@@ -499,55 +510,39 @@ static size_t xa_flags_usize(size_t size, int flags) {
   return sz_sa2u(size, XA_FLAGS_ALIGN(flags));
 }
 
-/* From arena a, no cache. */
-static void *xa_arena_alloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
-  if (usize <= SZ_SMALL_MAX) return arena_malloc_small(a, sz_size2index(usize), zero);
-  if (usize <= sz_large_max) return arena_malloc_large(a, usize, alignment, zero);
-  return huge_malloc(a, usize, alignment > sz_chunksize ? alignment : sz_chunksize, zero);
-}
-
+/*
+ * mallocx's flags decoded into a request for xa_alloc_from: a named arena
+ * serves the allocation itself (the memory must come from that arena, so
+ * no cache is used); else MALLOCX_TCACHE(i) names the cache, TCACHE_NONE
+ * none, and no tcache flag the thread's own.
+ */
 XA_NOINLINE static void *xa_mallocx_slow(size_t size, int flags) {
   if (unlikely(xa_init())) {
     errno = ENOMEM;
     return NULL;
   }
-  unsigned la = XA_FLAGS_LG_ALIGN(flags), tci = XA_FLAGS_TCACHE(flags), ai = XA_FLAGS_ARENA(flags);
-  bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
-  size_t alignment = la != 0 ? XA_FLAGS_ALIGN(flags) : 0;
-  if (tci == 0 && ai == 0) return alignment != 0 ? xa_alloc_aligned(size, alignment, zero) : xa_alloc_slow(size, zero);
+  unsigned tci = XA_FLAGS_TCACHE(flags), ai = XA_FLAGS_ARENA(flags);
   size_t usize = xa_flags_usize(size, flags);
   if (usize == 0) {
     errno = ENOMEM;
     return NULL;
   }
-  tsd_t *t = tsd_fetch();
+  tsd_t *t = tsd_fetch(), *cache = t;
   arena_t *arena = t->arena;
-  if (ai != 0 && (arena = arena_get(ai - 1)) == NULL) {
-    errno = EINVAL; /* no such arena (or destroyed) */
-    return NULL;
-  }
-  void *ret;
-  /* An explicit cache serves sizes it caches, unless an arena was named
-   * (then the memory must come from that arena). */
-  if (tci >= 2 && ai == 0) {
-    tsd_t *tc = tcache_explicit_get(tci - 2);
-    if (tc == NULL) {
-      errno = EINVAL; /* no such cache */
+  if (ai != 0) {
+    if ((arena = arena_get(ai - 1)) == NULL) {
+      errno = EINVAL; /* no such arena (or destroyed) */
       return NULL;
     }
-    unsigned ind = sz_size2index(usize);
-    if (ind < tcache_nhbins && tc->bins[ind].ncached_max != 0 && (usize <= SZ_SMALL_MAX || alignment <= PAGE)) {
-      ret = tcache_alloc(tc, arena, ind, usize);
-      if (ret != NULL) {
-        if (zero) memset(ret, 0, usize);
-        tsd_count_direct(t, true, usize);
-      }
-      return ret;
-    }
+    cache = NULL;
+  } else if (tci == 1) {
+    cache = NULL;
+  } else if (tci >= 2 && (cache = tcache_explicit_get(tci - 2)) == NULL) {
+    errno = EINVAL; /* no such cache */
+    return NULL;
   }
-  ret = xa_arena_alloc(arena, usize, alignment < PAGE ? PAGE : alignment, zero);
-  if (ret != NULL) tsd_count_direct(t, true, usize);
-  return ret;
+  size_t alignment = XA_FLAGS_LG_ALIGN(flags) != 0 ? XA_FLAGS_ALIGN(flags) : 0;
+  return xa_alloc_from(t, cache, arena, usize, alignment, XA_FLAGS_ZERO(flags) || opt_zero);
 }
 
 XA_EXPORT void *mallocx(size_t size, int flags) {
@@ -600,23 +595,6 @@ XA_EXPORT size_t sallocx(const void *ptr, int flags) {
 XA_EXPORT size_t nallocx(size_t size, int flags) {
   if (unlikely(xa_init())) return 0;
   return xa_flags_usize(size, flags);
-}
-
-/*
- * Resize ptr (old usable bytes) in place to usize; the new usable size, or
- * 0 if it cannot be done in place.
- */
-static size_t xa_resize_in_place(void *ptr, size_t old, size_t usize, bool zero) {
-  uint8_t *meta = rtree_get((uintptr_t)ptr);
-  if (*meta == META_ARENA_CHUNK) {
-    if (old <= SZ_SMALL_MAX) return usize == old ? old : 0;
-    if (usize > SZ_SMALL_MAX && usize <= sz_large_max &&
-        (usize == old || !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, zero)))
-      return usize;
-    return 0;
-  }
-  if (usize > sz_large_max && !huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, zero)) return usize;
-  return 0;
 }
 
 XA_EXPORT void *rallocx(void *ptr, size_t size, int flags) {

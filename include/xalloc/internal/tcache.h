@@ -95,8 +95,6 @@ bool tcache_boot(void);
 tsd_t *tsd_fetch(void);
 static inline bool tsd_nominal(const tsd_t *t) { return t->state == TSD_NOMINAL; }
 
-/* Refill bin ind (small) and pop one; NULL if the arena is out of memory. */
-void *tcache_alloc_small_hard(tsd_t *t, unsigned ind);
 /* Push ptr into bin ind, flushing half of a full bin first. */
 void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr);
 /* Flush bin ind down to rem objects. */
