@@ -56,11 +56,6 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
   return run;
 }
 
-/* The report for a region that lost its free tag in its run (see tag.h). */
-static void arena_report_tag_lost(arena_t *a, const void *ptr, const sz_bin_info_t *info) {
-  arena_report("write after free (or double free) detected at malloc", ptr, info->reg_size, a->ind);
-}
-
 void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
   arena_bin_t *bin = &a->bins[binind];
   const sz_bin_info_t *info = &sz_bin_info[binind];
@@ -84,7 +79,7 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
     /* A free region must still hold its tag. One that lost it is reported
      * and stays allocated (leaked: it may be live, see tag.h). */
     if (likely(!tcache_tag_lost_peek(ret))) break;
-    arena_report_tag_lost(a, ret, info);
+    report_bad("malloc", BAD_TAG_LOST, ret, info->reg_size, a->ind, NULL);
   }
   vg_undefined(ret, info->reg_size);
   if (zero)
@@ -107,18 +102,18 @@ static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned bin
   size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
   arena_run_t *run = chunk->map[pageind];
   if (run == NULL || run->state != RUN_SMALL || run->binind != binind) {
-    arena_report_unallocated_op(a, ptr, "free");
+    report_unallocated(a, ptr, "free");
     return;
   }
   size_t off = (size_t)((char *)ptr - arena_run_addr(run));
   size_t idx = (size_t)((off * info->div_magic) >> 32);
   if (idx >= info->nregs || idx * info->reg_size != off) {
-    arena_report("invalid free (interior pointer)", ptr, info->reg_size, a->ind);
+    report_bad("free", BAD_INTERIOR, ptr, info->reg_size, a->ind, NULL);
     return;
   }
   uint64_t mask = (uint64_t)1 << (idx & 63);
   if (run->bitmap[idx >> 6] & mask) {
-    arena_report("double free", ptr, info->reg_size, a->ind);
+    report_bad("free", BAD_FREED, ptr, info->reg_size, a->ind, NULL);
     return;
   }
   run->bitmap[idx >> 6] |= mask;
@@ -156,7 +151,7 @@ static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned bin
 void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr) {
   unsigned binind = run->binind;
   if (binind >= SZ_NBINS) {
-    arena_report("invalid free (not an allocated block)", ptr, 0, a->ind);
+    report_bad("free", BAD_NOT_BLOCK, ptr, 0, a->ind, NULL);
     return;
   }
   arena_bin_t *bin = &a->bins[binind];
@@ -171,7 +166,7 @@ void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned
   for (unsigned i = 0; i < n; i++) {
     arena_chunk_t *chunk = rtree_get((uintptr_t)ptrs[i]);
     if (chunk == NULL || chunk->kind != META_ARENA_CHUNK || chunk->arena != a) {
-      arena_report("invalid free (not an allocated block)", ptrs[i], 0, a->ind);
+      report_bad("free", BAD_NOT_BLOCK, ptrs[i], 0, a->ind, NULL);
       continue;
     }
     arena_dalloc_small_locked(a, bin, binind, chunk, ptrs[i]);
@@ -221,7 +216,7 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) 
     bin->stats.nmalloc += filled - start + nbad;
     bin->stats.curregs += filled - start + nbad;
     xmutex_unlock(&bin->lock);
-    for (unsigned i = 0; i < nbad; i++) arena_report_tag_lost(a, bad[i], info);
+    for (unsigned i = 0; i < nbad; i++) report_bad("malloc", BAD_TAG_LOST, bad[i], info->reg_size, a->ind, NULL);
   } while (nbad == ARENA_FILL_BAD_MAX && filled < n);
   /* Filled from the top: move down so that ptrs[0..filled) hold them,
    * the lowest address last. */

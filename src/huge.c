@@ -3,6 +3,7 @@
 
 #include "xalloc/internal/huge.h"
 #include "xalloc/internal/opts.h"
+#include "xalloc/internal/report.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tag.h"
 
@@ -53,12 +54,12 @@ void huge_dalloc(extent_node_t *node, void *ptr) {
   /* Check under the lock: the node must still be this live allocation. */
   if (node->kind != META_HUGE || node->addr != ptr || rb_search(&a->huge, &node->ad) != &node->ad) {
     xmutex_unlock(&a->huge_mtx);
-    arena_report_bad("free", node->kind == META_HUGE ? BAD_INTERIOR : BAD_FREED, ptr,
-                     node->kind == META_HUGE ? node->usize : 0, a->ind);
+    report_bad("free", node->kind == META_HUGE ? BAD_INTERIOR : BAD_FREED, ptr,
+               node->kind == META_HUGE ? node->usize : 0, a->ind, NULL);
     return;
   }
   rb_remove(&a->huge, &node->ad);
-  arena_freed_huge(a, ptr, node->usize);
+  report_freed_huge(a, ptr, node->usize);
   vg_freelike(ptr);
   if (unlikely(opt_junk)) {
     vg_undefined(ptr, node->usize);

@@ -37,9 +37,9 @@ void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t page
   if (run == NULL || run->state != RUN_LARGE || arena_run_addr(run) != ptr) {
     xmutex_unlock(&a->lock);
     if (run != NULL && run->state == RUN_LARGE)
-      arena_report("invalid free (interior pointer)", ptr, (size_t)run->npages << LG_PAGE, a->ind);
+      report_bad("free", BAD_INTERIOR, ptr, (size_t)run->npages << LG_PAGE, a->ind, NULL);
     else
-      arena_report_unallocated_op(a, ptr, "free");
+      report_unallocated(a, ptr, "free");
     return;
   }
   size_t size = (size_t)run->npages << LG_PAGE;
@@ -48,7 +48,7 @@ void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t page
   if (unlikely(opt_junk)) memset(ptr, JUNK_FREE, size);
   tcache_set_tag(ptr);
   vg_noaccess(ptr, size);
-  arena_freed_large(a, ptr, size);
+  report_freed_large(a, ptr, size);
   a->stats.ndalloc_large++;
   a->stats.allocated_large -= size;
   a->nactive -= run->npages;

@@ -16,11 +16,11 @@ size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op) {
     size_t off = (size_t)((const char *)ptr - arena_run_addr(run));
     size_t idx = (size_t)((off * info->div_magic) >> 32);
     if (idx >= info->nregs || idx * info->reg_size != off) {
-      arena_report_bad(op, BAD_INTERIOR, ptr, info->reg_size, a->ind);
+      report_bad(op, BAD_INTERIOR, ptr, info->reg_size, a->ind, NULL);
       return 0;
     }
     if (tcache_tagged_peek(ptr)) {
-      arena_report_bad(op, BAD_FREED, ptr, info->reg_size, a->ind);
+      report_bad(op, BAD_FREED, ptr, info->reg_size, a->ind, NULL);
       return 0;
     }
     return info->reg_size;
@@ -28,16 +28,16 @@ size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op) {
   if (state == RUN_LARGE) {
     size_t size = (size_t)run->npages << LG_PAGE;
     if (arena_run_addr(run) != ptr) {
-      arena_report_bad(op, BAD_INTERIOR, ptr, size, a->ind);
+      report_bad(op, BAD_INTERIOR, ptr, size, a->ind, NULL);
       return 0;
     }
     if (tcache_tagged_peek(ptr)) {
-      arena_report_bad(op, BAD_FREED, ptr, size, a->ind);
+      report_bad(op, BAD_FREED, ptr, size, a->ind, NULL);
       return 0;
     }
     return size;
   }
-  arena_report_unallocated_op(a, ptr, op);
+  report_unallocated(a, ptr, op);
   return 0;
 }
 
@@ -51,7 +51,7 @@ void arena_dalloc(arena_chunk_t *chunk, void *ptr) {
   else if (state == RUN_LARGE)
     arena_dalloc_large(a, chunk, ptr, pageind);
   else
-    arena_report_unallocated_op(a, ptr, "free");
+    report_unallocated(a, ptr, "free");
   arena_decay_tick(a);
 }
 

@@ -6,6 +6,7 @@
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tcache.h"
+#include "xalloc/internal/report.h"
 
 /* Sentinels: empty bins that hold nothing. */
 static tsd_t tsd_empty = {.state = TSD_EMPTY};
@@ -35,25 +36,6 @@ static unsigned tcache_bin_slots(unsigned ind) {
 }
 
 static void tsd_destroy(void *arg);
-
-static void tcache_report(const char *what, void *ptr) {
-  arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
-  size_t size = 0;
-  unsigned ind = 0;
-  if (chunk != NULL && chunk->kind == META_ARENA_CHUNK) {
-    ind = chunk->arena->ind;
-    size = arena_salloc(chunk, ptr);
-  }
-  arena_report(what, ptr, size, ind);
-}
-
-void tcache_report_double_free(void *ptr) { tcache_report("double free", ptr); }
-void tcache_report_corrupt(void *ptr) {
-  tcache_report("write after free (or double free) detected at malloc", ptr);
-}
-void tcache_report_corrupt_flush(void *ptr) {
-  tcache_report("write after free (or double free) detected leaving the thread cache", ptr);
-}
 
 bool tcache_boot(void) {
   tsd_boot.arena = tsd_exited.arena = tsd_empty.arena = arenas[0];
@@ -240,7 +222,7 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
   unsigned keep = 0;
   for (unsigned j = 0; j < nflush; j++) {
     if (unlikely(tcache_tag_lost(objs[j])))
-      tcache_report_corrupt_flush(objs[j]);
+      report_bad_find("flush", BAD_TAG_LOST, objs[j], NULL);
     else
       objs[keep++] = objs[j];
   }
@@ -249,7 +231,7 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
     arena_t *owner = tcache_owner(objs[0]);
     if (owner == NULL) {
       /* Cannot happen for objects pushed by free; report and drop. */
-      arena_report("invalid free (not an allocated block)", objs[0], 0, 0);
+      report_bad("free", BAD_NOT_BLOCK, objs[0], 0, ARENA_IND_NONE, NULL);
       objs[0] = objs[--nflush];
       continue;
     }
@@ -276,7 +258,7 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
 void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
   tcache_bin_t *b = &t->bins[ind];
   if (tcache_tagged(ptr)) {
-    tcache_report_double_free(ptr);
+    report_bad_find("free", BAD_FREED, ptr, NULL);
     return;
   }
   tcache_set_tag(ptr);
@@ -327,7 +309,7 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
    * (and may be live): reported, never handed out (abort:false drops it and
    * takes the next one; the run still counts it as allocated). */
   while (b->ncached != 0 && unlikely(tcache_tag_lost(b->stack[b->ncached - 1]))) {
-    tcache_report_corrupt(b->stack[--b->ncached]);
+    report_bad_find("malloc", BAD_TAG_LOST, b->stack[--b->ncached], NULL);
     if (b->ncached < b->low_water) b->low_water = b->ncached;
   }
   if (b->ncached != 0) {

@@ -19,6 +19,7 @@
 #include "xalloc/internal/huge.h"
 #include "xalloc/internal/pages.h"
 #include "xalloc/internal/base.h"
+#include "xalloc/internal/report.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/stats.h"
 #include "xalloc/internal/tcache.h"
@@ -214,7 +215,7 @@ static inline bool xa_region_start(const arena_chunk_t *chunk, const void *ptr, 
 static inline uint8_t *xa_meta(const void *ptr, const char *op) {
   uint8_t *meta = rtree_get((uintptr_t)ptr);
   if (unlikely(meta == NULL || (*meta != META_ARENA_CHUNK && *meta != META_HUGE))) {
-    arena_report_unowned(op, ptr);
+    report_unowned(op, ptr);
     return NULL;
   }
   return meta;
@@ -267,7 +268,7 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
    * allocated as far as its run knows, but carries the free tag: a free of
    * it here is a double free. */
   if (config_heap_checks && unlikely(tcache_tagged_peek(ptr))) {
-    tcache_report_double_free(ptr);
+    report_bad_find("free", BAD_FREED, ptr, NULL);
     return;
   }
   arena_dalloc(chunk, ptr);
@@ -328,17 +329,10 @@ static size_t xa_usable(const void *ptr, const char *op) {
   if (*meta == META_ARENA_CHUNK) return arena_lookup((arena_chunk_t *)meta, ptr, op);
   extent_node_t *node = (extent_node_t *)meta;
   if (node->addr != ptr) {
-    arena_report_bad(op, BAD_INTERIOR, ptr, node->usize, ((arena_t *)node->arena)->ind);
+    report_bad(op, BAD_INTERIOR, ptr, node->usize, ((arena_t *)node->arena)->ind, NULL);
     return 0;
   }
   return node->usize;
-}
-
-static unsigned xa_arena_ind(const void *ptr) {
-  uint8_t *meta = rtree_get((uintptr_t)ptr);
-  if (meta == NULL) return ARENA_IND_NONE;
-  if (*meta == META_ARENA_CHUNK) return ((arena_chunk_t *)meta)->arena->ind;
-  return ((arena_t *)((extent_node_t *)meta)->arena)->ind;
 }
 
 /*
@@ -470,7 +464,7 @@ XA_EXPORT void free_sized(void *ptr, size_t size) {
   if (sz_s2u(size) != usize) {
     char detail[64];
     util_format(detail, sizeof(detail), "free_sized with size %zu", size);
-    arena_report_ex("mis-sized free", ptr, usize, xa_arena_ind(ptr), detail);
+    report_bad_find("free_sized", BAD_SIZE, ptr, detail);
     return;
   }
   xa_free(ptr);
@@ -485,8 +479,7 @@ XA_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
     char detail[96];
     util_format(detail, sizeof(detail), "free_aligned_sized with alignment %zu and size %zu", alignment,
                 size);
-    arena_report_ex(bad_align ? "mis-aligned free" : "mis-sized free", ptr, usize, xa_arena_ind(ptr),
-                    detail);
+    report_bad_find("free_aligned_sized", bad_align ? BAD_ALIGN : BAD_SIZE, ptr, detail);
     return;
   }
   xa_free(ptr);
@@ -560,7 +553,7 @@ XA_NOINLINE static void xa_dallocx_slow(void *ptr, int flags) {
     cache = tcache_explicit_get(tci - 2);
     if (cache == NULL) {
       /* Aborts, or (abort:false) frees without a cache. */
-      arena_report("dallocx with a tcache that does not exist", ptr, 0, 0);
+      report_bad_find("dallocx", BAD_TCACHE, ptr, NULL);
     }
   }
   xa_dalloc(ptr, cache, t);
@@ -577,10 +570,10 @@ XA_EXPORT void dallocx(void *ptr, int flags) {
 
 XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
   if (ptr == NULL) return;
-  size_t usize = xa_usable(ptr, "invalid sdallocx (pointer not allocated by xalloc)");
+  size_t usize = xa_usable(ptr, "sdallocx");
   if (usize == 0) return;
   if (xa_flags_usize(size, flags) != usize) {
-    arena_report("mis-sized free", ptr, usize, 0);
+    report_bad_find("sdallocx", BAD_SIZE, ptr, NULL);
     return;
   }
   dallocx(ptr, flags);
@@ -589,7 +582,7 @@ XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
 XA_EXPORT size_t sallocx(const void *ptr, int flags) {
   (void)flags;
   if (ptr == NULL) return 0;
-  return xa_usable(ptr, "invalid sallocx (pointer not allocated by xalloc)");
+  return xa_usable(ptr, "sallocx");
 }
 
 XA_EXPORT size_t nallocx(size_t size, int flags) {
@@ -608,7 +601,7 @@ XA_EXPORT void *rallocx(void *ptr, size_t size, int flags) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t old = xa_usable(ptr, "invalid rallocx (pointer not allocated by xalloc)");
+  size_t old = xa_usable(ptr, "rallocx");
   if (old == 0) {
     errno = EINVAL;
     return NULL;
@@ -634,7 +627,7 @@ XA_EXPORT void *rallocx(void *ptr, size_t size, int flags) {
 
 XA_EXPORT size_t xallocx(void *ptr, size_t size, size_t extra, int flags) {
   if (ptr == NULL || xa_init()) return 0;
-  size_t old = xa_usable(ptr, "invalid xallocx (pointer not allocated by xalloc)");
+  size_t old = xa_usable(ptr, "xallocx");
   if (old == 0) return 0;
   /* Not aligned as asked (2^62 and up: nothing is): not resized. */
   size_t alignment = XA_FLAGS_ALIGN(flags);

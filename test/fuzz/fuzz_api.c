@@ -23,6 +23,7 @@
 
 #include "xalloc/internal/arena.h"
 #include "xalloc/internal/opts.h"
+#include "xalloc/internal/report.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tcache.h"
 #include "xalloc/xalloc.h"
@@ -106,11 +107,11 @@ static void forget(slot_t *s) {
 /* Expect exactly one report from a bad call. */
 static uint64_t before;
 static void bad_begin(void) {
-  before = arena_nreports;
+  before = report_count;
   last_line[0] = '\0';
 }
 static void bad_end(void) {
-  FUZZ_ASSERT(arena_nreports == before + 1);
+  FUZZ_ASSERT(report_count == before + 1);
   FUZZ_ASSERT(strncmp(last_line, "xalloc: ", 8) == 0);
   FUZZ_ASSERT(strchr(last_line, '\n') == last_line + strlen(last_line) - 1);
 }
@@ -120,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!booted) {
     free(malloc(1));
     opt_abort = false;
-    arena_report_hook = hook;
+    report_hook = hook;
     booted = 1;
   }
   input_t in = {data, size, 0};
@@ -130,7 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   while (in.i < in.n && ops++ < 400) {
     unsigned op = take(&in) % 16;
     slot_t *s = &live[take(&in) % NSLOTS];
-    uint64_t good = arena_nreports;
+    uint64_t good = report_count;
     switch (op) {
     case 0: case 1: case 2: /* malloc */
       if (s->p != NULL) break;
@@ -260,7 +261,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       tcache_flush_all(tsd_fetch());
       break;
     }
-    FUZZ_ASSERT(arena_nreports == good); /* good calls make no report */
+    FUZZ_ASSERT(report_count == good); /* good calls make no report */
   }
   for (int i = 0; i < NSLOTS; i++)
     if (live[i].p != NULL) {

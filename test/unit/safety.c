@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include "xalloc/internal/opts.h"
+#include "xalloc/internal/report.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tcache.h"
 #include "xalloc/xalloc.h"
@@ -63,10 +64,10 @@ typedef struct {
   int tags;                 /* TAGS_*: when the case needs the tags */
 } tag_case_t;
 
-/* Every report line of the child (abort:false), through arena_report_hook. */
+/* Every report line of the child (abort:false), through report_hook. */
 static char reports[8192];
 static size_t reports_len;
-static void report_hook(const char *line) {
+static void collect_report(const char *line) {
   size_t n = strlen(line);
   if (reports_len + n < sizeof(reports)) {
     memcpy(reports + reports_len, line, n + 1);
@@ -464,12 +465,12 @@ static void run_abort(void *arg) {
 static void run_ignore(void *arg) {
   const bad_case_t *c = arg;
   opt_abort = false;
-  arena_report_hook = report_hook;
-  uint64_t before = arena_nreports;
+  report_hook = collect_report;
+  uint64_t before = report_count;
   c->fn();
-  EXPECT(arena_nreports > before);
+  EXPECT(report_count > before);
   child_heap_ok();
-  EXPECT(arena_nreports > before);
+  EXPECT(report_count > before);
 }
 
 static void check_report(const bad_case_t *c, const char *want, const char *err) {

@@ -117,9 +117,7 @@ typedef struct {
 } arena_stats_t;
 
 /* A recently freed large or huge allocation (so that a second free of it
- * can be told from a wild free, with its size). The address is stored
- * xor the tag key: the ring holds no pointer into the heap (for valgrind's
- * leak check and conservative scanners). */
+ * can be told from a wild free, with its size; see report.h). */
 #define ARENA_FREED_RING 32
 typedef struct {
   uintptr_t addr_x;
@@ -234,31 +232,8 @@ void arena_prefork(arena_t *arena);
 void arena_postfork_parent(arena_t *arena);
 void arena_postfork_child(arena_t *arena);
 
-/*
- * Reporting bad calls. One line on stderr, "xalloc: <what> of <ptr>
- * (size class N, arena I)" (the parenthesis shows what is known: size 0
- * and ARENA_IND_NONE leave parts out; detail, if not NULL, is appended
- * after a colon), then abort, or, with abort:false, return so that the
- * caller ignores the call.
- */
-#define ARENA_IND_NONE (~0u)
-void arena_report(const char *what, const void *ptr, size_t size, unsigned arena_ind);
-void arena_report_ex(const char *what, const void *ptr, size_t size, unsigned arena_ind,
-                     const char *detail);
-/* What is wrong with a pointer given to op ("free", "realloc", ...). */
-enum { BAD_FREED, BAD_INTERIOR, BAD_FREE_RUN, BAD_FREE_CHUNK, BAD_NOT_OURS };
-void arena_report_bad(const char *op, int kind, const void *ptr, size_t size, unsigned arena_ind);
-/* Report a pointer that no arena chunk or huge record maps to: a second
- * free of a huge allocation (if still remembered), a pointer into free
- * chunk memory, or not xalloc's at all. */
-void arena_report_unowned(const char *op, const void *ptr);
-/* Reports made so far; tests may divert the lines to a hook (which then
- * replaces the write to stderr). */
-extern uint64_t arena_nreports;
-extern void (*arena_report_hook)(const char *line);
+#define ARENA_IND_NONE (~0u) /* no arena (in reports) */
 /* The usable size of ptr (which lies in chunk) if it is the start of a
  * live object; otherwise report what is wrong, as a bad op, and return 0. */
 size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op);
-/* Remember a freed huge allocation (huge_mtx held). */
-void arena_freed_huge(arena_t *arena, const void *ptr, size_t usize);
 #endif

@@ -11,6 +11,7 @@
 
 #include "xalloc/internal/arena.h"
 #include "xalloc/internal/base.h"
+#include "xalloc/internal/report.h"
 
 /* Run descriptors, one pool per bitmap size; chunk descriptors. */
 extern base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
@@ -60,8 +61,4 @@ void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk);
 void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr);
 void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t pageind);
 
-/* Frees that find no allocation: report them (report.c). */
-void arena_report_unallocated_op(arena_t *a, const void *ptr, const char *op);
-/* Remember a freed large allocation (arena lock held). */
-void arena_freed_large(arena_t *a, const void *ptr, size_t usize);
 #endif

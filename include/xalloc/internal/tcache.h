@@ -78,11 +78,6 @@ static inline uint64_t tsd_counter_inc(uint64_t *c) {
   return v;
 }
 
-/* Report (and abort, or return with abort:false) a double free / an object
- * whose tag was overwritten while it was cached. */
-void tcache_report_double_free(void *ptr);
-void tcache_report_corrupt(void *ptr);
-void tcache_report_corrupt_flush(void *ptr);
 extern unsigned tcache_nhbins;     /* bins in use: small + large up to tcache_max */
 extern size_t tcache_maxclass;     /* largest cached size */
 /* Threads' bins hold objects (tcache:true, and neither junk:true nor
