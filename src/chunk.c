@@ -30,7 +30,7 @@ static int chunk_cmp_ad(const rb_node_t *a, const rb_node_t *b) {
 void chunk_arena_init(chunk_arena_t *ca) {
   memset(ca, 0, sizeof(*ca));
   xmutex_init(&ca->mtx);
-  xmutex_init(&ca->purge_mtx);
+  pthread_cond_init(&ca->purge_cond, NULL);
   rb_init(&ca->szad, chunk_cmp_szad);
   rb_init(&ca->ad, chunk_cmp_ad);
   ca->dirty.dirty_next = ca->dirty.dirty_prev = &ca->dirty;
@@ -298,17 +298,32 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
   chunk_insert(ca, node);
 }
 
+/* Become ca's one purger (mtx held): false if wait is false and another
+ * purge (or a release) is in flight; else waits for it. */
+static bool chunk_purger_enter(chunk_arena_t *ca, bool wait) {
+  while (ca->purging) {
+    if (!wait) return false;
+    pthread_cond_wait(&ca->purge_cond, &ca->mtx.lock);
+  }
+  ca->purging = true;
+  return true;
+}
+
+static void chunk_purger_exit(chunk_arena_t *ca) {
+  ca->purging = false;
+  pthread_cond_broadcast(&ca->purge_cond);
+}
+
 /*
  * Purge oldest first: dirty ranges while dirty bytes exceed dirty_limit
  * (lazily if lazy, else forced), muzzy ranges while muzzy
  * bytes exceed muzzy_limit (forced). The ranges leave the trees under mtx,
  * are purged with mtx released, and come back in their new state (or in
  * their old one, at the tail of their list, if madvise failed). Caller
- * holds purge_mtx and not mtx.
+ * holds mtx (released meanwhile, held again on return) and is the purger.
  */
 static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limit, bool lazy) {
   extent_node_t *list = NULL, **tail = &list;
-  xmutex_lock(&ca->mtx);
   while (ca->dirty_bytes > dirty_limit && ca->dirty.dirty_next != &ca->dirty) {
     extent_node_t *n = ca->dirty.dirty_next;
     chunk_remove(ca, n);
@@ -326,8 +341,8 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
     tail = &n->dirty_next;
   }
   *tail = NULL;
-  xmutex_unlock(&ca->mtx);
   if (list == NULL) return;
+  xmutex_unlock(&ca->mtx);
   unsigned ncalls = 0;
   for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
     n->purge_op = (uint8_t)chunk_purge_pages(ca, n->addr, n->size, 0, n->size, n->purge_op == CHUNK_PURGE_LAZY);
@@ -356,13 +371,14 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   }
   decay_purged(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
   decay_purged(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
-  xmutex_unlock(&ca->mtx);
 }
 
 void chunk_purge_all(chunk_arena_t *ca) {
-  xmutex_lock(&ca->purge_mtx);
+  xmutex_lock(&ca->mtx);
+  chunk_purger_enter(ca, true);
   chunk_purge(ca, 0, 0, false);
-  xmutex_unlock(&ca->purge_mtx);
+  chunk_purger_exit(ca);
+  xmutex_unlock(&ca->mtx);
 }
 
 static size_t chunk_pages2bytes(size_t pages) {
@@ -370,19 +386,19 @@ static size_t chunk_pages2bytes(size_t pages) {
 }
 
 void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
-  if (wait)
-    xmutex_lock(&ca->purge_mtx);
-  else if (!xmutex_trylock(&ca->purge_mtx))
-    return;
   xmutex_lock(&ca->mtx);
+  if (!chunk_purger_enter(ca, wait)) {
+    xmutex_unlock(&ca->mtx);
+    return;
+  }
   size_t dl = SIZE_MAX, ml = SIZE_MAX;
   bool d = decay_advance(&ca->decay_dirty, now, ca->dirty_bytes >> LG_PAGE, &dl);
   bool m = decay_advance(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE, &ml);
-  xmutex_unlock(&ca->mtx);
   if (d || m)
     chunk_purge(ca, d ? chunk_pages2bytes(dl) : SIZE_MAX, m ? chunk_pages2bytes(ml) : SIZE_MAX,
                 opt_muzzy_decay_ms != 0);
-  xmutex_unlock(&ca->purge_mtx);
+  chunk_purger_exit(ca);
+  xmutex_unlock(&ca->mtx);
 }
 
 uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
@@ -607,25 +623,46 @@ void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty) {
 
 void chunk_arena_release(chunk_arena_t *ca) {
   xmutex_lock(&ca->mtx);
+  /* Wait for a purge in flight (its ranges are out of the trees) and keep
+   * others off while the ranges are given back with mtx released. */
+  chunk_purger_enter(ca, true);
+  extent_node_t *list = NULL;
   rb_node_t *r;
   while ((r = rb_first(&ca->ad)) != NULL) {
     extent_node_t *n = rb_entry(r, extent_node_t, ad);
     chunk_remove(ca, n);
-    extent_hooks_t *h = chunk_hooks_load(ca);
+    ca->purging_bytes += n->size;
+    n->dirty_next = list;
+    list = n;
+  }
+  xmutex_unlock(&ca->mtx);
+  /* No lock held: munmap, or the user's dalloc/destroy. */
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  uint64_t ngiven = 0;
+  size_t bytes = 0;
+  for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
     if (h != NULL) {
       /* dalloc, else destroy: the hook gets every range back. */
       chunk_hook_giveback(ca, h, n->addr, n->size);
-      ca->nhook_dalloc++;
+      ngiven++;
     } else {
       /* On failure the pages layer keeps the range purged and counted. */
       pages_unmap(n->addr, n->size);
     }
-    chunk_node_free(n);
+    bytes += n->size;
   }
+  xmutex_lock(&ca->mtx);
+  ca->nhook_dalloc += ngiven;
+  ca->purging_bytes -= bytes;
   ca->reserved = 0;
   ca->grow_size = 2 * sz_chunksize;
   ca->grow_count = 0;
+  chunk_purger_exit(ca);
   xmutex_unlock(&ca->mtx);
+  for (extent_node_t *n = list, *next; n != NULL; n = next) {
+    next = n->dirty_next;
+    chunk_node_free(n);
+  }
 }
 
 bool chunk_contains(chunk_arena_t *ca, const void *addr) {
@@ -683,16 +720,14 @@ bool chunk_validate(chunk_arena_t *ca) {
   return ok;
 }
 
-/* purge_mtx first: fork waits for a purge in flight. */
+/* Fork waits for a purge in flight (for an arena's chunk arena there is
+ * none by now: arenas_prefork_ops waited for it). */
 void chunk_prefork(chunk_arena_t *ca) {
-  xmutex_prefork(&ca->purge_mtx);
   xmutex_prefork(&ca->mtx);
+  while (ca->purging) pthread_cond_wait(&ca->purge_cond, &ca->mtx.lock);
 }
-void chunk_postfork_parent(chunk_arena_t *ca) {
-  xmutex_postfork_parent(&ca->mtx);
-  xmutex_postfork_parent(&ca->purge_mtx);
-}
+void chunk_postfork_parent(chunk_arena_t *ca) { xmutex_postfork_parent(&ca->mtx); }
 void chunk_postfork_child(chunk_arena_t *ca) {
   xmutex_postfork_child(&ca->mtx);
-  xmutex_postfork_child(&ca->purge_mtx);
+  pthread_cond_init(&ca->purge_cond, NULL);
 }

@@ -379,20 +379,18 @@ static int ctl_arena_check(CTL_ARGS) {
   return ctl_read(oldp, oldlenp, &ok, sizeof(ok));
 }
 
-/* Reset or destroy: explicit arenas only (EFAULT otherwise, as jemalloc). */
+/* Reset or destroy: explicit arenas only (EFAULT otherwise, as jemalloc).
+ * Both wait for a purge in flight on the arena (arena.h, lifecycle). */
 static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
   arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
   if (a == NULL || arena_is_auto(a)) return EFAULT;
-  if (destroy && arena_retire(a)) return EFAULT; /* a thread still uses it */
   /* The calling thread's cache may hold objects of the arena; other
    * threads' caches must have been flushed by their threads (as jemalloc
    * requires). */
   tsd_t *t = ctl_tsd();
   if (t != NULL) tcache_flush_all(t);
-  huge_reset(a);
-  arena_reset(a);
-  if (destroy) chunk_arena_release(&a->chunks);
-  return 0;
+  /* Destroy: EFAULT if a thread still uses it (or it is gone already). */
+  return (destroy ? arena_destroy(a) : arena_reset(a)) ? EFAULT : 0;
 }
 
 static int ctl_arena_reset(CTL_ARGS) {

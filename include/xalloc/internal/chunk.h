@@ -21,8 +21,10 @@
  *
  * Purging takes the ranges out of the trees under mtx (counted in
  * purging_bytes), makes the madvise calls with mtx released, and puts them
- * back. One purger at a time per chunk arena (purge_mtx, taken before mtx);
- * fork waits for it.
+ * back. One purger at a time per chunk arena (the purging flag, under mtx:
+ * no lock is held across the madvise or hook calls); chunk_arena_release
+ * waits for it and keeps others off while it gives the ranges back; fork
+ * waits for it.
  *
  * Extent hooks (doc/API.md): a chunk arena made with user hooks (hooks !=
  * NULL) gets every range from hooks->alloc, at exactly the size and
@@ -36,8 +38,8 @@
  * merge, which are called under mtx (they must not allocate from this
  * arena). hooks == NULL: the pages layer, as before.
  *
- * All of a chunk_arena_t but purge_mtx is protected by its mtx. Lock order:
- * purge_mtx, arena lock, then chunk mtx, then base and rtree locks.
+ * All of a chunk_arena_t is protected by its mtx. Lock order: arena lock,
+ * then chunk mtx, then base and rtree locks.
  */
 #ifndef XALLOC_INTERNAL_CHUNK_H
 #define XALLOC_INTERNAL_CHUNK_H
@@ -100,7 +102,8 @@ typedef struct {
   uint64_t nunmapped;  /* bytes unmapped (retain:false) */
   uint64_t nunmap_kept; /* munmaps that failed; the range was kept */
   decay_t decay_dirty, decay_muzzy; /* in pages */
-  xmutex_t purge_mtx;
+  bool purging;          /* a purge (or a release) is in flight */
+  pthread_cond_t purge_cond; /* purging became false */
   extent_hooks_t *hooks; /* user hooks (atomic); NULL: the pages layer */
   unsigned ind;          /* arena index passed to the hooks */
   uint64_t nhook_alloc;  /* successful hooks->alloc calls */
@@ -148,7 +151,9 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
 bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed);
 /* Purge all dirty and muzzy free ranges now (MADV_DONTNEED). */
 void chunk_purge_all(chunk_arena_t *ca);
-/* Unmap every free range (arena.<i>.destroy, when nothing is allocated). */
+/* Unmap every free range, or give it back to the hooks (arena.<i>.destroy,
+ * when nothing is allocated): waits for a purge in flight, and gives the
+ * ranges back with no lock held. */
 void chunk_arena_release(chunk_arena_t *ca);
 /* Purge what the decay curves say is due at time now (decay_now_ns()).
  * If wait is false and another thread is purging, return at once. */
