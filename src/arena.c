@@ -251,7 +251,7 @@ static void arena_reset_runs(arena_t *a) {
   xmutex_lock(&a->lock);
   /* Chunks detached by a free that has not given them back yet. */
   arena_chunk_t *list = a->chunks_out;
-  a->chunks_out = NULL;
+  __atomic_store_n(&a->chunks_out, NULL, __ATOMIC_RELAXED);
   rb_node_t *r;
   while ((r = rb_first(&a->chunk_list)) != NULL) {
     arena_chunk_t *chunk = rb_entry(r, arena_chunk_t, link);

@@ -263,36 +263,71 @@ static void chunk_remove(chunk_arena_t *ca, extent_node_t *n) {
 }
 
 /*
+ * User hooks: ask merge about the free neighbour nb of the range node
+ * (adjacent, same state) with mtx released. Both are out of the trees
+ * meanwhile (nb counted in purging_bytes), so nothing else can take or
+ * merge them. mtx held on entry and on return; nb is freed if merged, put
+ * back as it was if refused.
+ */
+static bool chunk_merge_unlocked(chunk_arena_t *ca, extent_node_t *node, extent_node_t *nb, bool nb_first) {
+  chunk_remove(ca, nb);
+  ca->purging_bytes += nb->size + node->size;
+  xmutex_unlock(&ca->mtx);
+  bool ok = nb_first ? chunk_merge_ok(ca, nb->addr, nb->size, node->addr, node->size)
+                     : chunk_merge_ok(ca, node->addr, node->size, nb->addr, nb->size);
+  xmutex_lock(&ca->mtx);
+  ca->purging_bytes -= nb->size + node->size;
+  if (!ok) {
+    chunk_insert(ca, nb);
+    return false;
+  }
+  if (nb_first) node->addr = nb->addr;
+  node->size += nb->size;
+  chunk_node_free(nb);
+  return true;
+}
+
+/*
  * Insert [addr, addr+size) into the trees in state, merging with free
  * neighbours in the same state (a clean range reads as zero; merging it
  * with a dirty or muzzy one would lose that). node describes the range.
+ * mtx held; with user hooks it is released while merge is asked (see
+ * chunk_merge_unlocked), so the trees may change meanwhile.
  */
 static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *addr, size_t size,
                                   unsigned state) {
   node->addr = addr;
   node->size = size;
   chunk_node_set_state(node, state);
+  bool hooked = chunk_hooked(ca);
   extent_node_t key = {0};
   key.addr = addr;
   rb_node_t *r = rb_psearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *prev = rb_entry(r, extent_node_t, ad);
-    if (prev->addr + prev->size == addr && chunk_node_state(prev) == state &&
-        chunk_merge_ok(ca, prev->addr, prev->size, node->addr, node->size)) {
-      chunk_remove(ca, prev);
-      node->addr = prev->addr;
-      node->size += prev->size;
-      chunk_node_free(prev);
+    if (prev->addr + prev->size == addr && chunk_node_state(prev) == state) {
+      if (hooked) {
+        chunk_merge_unlocked(ca, node, prev, true);
+      } else {
+        chunk_remove(ca, prev);
+        node->addr = prev->addr;
+        node->size += prev->size;
+        chunk_node_free(prev);
+      }
     }
   }
+  key.addr = node->addr + node->size - 1;
   r = rb_nsearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *next = rb_entry(r, extent_node_t, ad);
-    if (next->addr == addr + size && chunk_node_state(next) == state &&
-        chunk_merge_ok(ca, node->addr, node->size, next->addr, next->size)) {
-      chunk_remove(ca, next);
-      node->size += next->size;
-      chunk_node_free(next);
+    if (next->addr == node->addr + node->size && chunk_node_state(next) == state) {
+      if (hooked) {
+        chunk_merge_unlocked(ca, node, next, false);
+      } else {
+        chunk_remove(ca, next);
+        node->size += next->size;
+        chunk_node_free(next);
+      }
     }
   }
   chunk_insert(ca, node);
@@ -413,35 +448,15 @@ uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
 /*
  * Take [addr, addr+size) out of the free node n, which contains it. The
  * lead and trail go back into the trees, described by *spare nodes (set to
- * NULL when used). Returns n's zeroed state.
+ * NULL when used). Returns whether the range reads as zero. mtx held; the
+ * pages layer only (user hooks: chunk_take_hooked).
  */
-static int chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size,
-                      extent_node_t **spare1, extent_node_t **spare2) {
+static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size, extent_node_t **spare1,
+                       extent_node_t **spare2) {
   unsigned state = chunk_node_state(n);
   size_t lead = (size_t)(addr - n->addr);
   size_t trail = n->size - lead - size;
   char *start = n->addr;
-  if (chunk_hooked(ca)) {
-    /* Ask before each cut; on a refusal n stays (as the pieces the hook
-     * agreed to) in the trees, and the caller asks the hook for a new range. */
-    if (lead != 0 && !chunk_split_ok(ca, start, n->size, lead)) return -1;
-    if (trail != 0 && !chunk_split_ok(ca, addr, size + trail, size)) {
-      if (lead != 0) {
-        chunk_remove(ca, n);
-        extent_node_t *l = *spare1;
-        *spare1 = NULL;
-        l->addr = start;
-        l->size = lead;
-        chunk_node_set_state(l, state);
-        chunk_insert(ca, l);
-        n->addr = addr;
-        n->size = size + trail;
-        chunk_node_set_state(n, state);
-        chunk_insert(ca, n);
-      }
-      return -1;
-    }
-  }
   chunk_remove(ca, n);
   chunk_node_free(n);
   if (lead != 0) {
@@ -452,6 +467,58 @@ static int chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t si
     chunk_node_set_state(l, state);
     chunk_insert(ca, l);
   }
+  if (trail != 0) {
+    extent_node_t *t = *spare2;
+    *spare2 = NULL;
+    t->addr = addr + size;
+    t->size = trail;
+    chunk_node_set_state(t, state);
+    chunk_insert(ca, t);
+  }
+  return state == CHUNK_CLEAN;
+}
+
+/*
+ * The same with user hooks: split is asked before each cut, with mtx
+ * released (n is out of the trees meanwhile, counted in purging_bytes).
+ * On a refusal n goes back (as the pieces the hook agreed to) and the
+ * caller asks the hook for a new range: returns -1. Else 1 if the range
+ * reads as zero, 0 if not. mtx held on entry and on return.
+ */
+static int chunk_take_hooked(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size,
+                             extent_node_t **spare1, extent_node_t **spare2) {
+  unsigned state = chunk_node_state(n);
+  size_t lead = (size_t)(addr - n->addr);
+  size_t trail = n->size - lead - size;
+  char *start = n->addr;
+  size_t nsize = n->size;
+  chunk_remove(ca, n);
+  bool lead_ok = true, trail_ok = true;
+  if (lead != 0 || trail != 0) {
+    ca->purging_bytes += nsize;
+    xmutex_unlock(&ca->mtx);
+    lead_ok = lead == 0 || chunk_split_ok(ca, start, nsize, lead);
+    trail_ok = lead_ok && (trail == 0 || chunk_split_ok(ca, addr, size + trail, size));
+    xmutex_lock(&ca->mtx);
+    ca->purging_bytes -= nsize;
+  }
+  if (lead != 0 && lead_ok) {
+    extent_node_t *l = *spare1;
+    *spare1 = NULL;
+    l->addr = start;
+    l->size = lead;
+    chunk_node_set_state(l, state);
+    chunk_insert(ca, l);
+  }
+  if (!lead_ok || !trail_ok) {
+    /* Back as one hook range: all of n, or what follows the lead. */
+    n->addr = lead_ok ? addr : start;
+    n->size = lead_ok ? size + trail : nsize;
+    chunk_node_set_state(n, state);
+    chunk_insert(ca, n);
+    return -1;
+  }
+  chunk_node_free(n);
   if (trail != 0) {
     extent_node_t *t = *spare2;
     *spare2 = NULL;
@@ -523,8 +590,11 @@ void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed
   extent_node_t *n = chunk_find(ca, size, alignment, &addr);
   extent_hooks_t *h = chunk_hooks_load(ca);
   if (n == NULL && h == NULL && !chunk_reserve(ca, size, alignment)) n = chunk_find(ca, size, alignment, &addr);
-  if (n != NULL) {
-    int z = chunk_take(ca, n, addr, size, &s1, &s2);
+  if (n != NULL && h == NULL) {
+    *zeroed = chunk_take(ca, n, addr, size, &s1, &s2);
+    ret = addr;
+  } else if (n != NULL) {
+    int z = chunk_take_hooked(ca, n, addr, size, &s1, &s2);
     if (z >= 0) {
       *zeroed = z != 0;
       ret = addr;
@@ -554,7 +624,7 @@ bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
   if (r != NULL) {
     extent_node_t *n = rb_entry(r, extent_node_t, ad);
     if ((char *)addr + size <= n->addr + n->size && (char *)addr + size > (char *)addr) {
-        *zeroed = chunk_take(ca, n, addr, size, &s1, &s2) != 0;
+      *zeroed = chunk_take(ca, n, addr, size, &s1, &s2);
       err = false;
     }
   }

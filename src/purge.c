@@ -76,6 +76,7 @@ static void arena_purge_finish(arena_t *a, arena_run_t *list) {
   decay_purged(&a->decay_dirty, a->ndirty);
   decay_purged(&a->decay_muzzy, a->nmuzzy);
   xmutex_unlock(&a->lock);
+  arena_chunks_flush(a);
 }
 
 static void arena_decay_impl(arena_t *a, bool wait) {

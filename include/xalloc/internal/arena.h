@@ -65,7 +65,13 @@
  * the dirty list, page maps, spare, chunks_out and the large stats. Lock
  * order: life_mtx (never held while taking another lock), then bin, then
  * arena, then the arena's chunk mtx; the huge mtx nests inside none of
- * these.
+ * these. No chunk is taken from or given to the chunk layer under a bin or
+ * arena lock: a new arena chunk is allocated with both dropped (then the
+ * search is retried), and a wholly free chunk the arena lets go of (the
+ * previous spare) is detached under the lock (chunks_out) and given back
+ * once it is dropped (arena_chunks_flush). So no mmap, munmap or extent
+ * hook call happens under either, and no hook runs with any xalloc lock
+ * held (chunk.h).
  */
 #ifndef XALLOC_INTERNAL_ARENA_H
 #define XALLOC_INTERNAL_ARENA_H
@@ -228,6 +234,9 @@ unsigned arena_nthreads(const arena_t *arena);
 bool arena_op_begin(arena_t *arena, unsigned op, bool wait);
 /* End it; dead: the arena was destroyed. */
 void arena_op_end(arena_t *arena, bool dead);
+/* Give back the chunks detached under the arena lock (chunks_out) to the
+ * chunk trees; no lock held. Cheap when there are none. */
+void arena_chunks_flush(arena_t *arena);
 
 
 /* Up to n regions of bin binind into ptrs (lowest address last, so that it

@@ -34,9 +34,14 @@
  * before coalescing two (a refusal keeps them apart), purges through
  * purge_lazy / purge_forced (refused or NULL: the state is kept), gives
  * ranges back through dalloc (destroy if dalloc refuses) with retain:false
- * and at arena destroy. Hooks are called without mtx held, except split and
- * merge, which are called under mtx (they must not allocate from this
- * arena). hooks == NULL: the pages layer, as before.
+ * and at arena destroy. Every hook is called with no lock of xalloc's held
+ * (the arena layer calls chunk_alloc and chunk_dalloc with none held):
+ * alloc, dalloc and destroy outside mtx; purge_* with the ranges out of
+ * the trees (purging_bytes); split and merge with mtx released and the
+ * ranges involved taken out of the trees meanwhile (also counted in
+ * purging_bytes), so the trees may change while a hook runs. So a hook may
+ * allocate from other arenas and call mallctl. hooks == NULL: the pages
+ * layer, as before.
  *
  * All of a chunk_arena_t is protected by its mtx. Lock order: arena lock,
  * then chunk mtx, then base and rtree locks.
@@ -140,10 +145,12 @@ void chunk_arena_init(chunk_arena_t *ca);
 /*
  * Allocate size bytes (a chunk multiple) at alignment (a power of two >=
  * chunk size). *zeroed tells whether the range reads as zero. NULL with
- * errno ENOMEM when the OS refuses memory.
+ * errno ENOMEM when the OS refuses memory. No lock held (it may mmap, or
+ * call the user's alloc and split hooks).
  */
 void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed);
-/* Give [addr, addr+size) back to the arena's trees, dirty or clean. */
+/* Give [addr, addr+size) back to the arena's trees, dirty or clean. No
+ * lock held (retain:false may munmap, user hooks are called). */
 void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty);
 /* The same with a state (CHUNK_CLEAN, CHUNK_MUZZY or CHUNK_DIRTY). */
 void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned state);
