@@ -1,9 +1,10 @@
-/* arena: arenas -- creation, the choice of a thread's arena, reset and
- * fork (see arena.h; runs, bins, large, purge and check have files of
- * their own). */
+/* arena: arenas -- creation, the choice of a thread's arena, the
+ * lifecycle (operations, reset, destroy) and fork (see arena.h; runs,
+ * bins, large, purge and check have files of their own). */
 #include <errno.h>
 #include <sys/auxv.h>
 
+#include "xalloc/internal/huge.h"
 #include "xalloc/internal/run.h"
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/rtree.h"
@@ -71,7 +72,8 @@ arena_t *arena_new(unsigned ind) {
   rb_init(&a->runs_avail, arena_cmp_avail);
   a->dirty.dirty_next = a->dirty.dirty_prev = &a->dirty;
   a->muzzy.muzzy_next = a->muzzy.muzzy_prev = &a->muzzy;
-  xmutex_init(&a->purge_mtx);
+  xmutex_init(&a->life_mtx);
+  pthread_cond_init(&a->life_cond, NULL);
   uint64_t now = decay_now_ns();
   decay_init(&a->decay_dirty, opt_dirty_decay_ms, now);
   decay_init(&a->decay_muzzy, opt_muzzy_decay_ms, now);
@@ -105,7 +107,7 @@ arena_t *arena_choose(void) {
     if (a != NULL) {
       __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
       arenas_nauto = n + 1;
-      if (narenas < n + 1) __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
+      if (narenas < n + 1) __atomic_store_n(&narenas, n + 1, __ATOMIC_SEQ_CST); /* see arenas_prefork_ops */
       best = a;
     }
   }
@@ -121,7 +123,7 @@ arena_t *arena_create_explicit(extent_hooks_t *hooks) {
   if (a != NULL) {
     if (hooks != NULL) chunk_arena_set_user_hooks(&a->chunks, hooks, n);
     __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
-    __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&narenas, n + 1, __ATOMIC_SEQ_CST); /* see arenas_prefork_ops */
   }
   xmutex_unlock(&arenas_lock);
   return a;
@@ -130,15 +132,16 @@ arena_t *arena_create_explicit(extent_hooks_t *hooks) {
 bool arena_is_auto(const arena_t *a) { return a->ind < narenas_auto; }
 
 arena_t *arena_get(unsigned ind) {
-  if (ind >= __atomic_load_n(&narenas, __ATOMIC_ACQUIRE)) return NULL;
-  return __atomic_load_n(&arenas[ind], __ATOMIC_ACQUIRE);
+  if (ind >= __atomic_load_n(&narenas, __ATOMIC_SEQ_CST)) return NULL;
+  arena_t *a = __atomic_load_n(&arenas[ind], __ATOMIC_ACQUIRE);
+  return a != NULL && !__atomic_load_n(&a->retired, __ATOMIC_ACQUIRE) ? a : NULL;
 }
 
 bool arena_migrate(arena_t *from, unsigned ind, arena_t **to) {
   bool err = true;
   xmutex_lock(&arenas_lock);
   arena_t *a = ind < narenas ? arenas[ind] : NULL;
-  if (a != NULL) {
+  if (a != NULL && !a->retired) {
     if (from != NULL) from->nthreads--;
     a->nthreads++;
     *to = a;
@@ -148,11 +151,15 @@ bool arena_migrate(arena_t *from, unsigned ind, arena_t **to) {
   return err;
 }
 
-bool arena_retire(arena_t *a) {
+/* Retire an explicit arena that no thread uses (arena_get returns NULL for
+ * it from now on; its slot in arenas[] stays until it is dead, so that fork
+ * sees the destroy in flight). True (nothing changed) if it is automatic,
+ * in use or already retired. */
+static bool arena_retire(arena_t *a) {
   bool err = true;
   xmutex_lock(&arenas_lock);
-  if (a->nthreads == 0 && !arena_is_auto(a) && arenas[a->ind] == a) {
-    __atomic_store_n(&arenas[a->ind], NULL, __ATOMIC_RELEASE);
+  if (a->nthreads == 0 && !arena_is_auto(a) && !a->retired) {
+    __atomic_store_n(&a->retired, true, __ATOMIC_RELEASE);
     err = false;
   }
   xmutex_unlock(&arenas_lock);
@@ -172,27 +179,79 @@ void arena_unchoose(arena_t *a) {
   xmutex_unlock(&arenas_lock);
 }
 
-void arenas_prefork(void) {
-  xmutex_prefork(&arenas_lock);
-  for (unsigned i = 0; i < narenas; i++)
-    if (arenas[i] != NULL) arena_prefork(arenas[i]);
+/* ---- lifecycle ---- */
+
+/*
+ * Set while fork() waits for the operations in flight (arenas_prefork_ops)
+ * and until it is over; an operation checks it under its arena's life_mtx
+ * after the arena was published, and the forker sets it before it reads
+ * narenas (both sequentially consistent), so an operation either sees it
+ * and backs off, or runs on an arena the forker waits for.
+ */
+static bool arenas_forking;
+static xmutex_t arenas_fork_mtx = XMUTEX_INITIALIZER;
+static pthread_cond_t arenas_fork_cond = PTHREAD_COND_INITIALIZER;
+
+static void arenas_fork_wait(void) {
+  xmutex_lock(&arenas_fork_mtx);
+  while (__atomic_load_n(&arenas_forking, __ATOMIC_SEQ_CST))
+    pthread_cond_wait(&arenas_fork_cond, &arenas_fork_mtx.lock);
+  xmutex_unlock(&arenas_fork_mtx);
 }
 
-void arenas_postfork_parent(void) {
-  for (unsigned i = 0; i < narenas; i++)
-    if (arenas[i] != NULL) arena_postfork_parent(arenas[i]);
-  xmutex_postfork_parent(&arenas_lock);
+bool arena_op_begin(arena_t *a, unsigned op, bool wait) {
+  pthread_t self = pthread_self();
+  for (;;) {
+    if (wait)
+      xmutex_lock(&a->life_mtx);
+    else if (!xmutex_trylock(&a->life_mtx))
+      return false;
+    for (;;) {
+      /* A purger leaves an arena being reset or destroyed alone. */
+      if (a->dead || (op == ARENA_OP_PURGE && (a->op == ARENA_OP_RESET || a->op == ARENA_OP_DESTROY))) {
+        xmutex_unlock(&a->life_mtx);
+        return false;
+      }
+      if (__atomic_load_n(&arenas_forking, __ATOMIC_SEQ_CST)) break;
+      if (a->op == ARENA_OP_NONE) {
+        a->op = (uint8_t)op;
+        a->op_owner = self;
+        xmutex_unlock(&a->life_mtx);
+        return true;
+      }
+      /* Never wait for oneself (an extent hook calling back into its arena). */
+      if (!wait || pthread_equal(a->op_owner, self)) {
+        xmutex_unlock(&a->life_mtx);
+        return false;
+      }
+      pthread_cond_wait(&a->life_cond, &a->life_mtx.lock);
+    }
+    /* A fork is pending: it must not wait for us. */
+    xmutex_unlock(&a->life_mtx);
+    if (!wait) return false;
+    arenas_fork_wait();
+  }
 }
 
-void arenas_postfork_child(void) {
-  for (unsigned i = 0; i < narenas; i++)
-    if (arenas[i] != NULL) arena_postfork_child(arenas[i]);
-  xmutex_postfork_child(&arenas_lock);
+void arena_op_end(arena_t *a, bool dead) {
+  xmutex_lock(&a->life_mtx);
+  xassert(a->op != ARENA_OP_NONE && pthread_equal(a->op_owner, pthread_self()));
+  a->op = ARENA_OP_NONE;
+  if (dead) a->dead = true;
+  pthread_cond_broadcast(&a->life_cond);
+  xmutex_unlock(&a->life_mtx);
 }
 
-void arena_reset(arena_t *a) {
+/* Every small and large allocation of the arena goes: run descriptors and
+ * chunk descriptors are freed under the bin and arena locks, the chunks go
+ * back to the chunk trees once they are dropped. Within a reset or destroy
+ * operation (no purge in flight: no run is RUN_PURGING). */
+static void arena_reset_runs(arena_t *a) {
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_lock(&a->bins[i].lock);
   xmutex_lock(&a->lock);
+  /* Chunks detached by a free that has not given them back yet. */
+  arena_chunk_t *list = a->chunks_out;
+  __atomic_store_n(&a->chunks_out, NULL, __ATOMIC_RELAXED);
   rb_node_t *r;
   while ((r = rb_first(&a->chunk_list)) != NULL) {
     arena_chunk_t *chunk = rb_entry(r, arena_chunk_t, link);
@@ -200,6 +259,7 @@ void arena_reset(arena_t *a) {
     for (size_t p = 0; p < arena_chunk_npages;) {
       arena_run_t *run = chunk->map[p];
       size_t n = run->npages;
+      xassert(run->state != RUN_PURGING);
       if (run->state == RUN_FREE) arena_avail_remove(a, run);
       arena_run_desc_free(run);
       p += n;
@@ -207,10 +267,11 @@ void arena_reset(arena_t *a) {
     rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
     arena_chunk_list_remove(a, chunk);
     a->nchunks--;
-    chunk_dalloc(&a->chunks, chunk->addr, sz_chunksize, true);
-    base_pool_free(&arena_chunk_pool, chunk);
+    chunk->out_state = CHUNK_DIRTY;
+    chunk->out_next = list;
+    list = chunk;
   }
-  xassert(a->ndirty == 0 && a->runs_avail.n == 0);
+  xassert(a->ndirty == 0 && a->nmuzzy == 0 && a->npurging == 0 && a->runs_avail.n == 0);
   a->nactive = 0;
   a->spare = NULL;
   a->stats.ndalloc_large = a->stats.nmalloc_large;
@@ -225,10 +286,87 @@ void arena_reset(arena_t *a) {
     bin->stats.curruns = 0;
     xmutex_unlock(&bin->lock);
   }
+  /* No lock held: chunk_dalloc may unmap (retain:false) or call hooks. */
+  for (arena_chunk_t *chunk = list, *next; chunk != NULL; chunk = next) {
+    next = chunk->out_next;
+    chunk_dalloc_state(&a->chunks, chunk->addr, sz_chunksize, chunk->out_state);
+    base_pool_free(&arena_chunk_pool, chunk);
+  }
 }
 
+bool arena_reset(arena_t *a) {
+  if (!arena_op_begin(a, ARENA_OP_RESET, true)) return true;
+  huge_reset(a);
+  arena_reset_runs(a);
+  arena_op_end(a, false);
+  return false;
+}
+
+bool arena_destroy(arena_t *a) {
+  if (arena_is_auto(a) || !arena_op_begin(a, ARENA_OP_DESTROY, true)) return true;
+  if (arena_retire(a)) {
+    arena_op_end(a, false);
+    return true;
+  }
+  huge_reset(a);
+  arena_reset_runs(a);
+  chunk_arena_release(&a->chunks);
+  arena_op_end(a, true);
+  /* Under arenas_lock, which fork holds from arenas_prefork to postfork:
+   * the slot does not change under a fork. */
+  xmutex_lock(&arenas_lock);
+  __atomic_store_n(&arenas[a->ind], NULL, __ATOMIC_RELEASE);
+  xmutex_unlock(&arenas_lock);
+  return false;
+}
+
+/* ---- fork ---- */
+
+void arenas_prefork_ops(void) {
+  __atomic_store_n(&arenas_forking, true, __ATOMIC_SEQ_CST);
+  pthread_t self = pthread_self();
+  /* narenas is read again each time round: arenas made meanwhile count. */
+  for (unsigned i = 0; i < __atomic_load_n(&narenas, __ATOMIC_SEQ_CST); i++) {
+    arena_t *a = __atomic_load_n(&arenas[i], __ATOMIC_ACQUIRE);
+    if (a == NULL) continue;
+    xmutex_lock(&a->life_mtx);
+    /* (A hook forking inside an operation: not waited for.) */
+    while (a->op != ARENA_OP_NONE && !pthread_equal(a->op_owner, self))
+      pthread_cond_wait(&a->life_cond, &a->life_mtx.lock);
+    xmutex_unlock(&a->life_mtx);
+  }
+}
+
+void arenas_prefork(void) {
+  xmutex_prefork(&arenas_lock);
+  for (unsigned i = 0; i < narenas; i++)
+    if (arenas[i] != NULL) arena_prefork(arenas[i]);
+}
+
+void arenas_postfork_parent(void) {
+  for (unsigned i = 0; i < narenas; i++)
+    if (arenas[i] != NULL) arena_postfork_parent(arenas[i]);
+  xmutex_postfork_parent(&arenas_lock);
+  xmutex_lock(&arenas_fork_mtx);
+  __atomic_store_n(&arenas_forking, false, __ATOMIC_SEQ_CST);
+  pthread_cond_broadcast(&arenas_fork_cond);
+  xmutex_unlock(&arenas_fork_mtx);
+}
+
+void arenas_postfork_child(void) {
+  for (unsigned i = 0; i < narenas; i++)
+    if (arenas[i] != NULL) arena_postfork_child(arenas[i]);
+  xmutex_postfork_child(&arenas_lock);
+  /* The threads waiting for the fork to end are not in the child. */
+  xmutex_postfork_child(&arenas_fork_mtx);
+  pthread_cond_init(&arenas_fork_cond, NULL);
+  __atomic_store_n(&arenas_forking, false, __ATOMIC_SEQ_CST);
+}
+
+/* No operation is in flight (arenas_prefork_ops), and none starts: life_mtx
+ * is only ever held briefly. */
 void arena_prefork(arena_t *a) {
-  xmutex_prefork(&a->purge_mtx);
+  xmutex_prefork(&a->life_mtx);
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_prefork(&a->bins[i].lock);
   xmutex_prefork(&a->lock);
   chunk_prefork(&a->chunks);
@@ -240,7 +378,7 @@ void arena_postfork_parent(arena_t *a) {
   chunk_postfork_parent(&a->chunks);
   xmutex_postfork_parent(&a->lock);
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_postfork_parent(&a->bins[i].lock);
-  xmutex_postfork_parent(&a->purge_mtx);
+  xmutex_postfork_parent(&a->life_mtx);
 }
 
 void arena_postfork_child(arena_t *a) {
@@ -248,5 +386,6 @@ void arena_postfork_child(arena_t *a) {
   chunk_postfork_child(&a->chunks);
   xmutex_postfork_child(&a->lock);
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_postfork_child(&a->bins[i].lock);
-  xmutex_postfork_child(&a->purge_mtx);
+  xmutex_postfork_child(&a->life_mtx);
+  pthread_cond_init(&a->life_cond, NULL);
 }

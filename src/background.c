@@ -26,7 +26,8 @@ static void *background_main(void *arg) {
       sleep_ns = (uint64_t)opt_dirty_decay_ms * 1000000u / DECAY_NSTEPS;
     unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
-      arena_t *a = __atomic_load_n(&arenas[i], __ATOMIC_ACQUIRE);
+      /* Not retired; one destroyed from now on is skipped by arena_decay. */
+      arena_t *a = arena_get(i);
       if (a == NULL) continue;
       arena_decay(a);
       uint64_t t = arena_decay_ns_until(a, decay_now_ns());

@@ -20,24 +20,40 @@ static void *arena_run_reg_alloc(arena_run_t *run, const sz_bin_info_t *info) {
   not_reached();
 }
 
-/* A run with a free region for bin; bin lock held. */
+/*
+ * A run with a free region for bin (to become its runcur); bin lock held.
+ * When the arena needs a new chunk, both the bin and the arena lock are
+ * dropped while it is allocated (the chunk layer may mmap or call the
+ * user's extent hooks), and the search starts again: meanwhile another
+ * thread may have given the bin a run.
+ */
 static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned binind) {
-  rb_node_t *r = rb_first(&bin->runs);
-  if (r != NULL) {
-    rb_remove(&bin->runs, r);
-    return rb_entry(r, arena_run_t, link);
-  }
   const sz_bin_info_t *info = &sz_bin_info[binind];
-  xmutex_lock(&a->lock);
-  arena_run_t *run = arena_run_alloc(a, info->run_pages, PAGE, info->nwords);
-  if (run != NULL) {
-    run->state = RUN_SMALL;
-    run->binind = (uint16_t)binind;
-    for (uint32_t i = 0; i < run->npages; i++)
-      run->chunk->binmap[run->pageind + i] = (uint16_t)(binind | (i << 8));
+  arena_run_t *run;
+  for (;;) {
+    if (bin->runcur != NULL && bin->runcur->nfree > 0) return bin->runcur;
+    rb_node_t *r = rb_first(&bin->runs);
+    if (r != NULL) {
+      rb_remove(&bin->runs, r);
+      return rb_entry(r, arena_run_t, link);
+    }
+    bool need_chunk;
+    xmutex_lock(&a->lock);
+    run = arena_run_alloc(a, info->run_pages, PAGE, info->nwords, &need_chunk);
+    if (run != NULL) {
+      run->state = RUN_SMALL;
+      run->binind = (uint16_t)binind;
+      for (uint32_t i = 0; i < run->npages; i++)
+        run->chunk->binmap[run->pageind + i] = (uint16_t)(binind | (i << 8));
+    }
+    xmutex_unlock(&a->lock);
+    if (run != NULL) break;
+    if (!need_chunk) return NULL;
+    xmutex_unlock(&bin->lock);
+    bool err = arena_chunk_add(a);
+    xmutex_lock(&bin->lock);
+    if (err) return NULL;
   }
-  xmutex_unlock(&a->lock);
-  if (run == NULL) return NULL;
   run->nfree = (uint16_t)info->nregs;
   for (unsigned w = 0; w < info->nwords; w++) {
     unsigned bits = info->nregs - w * 64;
@@ -158,6 +174,7 @@ void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void
   xmutex_lock(&bin->lock);
   arena_dalloc_small_locked(a, bin, binind, chunk, ptr);
   xmutex_unlock(&bin->lock);
+  arena_chunks_flush(a);
 }
 
 void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
@@ -172,6 +189,7 @@ void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned
     arena_dalloc_small_locked(a, bin, binind, chunk, ptrs[i]);
   }
   xmutex_unlock(&bin->lock);
+  arena_chunks_flush(a);
   arena_decay_tick(a);
 }
 

@@ -30,7 +30,7 @@ static int chunk_cmp_ad(const rb_node_t *a, const rb_node_t *b) {
 void chunk_arena_init(chunk_arena_t *ca) {
   memset(ca, 0, sizeof(*ca));
   xmutex_init(&ca->mtx);
-  xmutex_init(&ca->purge_mtx);
+  pthread_cond_init(&ca->purge_cond, NULL);
   rb_init(&ca->szad, chunk_cmp_szad);
   rb_init(&ca->ad, chunk_cmp_ad);
   ca->dirty.dirty_next = ca->dirty.dirty_prev = &ca->dirty;
@@ -263,39 +263,90 @@ static void chunk_remove(chunk_arena_t *ca, extent_node_t *n) {
 }
 
 /*
+ * User hooks: ask merge about the free neighbour nb of the range node
+ * (adjacent, same state) with mtx released. Both are out of the trees
+ * meanwhile (nb counted in purging_bytes), so nothing else can take or
+ * merge them. mtx held on entry and on return; nb is freed if merged, put
+ * back as it was if refused.
+ */
+static bool chunk_merge_unlocked(chunk_arena_t *ca, extent_node_t *node, extent_node_t *nb, bool nb_first) {
+  chunk_remove(ca, nb);
+  ca->purging_bytes += nb->size + node->size;
+  xmutex_unlock(&ca->mtx);
+  bool ok = nb_first ? chunk_merge_ok(ca, nb->addr, nb->size, node->addr, node->size)
+                     : chunk_merge_ok(ca, node->addr, node->size, nb->addr, nb->size);
+  xmutex_lock(&ca->mtx);
+  ca->purging_bytes -= nb->size + node->size;
+  if (!ok) {
+    chunk_insert(ca, nb);
+    return false;
+  }
+  if (nb_first) node->addr = nb->addr;
+  node->size += nb->size;
+  chunk_node_free(nb);
+  return true;
+}
+
+/*
  * Insert [addr, addr+size) into the trees in state, merging with free
  * neighbours in the same state (a clean range reads as zero; merging it
  * with a dirty or muzzy one would lose that). node describes the range.
+ * mtx held; with user hooks it is released while merge is asked (see
+ * chunk_merge_unlocked), so the trees may change meanwhile.
  */
 static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *addr, size_t size,
                                   unsigned state) {
   node->addr = addr;
   node->size = size;
   chunk_node_set_state(node, state);
+  bool hooked = chunk_hooked(ca);
   extent_node_t key = {0};
   key.addr = addr;
   rb_node_t *r = rb_psearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *prev = rb_entry(r, extent_node_t, ad);
-    if (prev->addr + prev->size == addr && chunk_node_state(prev) == state &&
-        chunk_merge_ok(ca, prev->addr, prev->size, node->addr, node->size)) {
-      chunk_remove(ca, prev);
-      node->addr = prev->addr;
-      node->size += prev->size;
-      chunk_node_free(prev);
+    if (prev->addr + prev->size == addr && chunk_node_state(prev) == state) {
+      if (hooked) {
+        chunk_merge_unlocked(ca, node, prev, true);
+      } else {
+        chunk_remove(ca, prev);
+        node->addr = prev->addr;
+        node->size += prev->size;
+        chunk_node_free(prev);
+      }
     }
   }
+  key.addr = node->addr + node->size - 1;
   r = rb_nsearch(&ca->ad, &key.ad);
   if (r != NULL) {
     extent_node_t *next = rb_entry(r, extent_node_t, ad);
-    if (next->addr == addr + size && chunk_node_state(next) == state &&
-        chunk_merge_ok(ca, node->addr, node->size, next->addr, next->size)) {
-      chunk_remove(ca, next);
-      node->size += next->size;
-      chunk_node_free(next);
+    if (next->addr == node->addr + node->size && chunk_node_state(next) == state) {
+      if (hooked) {
+        chunk_merge_unlocked(ca, node, next, false);
+      } else {
+        chunk_remove(ca, next);
+        node->size += next->size;
+        chunk_node_free(next);
+      }
     }
   }
   chunk_insert(ca, node);
+}
+
+/* Become ca's one purger (mtx held): false if wait is false and another
+ * purge (or a release) is in flight; else waits for it. */
+static bool chunk_purger_enter(chunk_arena_t *ca, bool wait) {
+  while (ca->purging) {
+    if (!wait) return false;
+    pthread_cond_wait(&ca->purge_cond, &ca->mtx.lock);
+  }
+  ca->purging = true;
+  return true;
+}
+
+static void chunk_purger_exit(chunk_arena_t *ca) {
+  ca->purging = false;
+  pthread_cond_broadcast(&ca->purge_cond);
 }
 
 /*
@@ -304,11 +355,10 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
  * bytes exceed muzzy_limit (forced). The ranges leave the trees under mtx,
  * are purged with mtx released, and come back in their new state (or in
  * their old one, at the tail of their list, if madvise failed). Caller
- * holds purge_mtx and not mtx.
+ * holds mtx (released meanwhile, held again on return) and is the purger.
  */
 static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limit, bool lazy) {
   extent_node_t *list = NULL, **tail = &list;
-  xmutex_lock(&ca->mtx);
   while (ca->dirty_bytes > dirty_limit && ca->dirty.dirty_next != &ca->dirty) {
     extent_node_t *n = ca->dirty.dirty_next;
     chunk_remove(ca, n);
@@ -326,8 +376,8 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
     tail = &n->dirty_next;
   }
   *tail = NULL;
-  xmutex_unlock(&ca->mtx);
   if (list == NULL) return;
+  xmutex_unlock(&ca->mtx);
   unsigned ncalls = 0;
   for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
     n->purge_op = (uint8_t)chunk_purge_pages(ca, n->addr, n->size, 0, n->size, n->purge_op == CHUNK_PURGE_LAZY);
@@ -356,13 +406,14 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   }
   decay_purged(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
   decay_purged(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
-  xmutex_unlock(&ca->mtx);
 }
 
 void chunk_purge_all(chunk_arena_t *ca) {
-  xmutex_lock(&ca->purge_mtx);
+  xmutex_lock(&ca->mtx);
+  chunk_purger_enter(ca, true);
   chunk_purge(ca, 0, 0, false);
-  xmutex_unlock(&ca->purge_mtx);
+  chunk_purger_exit(ca);
+  xmutex_unlock(&ca->mtx);
 }
 
 static size_t chunk_pages2bytes(size_t pages) {
@@ -370,19 +421,19 @@ static size_t chunk_pages2bytes(size_t pages) {
 }
 
 void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
-  if (wait)
-    xmutex_lock(&ca->purge_mtx);
-  else if (!xmutex_trylock(&ca->purge_mtx))
-    return;
   xmutex_lock(&ca->mtx);
+  if (!chunk_purger_enter(ca, wait)) {
+    xmutex_unlock(&ca->mtx);
+    return;
+  }
   size_t dl = SIZE_MAX, ml = SIZE_MAX;
   bool d = decay_advance(&ca->decay_dirty, now, ca->dirty_bytes >> LG_PAGE, &dl);
   bool m = decay_advance(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE, &ml);
-  xmutex_unlock(&ca->mtx);
   if (d || m)
     chunk_purge(ca, d ? chunk_pages2bytes(dl) : SIZE_MAX, m ? chunk_pages2bytes(ml) : SIZE_MAX,
                 opt_muzzy_decay_ms != 0);
-  xmutex_unlock(&ca->purge_mtx);
+  chunk_purger_exit(ca);
+  xmutex_unlock(&ca->mtx);
 }
 
 uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
@@ -397,35 +448,15 @@ uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
 /*
  * Take [addr, addr+size) out of the free node n, which contains it. The
  * lead and trail go back into the trees, described by *spare nodes (set to
- * NULL when used). Returns n's zeroed state.
+ * NULL when used). Returns whether the range reads as zero. mtx held; the
+ * pages layer only (user hooks: chunk_take_hooked).
  */
-static int chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size,
-                      extent_node_t **spare1, extent_node_t **spare2) {
+static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size, extent_node_t **spare1,
+                       extent_node_t **spare2) {
   unsigned state = chunk_node_state(n);
   size_t lead = (size_t)(addr - n->addr);
   size_t trail = n->size - lead - size;
   char *start = n->addr;
-  if (chunk_hooked(ca)) {
-    /* Ask before each cut; on a refusal n stays (as the pieces the hook
-     * agreed to) in the trees, and the caller asks the hook for a new range. */
-    if (lead != 0 && !chunk_split_ok(ca, start, n->size, lead)) return -1;
-    if (trail != 0 && !chunk_split_ok(ca, addr, size + trail, size)) {
-      if (lead != 0) {
-        chunk_remove(ca, n);
-        extent_node_t *l = *spare1;
-        *spare1 = NULL;
-        l->addr = start;
-        l->size = lead;
-        chunk_node_set_state(l, state);
-        chunk_insert(ca, l);
-        n->addr = addr;
-        n->size = size + trail;
-        chunk_node_set_state(n, state);
-        chunk_insert(ca, n);
-      }
-      return -1;
-    }
-  }
   chunk_remove(ca, n);
   chunk_node_free(n);
   if (lead != 0) {
@@ -436,6 +467,58 @@ static int chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t si
     chunk_node_set_state(l, state);
     chunk_insert(ca, l);
   }
+  if (trail != 0) {
+    extent_node_t *t = *spare2;
+    *spare2 = NULL;
+    t->addr = addr + size;
+    t->size = trail;
+    chunk_node_set_state(t, state);
+    chunk_insert(ca, t);
+  }
+  return state == CHUNK_CLEAN;
+}
+
+/*
+ * The same with user hooks: split is asked before each cut, with mtx
+ * released (n is out of the trees meanwhile, counted in purging_bytes).
+ * On a refusal n goes back (as the pieces the hook agreed to) and the
+ * caller asks the hook for a new range: returns -1. Else 1 if the range
+ * reads as zero, 0 if not. mtx held on entry and on return.
+ */
+static int chunk_take_hooked(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size,
+                             extent_node_t **spare1, extent_node_t **spare2) {
+  unsigned state = chunk_node_state(n);
+  size_t lead = (size_t)(addr - n->addr);
+  size_t trail = n->size - lead - size;
+  char *start = n->addr;
+  size_t nsize = n->size;
+  chunk_remove(ca, n);
+  bool lead_ok = true, trail_ok = true;
+  if (lead != 0 || trail != 0) {
+    ca->purging_bytes += nsize;
+    xmutex_unlock(&ca->mtx);
+    lead_ok = lead == 0 || chunk_split_ok(ca, start, nsize, lead);
+    trail_ok = lead_ok && (trail == 0 || chunk_split_ok(ca, addr, size + trail, size));
+    xmutex_lock(&ca->mtx);
+    ca->purging_bytes -= nsize;
+  }
+  if (lead != 0 && lead_ok) {
+    extent_node_t *l = *spare1;
+    *spare1 = NULL;
+    l->addr = start;
+    l->size = lead;
+    chunk_node_set_state(l, state);
+    chunk_insert(ca, l);
+  }
+  if (!lead_ok || !trail_ok) {
+    /* Back as one hook range: all of n, or what follows the lead. */
+    n->addr = lead_ok ? addr : start;
+    n->size = lead_ok ? size + trail : nsize;
+    chunk_node_set_state(n, state);
+    chunk_insert(ca, n);
+    return -1;
+  }
+  chunk_node_free(n);
   if (trail != 0) {
     extent_node_t *t = *spare2;
     *spare2 = NULL;
@@ -507,8 +590,11 @@ void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed
   extent_node_t *n = chunk_find(ca, size, alignment, &addr);
   extent_hooks_t *h = chunk_hooks_load(ca);
   if (n == NULL && h == NULL && !chunk_reserve(ca, size, alignment)) n = chunk_find(ca, size, alignment, &addr);
-  if (n != NULL) {
-    int z = chunk_take(ca, n, addr, size, &s1, &s2);
+  if (n != NULL && h == NULL) {
+    *zeroed = chunk_take(ca, n, addr, size, &s1, &s2);
+    ret = addr;
+  } else if (n != NULL) {
+    int z = chunk_take_hooked(ca, n, addr, size, &s1, &s2);
     if (z >= 0) {
       *zeroed = z != 0;
       ret = addr;
@@ -538,7 +624,7 @@ bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
   if (r != NULL) {
     extent_node_t *n = rb_entry(r, extent_node_t, ad);
     if ((char *)addr + size <= n->addr + n->size && (char *)addr + size > (char *)addr) {
-        *zeroed = chunk_take(ca, n, addr, size, &s1, &s2) != 0;
+      *zeroed = chunk_take(ca, n, addr, size, &s1, &s2);
       err = false;
     }
   }
@@ -613,25 +699,46 @@ void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty) {
 
 void chunk_arena_release(chunk_arena_t *ca) {
   xmutex_lock(&ca->mtx);
+  /* Wait for a purge in flight (its ranges are out of the trees) and keep
+   * others off while the ranges are given back with mtx released. */
+  chunk_purger_enter(ca, true);
+  extent_node_t *list = NULL;
   rb_node_t *r;
   while ((r = rb_first(&ca->ad)) != NULL) {
     extent_node_t *n = rb_entry(r, extent_node_t, ad);
     chunk_remove(ca, n);
-    extent_hooks_t *h = chunk_hooks_load(ca);
+    ca->purging_bytes += n->size;
+    n->dirty_next = list;
+    list = n;
+  }
+  xmutex_unlock(&ca->mtx);
+  /* No lock held: munmap, or the user's dalloc/destroy. */
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  uint64_t ngiven = 0;
+  size_t bytes = 0;
+  for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
     if (h != NULL) {
       /* dalloc, else destroy: the hook gets every range back. */
       chunk_hook_giveback(ca, h, n->addr, n->size);
-      ca->nhook_dalloc++;
+      ngiven++;
     } else {
       /* On failure the pages layer keeps the range purged and counted. */
       pages_unmap(n->addr, n->size);
     }
-    chunk_node_free(n);
+    bytes += n->size;
   }
+  xmutex_lock(&ca->mtx);
+  ca->nhook_dalloc += ngiven;
+  ca->purging_bytes -= bytes;
   ca->reserved = 0;
   ca->grow_size = 2 * sz_chunksize;
   ca->grow_count = 0;
+  chunk_purger_exit(ca);
   xmutex_unlock(&ca->mtx);
+  for (extent_node_t *n = list, *next; n != NULL; n = next) {
+    next = n->dirty_next;
+    chunk_node_free(n);
+  }
 }
 
 bool chunk_contains(chunk_arena_t *ca, const void *addr) {
@@ -689,16 +796,14 @@ bool chunk_validate(chunk_arena_t *ca) {
   return ok;
 }
 
-/* purge_mtx first: fork waits for a purge in flight. */
+/* Fork waits for a purge in flight (for an arena's chunk arena there is
+ * none by now: arenas_prefork_ops waited for it). */
 void chunk_prefork(chunk_arena_t *ca) {
-  xmutex_prefork(&ca->purge_mtx);
   xmutex_prefork(&ca->mtx);
+  while (ca->purging) pthread_cond_wait(&ca->purge_cond, &ca->mtx.lock);
 }
-void chunk_postfork_parent(chunk_arena_t *ca) {
-  xmutex_postfork_parent(&ca->mtx);
-  xmutex_postfork_parent(&ca->purge_mtx);
-}
+void chunk_postfork_parent(chunk_arena_t *ca) { xmutex_postfork_parent(&ca->mtx); }
 void chunk_postfork_child(chunk_arena_t *ca) {
   xmutex_postfork_child(&ca->mtx);
-  xmutex_postfork_child(&ca->purge_mtx);
+  pthread_cond_init(&ca->purge_cond, NULL);
 }

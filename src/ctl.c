@@ -11,6 +11,15 @@
 #define CTL_ARENAS_ALL ARENAS_MAX /* jemalloc's MALLCTL_ARENAS_ALL (4096) */
 #define CTL_DEPTH_MAX 8
 
+/*
+ * ctl_mtx protects the namespace's own state: the statistics snapshot
+ * below (refreshed by epoch, read by stats.* and by the lookup of
+ * stats.arenas.<i>) and opt.*'s name buffers. It is held for a lookup and,
+ * for the nodes under epoch, stats and opt (ctl_root_locked), across the
+ * handler; every other handler (thread.*, tcache.*, arenas.*, arena.<i>.*)
+ * runs with it released, since those call into the arenas and from there
+ * into user extent hooks, which may call mallctl themselves.
+ */
 static xmutex_t ctl_mtx = XMUTEX_INITIALIZER;
 
 /* ---- the statistics snapshot (refreshed by "epoch") ---- */
@@ -382,20 +391,18 @@ static int ctl_arena_check(CTL_ARGS) {
   return ctl_read(oldp, oldlenp, &ok, sizeof(ok));
 }
 
-/* Reset or destroy: explicit arenas only (EFAULT otherwise, as jemalloc). */
+/* Reset or destroy: explicit arenas only (EFAULT otherwise, as jemalloc).
+ * Both wait for a purge in flight on the arena (arena.h, lifecycle). */
 static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
   arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
   if (a == NULL || arena_is_auto(a)) return EFAULT;
-  if (destroy && arena_retire(a)) return EFAULT; /* a thread still uses it */
   /* The calling thread's cache may hold objects of the arena; other
    * threads' caches must have been flushed by their threads (as jemalloc
    * requires). */
   tsd_t *t = ctl_tsd();
   if (t != NULL) tcache_flush_all(t);
-  huge_reset(a);
-  arena_reset(a);
-  if (destroy) chunk_arena_release(&a->chunks);
-  return 0;
+  /* Destroy: EFAULT if a thread still uses it (or it is gone already). */
+  return (destroy ? arena_destroy(a) : arena_reset(a)) ? EFAULT : 0;
 }
 
 static int ctl_arena_reset(CTL_ARGS) {
@@ -521,6 +528,13 @@ static const ctl_node_t ctl_root_nodes[] = {
     END};
 static const ctl_node_t ctl_root = NODE(NULL, ctl_root_nodes);
 
+/* Whether the handlers under root child mib0 need ctl_mtx held: those that
+ * use the snapshot or the namespace's own buffers. */
+static bool ctl_root_locked(size_t mib0) {
+  const ctl_node_t *n = &ctl_root_nodes[mib0];
+  return n->handler == ctl_epoch_h || n->children == ctl_stats_nodes || n->children == ctl_opt_nodes;
+}
+
 /* ---- lookup ---- */
 
 /* The child of node for MIB component c, or NULL. */
@@ -573,14 +587,30 @@ static void ctl_init(void) {
   }
 }
 
+/* Run node's handler (NULL or not a leaf: ENOENT); ctl_mtx is held on
+ * entry and released on return, before the handler runs unless the
+ * handler needs it. */
+static int ctl_call(const ctl_node_t *node, const size_t *mib, void *oldp, size_t *oldlenp, void *newp,
+                    size_t newlen) {
+  if (node == NULL || node->handler == NULL) {
+    xmutex_unlock(&ctl_mtx);
+    return ENOENT;
+  }
+  if (ctl_root_locked(mib[0])) {
+    int err = node->handler(mib, oldp, oldlenp, newp, newlen);
+    xmutex_unlock(&ctl_mtx);
+    return err;
+  }
+  xmutex_unlock(&ctl_mtx);
+  return node->handler(mib, oldp, oldlenp, newp, newlen);
+}
+
 int ctl_byname(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
   size_t mib[CTL_DEPTH_MAX], depth = CTL_DEPTH_MAX;
   xmutex_lock(&ctl_mtx);
   ctl_init();
   const ctl_node_t *node = ctl_lookup(name, mib, &depth);
-  int err = node == NULL || node->handler == NULL ? ENOENT : node->handler(mib, oldp, oldlenp, newp, newlen);
-  xmutex_unlock(&ctl_mtx);
-  return err;
+  return ctl_call(node, mib, oldp, oldlenp, newp, newlen);
 }
 
 int ctl_nametomib(const char *name, size_t *mibp, size_t *miblenp) {
@@ -602,9 +632,7 @@ int ctl_bymib(const size_t *mib, size_t miblen, void *oldp, size_t *oldlenp, voi
   ctl_init();
   const ctl_node_t *node = &ctl_root;
   for (size_t k = 0; k < miblen && node != NULL; k++) node = node->handler != NULL ? NULL : ctl_child(node, mib[k]);
-  int err = node == NULL || node->handler == NULL ? ENOENT : node->handler(mib, oldp, oldlenp, newp, newlen);
-  xmutex_unlock(&ctl_mtx);
-  return err;
+  return ctl_call(node, mib, oldp, oldlenp, newp, newlen);
 }
 
 void ctl_prefork(void) { xmutex_prefork(&ctl_mtx); }

@@ -10,7 +10,17 @@ void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) 
   xassert((usize & PAGE_MASK) == 0 && usize <= sz_large_max);
   if (alignment < PAGE) alignment = PAGE;
   xmutex_lock(&a->lock);
-  arena_run_t *run = arena_run_alloc(a, (uint32_t)(usize >> LG_PAGE), alignment, 0);
+  arena_run_t *run;
+  for (;;) {
+    bool need_chunk;
+    run = arena_run_alloc(a, (uint32_t)(usize >> LG_PAGE), alignment, 0, &need_chunk);
+    if (run != NULL || !need_chunk) break;
+    /* A new chunk, with the arena lock dropped; then search again. */
+    xmutex_unlock(&a->lock);
+    bool err = arena_chunk_add(a);
+    xmutex_lock(&a->lock);
+    if (err) break;
+  }
   if (run == NULL) {
     xmutex_unlock(&a->lock);
     errno = ENOMEM;
@@ -54,6 +64,7 @@ void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t page
   a->nactive -= run->npages;
   arena_run_dalloc(a, run, true);
   xmutex_unlock(&a->lock);
+  arena_chunks_flush(a);
 }
 
 bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize, size_t usize,
@@ -100,5 +111,6 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
   }
 out:
   xmutex_unlock(&a->lock);
+  arena_chunks_flush(a);
   return err;
 }

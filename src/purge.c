@@ -1,4 +1,6 @@
-/* purge: decay-driven purging of the free runs of an arena (arena.h). */
+/* purge: decay-driven purging of the free runs of an arena (arena.h). A
+ * purge is one lifecycle operation (arena_op_begin): the run level, then
+ * the arena's chunk level; it never overlaps a reset or destroy. */
 #include <errno.h>
 
 #include "xalloc/internal/run.h"
@@ -74,13 +76,11 @@ static void arena_purge_finish(arena_t *a, arena_run_t *list) {
   decay_purged(&a->decay_dirty, a->ndirty);
   decay_purged(&a->decay_muzzy, a->nmuzzy);
   xmutex_unlock(&a->lock);
+  arena_chunks_flush(a);
 }
 
 static void arena_decay_impl(arena_t *a, bool wait) {
-  if (wait)
-    xmutex_lock(&a->purge_mtx);
-  else if (!xmutex_trylock(&a->purge_mtx))
-    return;
+  if (!arena_op_begin(a, ARENA_OP_PURGE, wait)) return;
   uint64_t now = decay_now_ns();
   xmutex_lock(&a->lock);
   size_t dl = SIZE_MAX, ml = SIZE_MAX;
@@ -90,8 +90,8 @@ static void arena_decay_impl(arena_t *a, bool wait) {
   if (d || m) list = arena_purge_collect(a, d ? dl : SIZE_MAX, m ? ml : SIZE_MAX, opt_muzzy_decay_ms != 0);
   xmutex_unlock(&a->lock);
   arena_purge_finish(a, list);
-  xmutex_unlock(&a->purge_mtx);
   chunk_decay(&a->chunks, now, wait);
+  arena_op_end(a, false);
 }
 
 void arena_decay(arena_t *a) { arena_decay_impl(a, true); }
@@ -117,11 +117,11 @@ uint64_t arena_decay_ns_until(arena_t *a, uint64_t now) {
 }
 
 void arena_purge_all(arena_t *a) {
-  xmutex_lock(&a->purge_mtx);
+  if (!arena_op_begin(a, ARENA_OP_PURGE, true)) return;
   xmutex_lock(&a->lock);
   arena_run_t *list = arena_purge_collect(a, 0, 0, false);
   xmutex_unlock(&a->lock);
   arena_purge_finish(a, list);
-  xmutex_unlock(&a->purge_mtx);
   chunk_purge_all(&a->chunks);
+  arena_op_end(a, false);
 }

@@ -112,8 +112,12 @@ static void arena_run_count(arena_run_t *run) {
 
 static void arena_chunk_list_insert(arena_t *a, arena_chunk_t *chunk);
 
-/* A new arena chunk: one free run over all of it. Arena lock held. */
-static arena_chunk_t *arena_chunk_alloc(arena_t *a) {
+/*
+ * A new arena chunk, one free run over all of it, not yet in the arena:
+ * no lock held (the chunk layer may map memory or call the user's extent
+ * hooks). NULL with errno ENOMEM on failure.
+ */
+static arena_chunk_t *arena_chunk_new(arena_t *a) {
   bool zeroed;
   char *addr = chunk_alloc(&a->chunks, sz_chunksize, sz_chunksize, &zeroed);
   if (addr == NULL) return NULL;
@@ -140,11 +144,9 @@ static arena_chunk_t *arena_chunk_alloc(arena_t *a) {
   run->nmuzzy = 0;
   chunk->map[0] = run;
   chunk->map[arena_chunk_npages - 1] = run;
+  /* Its pages are free: a lookup of a pointer into it finds no allocation. */
   if (rtree_set_range((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
   vg_noaccess(addr, sz_chunksize);
-  arena_avail_insert(a, run);
-  arena_chunk_list_insert(a, chunk);
-  a->nchunks++;
   return chunk;
 fail:
   if (chunk != NULL) base_pool_free(&arena_chunk_pool, chunk);
@@ -154,18 +156,43 @@ fail:
   return NULL;
 }
 
-/* Give a wholly free chunk back to the chunk trees. Arena lock held. */
+bool arena_chunk_add(arena_t *a) {
+  arena_chunk_t *chunk = arena_chunk_new(a);
+  if (chunk == NULL) return true;
+  xmutex_lock(&a->lock);
+  arena_avail_insert(a, chunk->map[0]);
+  arena_chunk_list_insert(a, chunk);
+  a->nchunks++;
+  xmutex_unlock(&a->lock);
+  return false;
+}
+
+/* Detach a wholly free chunk from the arena, to be given back to the chunk
+ * trees by arena_chunks_flush once the locks are dropped. Arena lock held. */
 static void arena_chunk_dalloc(arena_t *a, arena_chunk_t *chunk) {
   arena_run_t *run = chunk->map[0];
   xassert(run->state == RUN_FREE && run->npages == arena_chunk_npages);
   arena_avail_remove(a, run);
-  unsigned state = run->ndirty != 0 ? CHUNK_DIRTY : run->nmuzzy != 0 ? CHUNK_MUZZY : CHUNK_CLEAN;
+  chunk->out_state = run->ndirty != 0 ? CHUNK_DIRTY : run->nmuzzy != 0 ? CHUNK_MUZZY : CHUNK_CLEAN;
   arena_run_desc_free(run);
   rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
   arena_chunk_list_remove(a, chunk);
   a->nchunks--;
-  chunk_dalloc_state(&a->chunks, chunk->addr, sz_chunksize, state);
-  base_pool_free(&arena_chunk_pool, chunk);
+  chunk->out_next = a->chunks_out;
+  __atomic_store_n(&a->chunks_out, chunk, __ATOMIC_RELAXED);
+}
+
+void arena_chunks_flush(arena_t *a) {
+  if (likely(__atomic_load_n(&a->chunks_out, __ATOMIC_RELAXED) == NULL)) return;
+  xmutex_lock(&a->lock);
+  arena_chunk_t *list = a->chunks_out;
+  __atomic_store_n(&a->chunks_out, NULL, __ATOMIC_RELAXED);
+  xmutex_unlock(&a->lock);
+  for (arena_chunk_t *chunk = list, *next; chunk != NULL; chunk = next) {
+    next = chunk->out_next;
+    chunk_dalloc_state(&a->chunks, chunk->addr, sz_chunksize, chunk->out_state);
+    base_pool_free(&arena_chunk_pool, chunk);
+  }
 }
 
 /*
@@ -216,9 +243,12 @@ bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages
 
 /*
  * Allocate a run of npages at alignment (a power of two >= PAGE) with a
- * descriptor of nwords bitmap words. Arena lock held. NULL on OOM.
+ * descriptor of nwords bitmap words from the arena's free runs. Arena lock
+ * held. NULL on OOM, with *need_chunk set if no free run fits (the caller
+ * adds a chunk with arena_chunk_add, locks dropped, and tries again).
  */
-arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords) {
+arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords, bool *need_chunk) {
+  *need_chunk = false;
   uint32_t need = npages + (uint32_t)((alignment >> LG_PAGE) - 1);
   if (need > arena_chunk_npages) return NULL;
   arena_run_t key = {0};
@@ -226,9 +256,8 @@ arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsi
   key.chunk = NULL;
   rb_node_t *r = rb_nsearch(&a->runs_avail, &key.link);
   if (r == NULL) {
-    if (arena_chunk_alloc(a) == NULL) return NULL;
-    r = rb_nsearch(&a->runs_avail, &key.link);
-    if (r == NULL) return NULL;
+    *need_chunk = true;
+    return NULL;
   }
   arena_run_t *fr = rb_entry(r, arena_run_t, link);
   arena_run_t *run = arena_run_desc_alloc(nwords);
@@ -255,7 +284,8 @@ arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsi
 /*
  * Make the pages of run (already unlinked from any bin) free, merging with
  * free neighbours; a wholly free chunk becomes the spare, and the previous
- * spare goes back to the chunk trees. Arena lock held.
+ * spare is detached (the caller gives it back with arena_chunks_flush once
+ * it has dropped its locks). Arena lock held.
  */
 void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
   arena_chunk_t *chunk = run->chunk;

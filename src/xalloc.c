@@ -687,8 +687,11 @@ XA_EXPORT int malloc_trim(size_t pad) {
   if (xa_init()) return 0;
   stats_totals_t before, after;
   stats_totals(&before);
-  for (unsigned i = 0; i < narenas; i++)
-    if (arenas[i] != NULL) arena_purge_all(arenas[i]);
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+  for (unsigned i = 0; i < n; i++) {
+    arena_t *a = arena_get(i); /* a destroyed arena: NULL, or skipped by arena_purge_all */
+    if (a != NULL) arena_purge_all(a);
+  }
   stats_totals(&after);
   return before.dirty != after.dirty;
 }
@@ -766,8 +769,10 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
   /* The heap check: every arena's metadata, each inconsistency one line on
    * stderr (see doc/SAFETY.md). */
   unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE), nbad = 0;
-  for (unsigned i = 0; i < n; i++)
-    if (arenas[i] != NULL && !arena_check(arenas[i], true)) nbad++;
+  for (unsigned i = 0; i < n; i++) {
+    arena_t *a = arena_get(i);
+    if (a != NULL && !arena_check(a, true)) nbad++;
+  }
   fprintf(fp,
           "<malloc version=\"xalloc-%s\">\n<total type=\"mapped\" size=\"%zu\"/>\n"
           "<total type=\"allocated\" size=\"%zu\"/>\n<total type=\"dirty\" size=\"%zu\"/>\n"
@@ -783,6 +788,10 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
  * and holding xa_init_lock keeps another thread from initializing until
  * the fork is over. */
 static void xa_prefork(void) {
+  /* First, before any lock: wait for the arenas' purges, resets and
+   * destroys in flight (the extent hooks they call may allocate or call
+   * mallctl, which needs the locks taken below). */
+  arenas_prefork_ops();
   ctl_prefork();
   xmutex_prefork(&xa_init_lock);
   background_prefork();

@@ -22,22 +22,61 @@
  * oldest dirty runs are purged lazily (they become muzzy) and the oldest
  * muzzy runs are purged for good (clean). Purging takes the runs out of
  * runs_avail under the arena lock (state RUN_PURGING, counted in
- * npurging), makes one madvise per run with no lock held, and frees them
- * again under the lock. One purger per arena at a time (purge_mtx, taken
- * before any other lock of the arena); fork waits for it.
+ * npurging), makes one madvise (or extent hook call) per run with no lock
+ * held, and frees them again under the lock.
  *
  * Purging is triggered on the slow paths (arena_decay_tick: every
  * ARENA_DECAY_TICKS calls per thread, or every call when dirty_decay_ms is
  * 0), by the background thread, by arena_decay and by arena_purge_all.
  *
+ * Lifecycle. An arena is live from arena_new until arena_destroy; its
+ * arena_t (base memory) is never freed, so a pointer to it loaded before a
+ * destroy stays safe to dereference. Three operations change what it holds
+ * with locks dropped on the way, and never overlap on one arena: a purge
+ * (run level, then the chunk level, as one operation), a reset and a
+ * destroy. Each is bracketed by arena_op_begin/arena_op_end, which keep the
+ * operation in flight (op, op_owner) under life_mtx, a short lock: no
+ * operation holds it while it works, so the user's extent hooks it calls
+ * run with no xalloc lock held. Rules:
+ *   - one operation at a time: a purge that may wait (arena_decay,
+ *     arena_purge_all) waits for a purge in flight; a decay tick does not
+ *     (it gives up at once, also if life_mtx is busy); a reset or destroy
+ *     waits for whatever is in flight;
+ *   - a purger never touches an arena being reset or destroyed: it gives
+ *     up (there is nothing of the old contents left to purge);
+ *   - an operation asked for from inside another one on the same thread (a
+ *     hook calling arena.<i>.purge on its own arena) gives up instead of
+ *     waiting for itself;
+ *   - destroy marks the arena retired first (arena_get returns NULL, no
+ *     thread may move to it), then resets it, gives every free range back
+ *     (chunk_arena_release) and marks it dead; a dead arena is skipped by
+ *     every operation, and by the background thread and malloc_trim;
+ *   - fork() waits for every operation in flight before it takes any other
+ *     lock (arenas_prefork_ops: a hook the operation calls may allocate or
+ *     call mallctl), and operations that start while a fork is pending
+ *     give up (ticks) or wait until it is over. The child has none in
+ *     flight.
+ * Reset and destroy require what jemalloc requires: no thread allocates
+ * from or frees into the arena meanwhile, and objects of the arena held in
+ * thread caches have been flushed.
+ *
  * Locks: each bin's lock protects its runcur, its runs tree, the bitmaps
  * and nfree of its runs, and its stats. The arena lock protects runs_avail,
- * the dirty list, page maps, spare and the large stats. Lock order: bin,
- * then arena, then the arena's chunk mtx. The huge mtx nests inside none
- * of these.
+ * the dirty list, page maps, spare, chunks_out and the large stats. Lock
+ * order: life_mtx (never held while taking another lock), then bin, then
+ * arena, then the arena's chunk mtx; the huge mtx nests inside none of
+ * these. No chunk is taken from or given to the chunk layer under a bin or
+ * arena lock: a new arena chunk is allocated with both dropped (then the
+ * search is retried), and a wholly free chunk the arena lets go of (the
+ * previous spare) is detached under the lock (chunks_out) and given back
+ * once it is dropped (arena_chunks_flush). So no mmap, munmap or extent
+ * hook call happens under either, and no hook runs with any xalloc lock
+ * held (chunk.h).
  */
 #ifndef XALLOC_INTERNAL_ARENA_H
 #define XALLOC_INTERNAL_ARENA_H
+
+#include <pthread.h>
 
 #include "xalloc/internal/chunk.h"
 #include "xalloc/internal/mutex.h"
@@ -45,6 +84,8 @@
 #include "xalloc/internal/sz.h"
 
 enum { RUN_FREE = 1, RUN_LARGE = 2, RUN_SMALL = 3, RUN_PURGING = 4 };
+/* Lifecycle operations (arena_op_begin). */
+enum { ARENA_OP_NONE = 0, ARENA_OP_PURGE = 1, ARENA_OP_RESET = 2, ARENA_OP_DESTROY = 3 };
 /* Slow-path calls per thread between two decay checks. */
 #define ARENA_DECAY_TICKS 64
 
@@ -77,6 +118,8 @@ struct arena_chunk_s {
   arena_t *arena;
   char *addr;
   rb_node_t link;     /* arena->chunk_list */
+  arena_chunk_t *out_next; /* detached: arena->chunks_out, or a reset's list */
+  uint8_t out_state;       /* detached: the chunk state to give it back in */
   arena_run_t **map;  /* one per page (stored after binmap) */
   /* One bit per page: set when a page was freed and may be resident, clear
    * when it was never touched or has been purged (so it reads as zero).
@@ -135,7 +178,14 @@ struct arena_s {
   size_t nmuzzy;           /* muzzy pages in free runs */
   size_t npurging;         /* pages in runs being purged (RUN_PURGING) */
   decay_t decay_dirty, decay_muzzy; /* arena lock */
-  xmutex_t purge_mtx;      /* one purger at a time */
+  /* Lifecycle (see the top of this file), under life_mtx: */
+  xmutex_t life_mtx;
+  pthread_cond_t life_cond; /* op became ARENA_OP_NONE */
+  uint8_t op;               /* ARENA_OP_*: the operation in flight */
+  bool dead;                /* destroyed: no operation runs on it again */
+  pthread_t op_owner;       /* the thread running op */
+  bool retired;             /* atomic: destroyed or being destroyed */
+  arena_chunk_t *chunks_out; /* wholly free chunks detached, to give back (arena lock) */
   size_t nactive;          /* pages in allocated runs */
   size_t nchunks;          /* arena chunks */
   arena_chunk_t *spare;    /* a wholly free chunk kept for reuse */
@@ -166,16 +216,26 @@ void arena_unchoose(arena_t *arena);
 arena_t *arena_create_explicit(extent_hooks_t *hooks);
 /* Whether the arena is one threads are spread over. */
 bool arena_is_auto(const arena_t *arena);
-/* arenas[ind], or NULL if there is no such arena (or it was destroyed). */
+/* arenas[ind], or NULL if there is no such arena (or it is retired:
+ * destroyed or being destroyed). */
 arena_t *arena_get(unsigned ind);
 /* Move a thread from arena from (may be NULL) to arenas[ind]; true (and
  * nothing changed) if there is no such arena. */
 bool arena_migrate(arena_t *from, unsigned ind, arena_t **to);
-/* Retire an explicit arena that no thread uses: its index stays taken and
- * arena_get returns NULL for it. True (nothing changed) if it is automatic
- * or in use by a thread. */
-bool arena_retire(arena_t *arena);
 unsigned arena_nthreads(const arena_t *arena);
+
+/* Start lifecycle operation op (ARENA_OP_*) on the arena; false if it may
+ * not run now (see the rules at the top of this file): dead, a reset or
+ * destroy in flight (for a purge), the calling thread's own operation in
+ * flight, or with wait false anything in flight or a fork pending. With
+ * wait, waits for an operation in flight (and for a pending fork). */
+bool arena_op_begin(arena_t *arena, unsigned op, bool wait);
+/* End it; dead: the arena was destroyed. */
+void arena_op_end(arena_t *arena, bool dead);
+/* Give back the chunks detached under the arena lock (chunks_out) to the
+ * chunk trees; no lock held. Cheap when there are none. */
+void arena_chunks_flush(arena_t *arena);
+
 
 /* Up to n regions of bin binind into ptrs (lowest address last, so that it
  * is handed out first); returns the number filled. */
@@ -205,10 +265,17 @@ void arena_decay_tick(arena_t *arena);
 extern void (*arena_tick_hook)(void);
 /* ns until the arena has something to purge (UINT64_MAX: nothing). */
 uint64_t arena_decay_ns_until(arena_t *arena, uint64_t now);
-/* Discard every small and large allocation of the arena: its chunks go
- * back to the arena's chunk trees (huge allocations: huge_reset). Objects
- * of the arena still held in thread caches must have been flushed. */
-void arena_reset(arena_t *arena);
+/* arena.<i>.reset: discard every allocation of the arena (small, large and
+ * huge); its chunks go back to the arena's chunk trees. Waits for a purge
+ * in flight; purgers leave the arena alone meanwhile. Objects of the arena
+ * still held in thread caches must have been flushed. True (nothing done)
+ * if the arena is dead or the caller is inside an operation on it. */
+bool arena_reset(arena_t *arena);
+/* arena.<i>.destroy: retire an explicit arena no thread uses (its index
+ * stays taken, arena_get returns NULL for it), reset it and give every free
+ * range back to the pages layer or the extent hooks. True (nothing done) if
+ * it is automatic, in use by a thread, or already retired. */
+bool arena_destroy(arena_t *arena);
 /* Check every structural invariant of the arena's metadata (page maps,
  * run descriptors, bitmaps, counters, trees, huge records); false if
  * broken. Silent. */
@@ -225,6 +292,9 @@ bool arena_validate(arena_t *arena);
  */
 bool arena_check(arena_t *arena, bool verbose);
 
+/* fork, first step: wait for every lifecycle operation in flight, and
+ * hold new ones off until arenas_postfork_*; before any lock is taken. */
+void arenas_prefork_ops(void);
 void arenas_prefork(void);
 void arenas_postfork_parent(void);
 void arenas_postfork_child(void);

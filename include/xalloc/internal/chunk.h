@@ -21,8 +21,10 @@
  *
  * Purging takes the ranges out of the trees under mtx (counted in
  * purging_bytes), makes the madvise calls with mtx released, and puts them
- * back. One purger at a time per chunk arena (purge_mtx, taken before mtx);
- * fork waits for it.
+ * back. One purger at a time per chunk arena (the purging flag, under mtx:
+ * no lock is held across the madvise or hook calls); chunk_arena_release
+ * waits for it and keeps others off while it gives the ranges back; fork
+ * waits for it.
  *
  * Extent hooks (doc/API.md): a chunk arena made with user hooks (hooks !=
  * NULL) gets every range from hooks->alloc, at exactly the size and
@@ -32,12 +34,17 @@
  * before coalescing two (a refusal keeps them apart), purges through
  * purge_lazy / purge_forced (refused or NULL: the state is kept), gives
  * ranges back through dalloc (destroy if dalloc refuses) with retain:false
- * and at arena destroy. Hooks are called without mtx held, except split and
- * merge, which are called under mtx (they must not allocate from this
- * arena). hooks == NULL: the pages layer, as before.
+ * and at arena destroy. Every hook is called with no lock of xalloc's held
+ * (the arena layer calls chunk_alloc and chunk_dalloc with none held):
+ * alloc, dalloc and destroy outside mtx; purge_* with the ranges out of
+ * the trees (purging_bytes); split and merge with mtx released and the
+ * ranges involved taken out of the trees meanwhile (also counted in
+ * purging_bytes), so the trees may change while a hook runs. So a hook may
+ * allocate from other arenas and call mallctl. hooks == NULL: the pages
+ * layer, as before.
  *
- * All of a chunk_arena_t but purge_mtx is protected by its mtx. Lock order:
- * purge_mtx, arena lock, then chunk mtx, then base and rtree locks.
+ * All of a chunk_arena_t is protected by its mtx. Lock order: arena lock,
+ * then chunk mtx, then base and rtree locks.
  */
 #ifndef XALLOC_INTERNAL_CHUNK_H
 #define XALLOC_INTERNAL_CHUNK_H
@@ -100,7 +107,8 @@ typedef struct {
   uint64_t nunmapped;  /* bytes unmapped (retain:false) */
   uint64_t nunmap_kept; /* munmaps that failed; the range was kept */
   decay_t decay_dirty, decay_muzzy; /* in pages */
-  xmutex_t purge_mtx;
+  bool purging;          /* a purge (or a release) is in flight */
+  pthread_cond_t purge_cond; /* purging became false */
   extent_hooks_t *hooks; /* user hooks (atomic); NULL: the pages layer */
   unsigned ind;          /* arena index passed to the hooks */
   uint64_t nhook_alloc;  /* successful hooks->alloc calls */
@@ -137,10 +145,12 @@ void chunk_arena_init(chunk_arena_t *ca);
 /*
  * Allocate size bytes (a chunk multiple) at alignment (a power of two >=
  * chunk size). *zeroed tells whether the range reads as zero. NULL with
- * errno ENOMEM when the OS refuses memory.
+ * errno ENOMEM when the OS refuses memory. No lock held (it may mmap, or
+ * call the user's alloc and split hooks).
  */
 void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed);
-/* Give [addr, addr+size) back to the arena's trees, dirty or clean. */
+/* Give [addr, addr+size) back to the arena's trees, dirty or clean. No
+ * lock held (retain:false may munmap, user hooks are called). */
 void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty);
 /* The same with a state (CHUNK_CLEAN, CHUNK_MUZZY or CHUNK_DIRTY). */
 void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned state);
@@ -148,7 +158,9 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
 bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed);
 /* Purge all dirty and muzzy free ranges now (MADV_DONTNEED). */
 void chunk_purge_all(chunk_arena_t *ca);
-/* Unmap every free range (arena.<i>.destroy, when nothing is allocated). */
+/* Unmap every free range, or give it back to the hooks (arena.<i>.destroy,
+ * when nothing is allocated): waits for a purge in flight, and gives the
+ * ranges back with no lock held. */
 void chunk_arena_release(chunk_arena_t *ca);
 /* Purge what the decay curves say is due at time now (decay_now_ns()).
  * If wait is false and another thread is purging, return at once. */

@@ -11,7 +11,11 @@
  *
  * Statistics under stats.* come from a snapshot refreshed by writing
  * "epoch" (as in jemalloc); everything else is read live. One lock
- * (ctl_mtx, taken before any other allocator lock) serializes all calls.
+ * (ctl_mtx, taken before any other allocator lock) protects the snapshot
+ * and the namespace's own state: it is held for the lookup and across the
+ * epoch, stats.* and opt.* handlers, and released before any other handler
+ * runs (those call into the arenas, and the user's extent hooks they reach
+ * may call mallctl).
  */
 #ifndef XALLOC_INTERNAL_CTL_H
 #define XALLOC_INTERNAL_CTL_H

@@ -4,7 +4,8 @@
  * layers above: they use arena.h.
  *
  * The descriptors and the page maps are described in arena.h. Every
- * function here is called with the arena lock held.
+ * function here is called with the arena lock held, except where it says
+ * otherwise.
  */
 #ifndef XALLOC_INTERNAL_RUN_H
 #define XALLOC_INTERNAL_RUN_H
@@ -48,11 +49,18 @@ void arena_pages_dirty_to_muzzy(arena_chunk_t *chunk, size_t start, size_t n);
  */
 bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages, arena_run_t **spare);
 /* Allocate a run of npages at alignment (a power of two >= PAGE) with a
- * descriptor of nwords bitmap words. NULL on OOM. */
-arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords);
+ * descriptor of nwords bitmap words from the free runs. NULL on OOM, with
+ * *need_chunk set when no free run fits: then drop every lock, call
+ * arena_chunk_add and try again. */
+arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords, bool *need_chunk);
+/* Add a new chunk (one free run) to the arena. No lock held on entry or
+ * exit: the chunk is allocated with none held (the chunk layer may mmap or
+ * call the user's extent hooks). True (errno ENOMEM) if there is none. */
+bool arena_chunk_add(arena_t *a);
 /* Make the pages of run (already unlinked from any bin) free, merging with
  * free neighbours; a wholly free chunk becomes the spare, and the previous
- * spare goes back to the chunk trees. */
+ * spare is detached: the caller calls arena_chunks_flush once it holds no
+ * lock. */
 void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty);
 void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk);
 
