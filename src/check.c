@@ -134,7 +134,13 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
         if (run->state == RUN_SMALL) {
           arena_check_small_run(c, chunk, run, contents, curregs, curruns);
         } else if (run->state == RUN_LARGE) {
-          for (size_t q = p; q <= last; q++)
+          /* Its first page holds its class if the caches may hold it. */
+          size_t lsize = (size_t)run->npages << LG_PAGE;
+          unsigned lind = sz_size2index(lsize);
+          uint16_t first = lind < SZ_NFAST && sz_index2size(lind) == lsize ? (uint16_t)lind : BININD_NONE;
+          CHECK(chunk->binmap[p] == first, "first page of large run at %p has binmap entry %x, not %x", raddr,
+                (unsigned)chunk->binmap[p], (unsigned)first);
+          for (size_t q = p + 1; q <= last; q++)
             CHECK(chunk->binmap[q] == BININD_NONE, "page %zu of large run at %p has a size class", q, raddr);
         } else {
           arena_check_say(c, "run at %p has state %u", raddr, (unsigned)run->state);

@@ -6,6 +6,16 @@
 #include "xalloc/internal/tag.h"
 #include "xalloc/internal/vg.h"
 
+/* The page map entry of a large run's first page: its class if a thread
+ * cache may hold that class (the free fast path then finds it there),
+ * else none. Arena lock held. */
+static void arena_large_mark(arena_run_t *run) {
+  size_t size = (size_t)run->npages << LG_PAGE;
+  unsigned ind = sz_size2index(size);
+  bool fast = ind < SZ_NFAST && sz_index2size(ind) == size;
+  __atomic_store_n(&run->chunk->binmap[run->pageind], (uint16_t)(fast ? ind : BININD_NONE), __ATOMIC_RELAXED);
+}
+
 void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) {
   xassert((usize & PAGE_MASK) == 0 && usize <= sz_large_max);
   if (alignment < PAGE) alignment = PAGE;
@@ -27,6 +37,7 @@ void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) 
     return NULL;
   }
   run->state = RUN_LARGE;
+  arena_large_mark(run);
   bool zeroed = run->zeroed;
   a->stats.nmalloc_large++;
   a->stats.allocated_large += usize;
@@ -88,6 +99,8 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
     tail->pageind = run->pageind + new_np;
     tail->npages = old_np - new_np;
     run->npages = new_np;
+    arena_large_mark(run);
+    tail->state = RUN_LARGE;
     a->nactive -= tail->npages;
     a->stats.allocated_large -= oldsize - usize;
     arena_run_dalloc(a, tail, true);
@@ -103,6 +116,7 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
     if (spare != NULL) arena_run_desc_free(spare);
     for (uint32_t i = old_np; i < new_np; i++) chunk->map[run->pageind + i] = run;
     run->npages = new_np;
+    arena_large_mark(run);
     a->nactive += extra;
     a->stats.allocated_large += usize - oldsize;
     xmutex_unlock(&a->lock);

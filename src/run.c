@@ -290,7 +290,8 @@ arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsi
 void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
   arena_chunk_t *chunk = run->chunk;
   for (uint32_t i = 0; i < run->npages; i++) chunk->map[run->pageind + i] = NULL;
-  if (run->state == RUN_SMALL)
+  /* A small run's pages, a large run's first page: no class any more. */
+  if (run->state == RUN_SMALL || run->state == RUN_LARGE)
     for (uint32_t i = 0; i < run->npages; i++) chunk->binmap[run->pageind + i] = BININD_NONE;
   run->state = RUN_FREE;
   if (dirty) arena_pages_set_dirty(chunk, run->pageind, run->npages);

@@ -4,7 +4,7 @@
 size_t sz_index2size_tab[SZ_NCLASSES];
 uint8_t sz_size2index_tab[(SZ_LOOKUP_MAX >> 3) + 1];
 sz_bin_info_t sz_bin_info[SZ_NBINS];
-uint32_t sz_div_magic[SZ_NBINS];
+uint32_t sz_div_magic[SZ_NFAST];
 unsigned sz_nlarge_end;
 size_t sz_large_max;
 size_t sz_chunksize;
@@ -51,6 +51,8 @@ bool sz_boot(unsigned lg_chunk) {
     b->div_magic = (((uint64_t)1 << 32) + b->reg_size - 1) / b->reg_size;
     sz_div_magic[i] = (uint32_t)b->div_magic;
   }
+  for (; i < SZ_NFAST; i++)
+    sz_div_magic[i] = (uint32_t)((((uint64_t)1 << 32) + sz_index2size_tab[i] - 1) / sz_index2size_tab[i]);
   if (sz_index2size_tab[SZ_NBINS - 1] != SZ_SMALL_MAX) return true;
   /* Large classes: page multiples strictly below the chunk size. */
   for (i = SZ_NBINS; i < SZ_NCLASSES && sz_index2size_tab[i] < sz_chunksize; i++)

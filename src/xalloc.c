@@ -179,23 +179,48 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
   return xa_alloc_from(t, t, t->arena, usize, alignment, zero || opt_zero);
 }
 
-/* The fast path: a table lookup and a pop from the thread's cache. */
-XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
-  tsd_t *t = tsd_tls;
-  if (likely(size <= SZ_LOOKUP_MAX)) {
-    unsigned ind = sz_size2index_tab[(size + 7) >> 3];
-    tcache_bin_t *b = &t->bins[ind];
-    uint32_t n = b->ncached;
-    if (likely(n != 0)) {
-      void *ret = b->stack[n - 1];
-      if (unlikely(tcache_tag_lost(ret))) return xa_alloc_slow(size, 0, false);
-      tcache_clear_tag(ret);
-      b->ncached = --n;
-      if (unlikely(n < b->low_water)) b->low_water = n;
-      if (unlikely((tsd_counter_inc(&t->nmalloc_fast) & (TCACHE_GC_INTERVAL - 1)) == 0)) tcache_event(t);
-      return ret;
-    }
+/*
+ * The fast path of malloc and calloc: pop an object of class ind from the
+ * thread's cache; NULL when the slow path must decide (bin empty, or the
+ * object lost its free tag). One compare covers the common case: above
+ * the bin's low-water mark the pop sets no new low. Every
+ * TCACHE_GC_INTERVAL pops, *gc is set: the caller then returns through
+ * xa_alloc_gc (a tail call, so that the fast path needs no stack frame).
+ */
+XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, unsigned ind, bool *gc) {
+  tcache_bin_t *b = &t->bins[ind];
+  uint32_t n = b->ncached;
+  if (unlikely(n <= b->low_water)) {
+    if (n == 0) return NULL;
+    b->low_water = n - 1;
   }
+  void *ret = b->stack[n - 1];
+  if (unlikely(tcache_tag_lost(ret))) return NULL;
+  tcache_clear_tag(ret);
+  b->ncached = n - 1;
+  *gc = unlikely((tsd_counter_inc(&t->nmalloc_fast) & (TCACHE_GC_INTERVAL - 1)) == 0);
+  return ret;
+}
+
+/* One incremental GC step, then hand out ret. */
+XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret) {
+  tcache_event(t);
+  return ret;
+}
+
+XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
+  unsigned ind;
+  if (likely(size <= SZ_LOOKUP_MAX))
+    ind = sz_size2index_tab[(size + 7) >> 3];
+  else if (size <= tcache_maxclass)
+    ind = sz_size2index_compute(size); /* a large class the caches hold */
+  else
+    goto slow;
+  tsd_t *t = tsd_tls;
+  bool gc;
+  void *ret = xa_alloc_cached(t, ind, &gc);
+  if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret) : ret;
+slow:
   return xa_alloc_slow(size, 0, false);
 }
 
@@ -298,26 +323,37 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
   xa_dalloc(ptr, t, t);
 }
 
-/* The fast path: find the size class through the radix tree and the
- * chunk's page map, and push onto the thread's cache. */
-XA_ALWAYS_INLINE void xa_free(void *ptr) {
-  tsd_t *t = tsd_tls;
+/*
+ * The fast path of every free: find the size class through the radix tree
+ * and the chunk's page map, and push onto the thread's cache. The page map
+ * holds the class of every page of a small run and of the first page of a
+ * large run of a class the caches may hold (run.h), so small and cached
+ * large objects are both freed here. With want != XA_ANY_CLASS (sized
+ * frees), the class found must be want. Returns false (nothing done) when
+ * the slow path must decide: not an arena chunk, not a region's start, bin
+ * full or caching nothing, the free tag already there, a class mismatch.
+ */
+#define XA_ANY_CLASS 0x100u
+XA_ALWAYS_INLINE bool xa_free_fast(tsd_t *t, void *ptr, unsigned want) {
   arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
-  if (likely(chunk != NULL) && likely(chunk->kind == META_ARENA_CHUNK)) {
-    unsigned e = chunk->binmap[((uintptr_t)ptr - (uintptr_t)chunk->addr) >> LG_PAGE];
-    unsigned ind = e & 0xff;
-    if (likely(ind < SZ_NBINS) && (!config_heap_checks || likely(xa_region_start(chunk, ptr, e)))) {
-      tcache_bin_t *b = &t->bins[ind];
-      uint32_t n = b->ncached;
-      if (likely(n < b->ncached_max) && likely(!tcache_tagged(ptr))) {
-        tcache_set_tag(ptr);
-        b->stack[n] = ptr;
-        b->ncached = n + 1;
-        tsd_counter_inc(&b->nfree);
-        return;
-      }
-    }
-  }
+  if (unlikely(chunk == NULL) || unlikely(chunk->kind != META_ARENA_CHUNK)) return false;
+  unsigned e = chunk->binmap[((uintptr_t)ptr - (uintptr_t)chunk->addr) >> LG_PAGE];
+  unsigned ind = e & 0xff;
+  if (unlikely(ind >= SZ_NFAST)) return false;
+  if (want != XA_ANY_CLASS && unlikely(ind != want)) return false;
+  if (config_heap_checks && unlikely(!xa_region_start(chunk, ptr, e))) return false;
+  tcache_bin_t *b = &t->bins[ind];
+  uint32_t n = b->ncached;
+  if (unlikely(n >= b->ncached_max) || unlikely(tcache_tagged(ptr))) return false;
+  tcache_set_tag(ptr);
+  b->stack[n] = ptr;
+  b->ncached = n + 1;
+  tsd_counter_inc(&b->nfree);
+  return true;
+}
+
+XA_ALWAYS_INLINE void xa_free(void *ptr) {
+  if (likely(xa_free_fast(tsd_tls, ptr, XA_ANY_CLASS))) return;
   xa_free_slow(ptr);
 }
 
@@ -393,11 +429,40 @@ XA_EXPORT void *malloc(size_t size) { return xa_alloc(size); }
 
 XA_EXPORT void free(void *ptr) { xa_free(ptr); }
 
+/* calloc's cached path for requests above 128 bytes: clear, then GC. */
+XA_NOINLINE static void *xa_calloc_clear(tsd_t *t, void *ret, size_t total, bool gc) {
+  memset(ret, 0, total);
+  if (gc) tcache_event(t);
+  return ret;
+}
+
 XA_EXPORT void *calloc(size_t n, size_t size) {
   size_t total;
   if (unlikely(__builtin_mul_overflow(n, size, &total))) {
     errno = ENOMEM;
     return NULL;
+  }
+  /* The cached path: the object is zeroed here (thread caches cache
+   * nothing with zero:true, junk:true or under valgrind). */
+  if (likely(total <= SZ_LOOKUP_MAX)) {
+    unsigned ind = sz_size2index_tab[(total + 7) >> 3];
+    tsd_t *t = tsd_tls;
+    bool gc;
+    void *ret = xa_alloc_cached(t, ind, &gc);
+    if (likely(ret != NULL)) {
+      /* Small requests are cleared inline, 16 bytes at a time (every
+       * class above 8 bytes is a multiple of 16): cheaper than a call for
+       * the sizes calloc mostly sees. */
+      if (total <= 128) {
+        if (total <= 8)
+          *(uint64_t *)ret = 0;
+        else
+          for (size_t i = 0; i < total; i += 16) __builtin_memset((char *)ret + i, 0, 16);
+      } else {
+        return xa_calloc_clear(t, ret, total, gc);
+      }
+      return unlikely(gc) ? xa_alloc_gc(t, ret) : ret;
+    }
   }
   return xa_alloc_slow(total, 0, true);
 }
@@ -457,8 +522,9 @@ XA_EXPORT size_t malloc_usable_size(void *ptr) {
   return xa_usable(ptr, "malloc_usable_size");
 }
 
-XA_EXPORT void free_sized(void *ptr, size_t size) {
-  if (ptr == NULL) return;
+/* A sized free whose size is wrong, or that the fast path left: checked
+ * in full (one report for a bad pointer or a wrong size), then freed. */
+XA_NOINLINE static void xa_free_sized_slow(void *ptr, size_t size) {
   size_t usize = xa_usable(ptr, "free_sized");
   if (usize == 0) return;
   if (sz_s2u(size) != usize) {
@@ -467,7 +533,14 @@ XA_EXPORT void free_sized(void *ptr, size_t size) {
     report_bad_find("free_sized", BAD_SIZE, ptr, detail);
     return;
   }
-  xa_free(ptr);
+  xa_free_slow(ptr);
+}
+
+XA_EXPORT void free_sized(void *ptr, size_t size) {
+  if (likely(size <= SZ_LOOKUP_MAX) && likely(xa_free_fast(tsd_tls, ptr, sz_size2index_tab[(size + 7) >> 3])))
+    return;
+  if (ptr == NULL) return;
+  xa_free_sized_slow(ptr, size);
 }
 
 XA_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
@@ -568,15 +641,25 @@ XA_EXPORT void dallocx(void *ptr, int flags) {
   xa_dallocx_slow(ptr, flags);
 }
 
-XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
-  if (ptr == NULL) return;
+XA_NOINLINE static void xa_sdallocx_slow(void *ptr, size_t size, int flags) {
   size_t usize = xa_usable(ptr, "sdallocx");
   if (usize == 0) return;
   if (xa_flags_usize(size, flags) != usize) {
     report_bad_find("sdallocx", BAD_SIZE, ptr, NULL);
     return;
   }
-  dallocx(ptr, flags);
+  if (XA_FLAGS_TCACHE(flags) == 0)
+    xa_free_slow(ptr);
+  else
+    xa_dallocx_slow(ptr, flags);
+}
+
+XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
+  if (likely(flags == 0) && likely(size <= SZ_LOOKUP_MAX) &&
+      likely(xa_free_fast(tsd_tls, ptr, sz_size2index_tab[(size + 7) >> 3])))
+    return;
+  if (ptr == NULL) return;
+  xa_sdallocx_slow(ptr, size, flags);
 }
 
 XA_EXPORT size_t sallocx(const void *ptr, int flags) {

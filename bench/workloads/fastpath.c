@@ -5,9 +5,17 @@
  *   same32  N times p = malloc(32); free(p)
  *   mixed   N times p = malloc(size[i % 8]); free(p), sizes 8..1024
  *   batch32 N/64 times: 64 x malloc(32), then free them in reverse order
+ *   calloc32 N times p = calloc(1, 32); free(p)
+ *   sized32 N times p = malloc(32); free_sized(p, 32) -- or sdallocx(p, 32,
+ *           0) where the allocator has no free_sized (looked up at run
+ *           time: the peers' libraries differ); fails if it has neither
+ *   large20k N times p = malloc(20480); free(p) (a large class that
+ *           thread caches hold)
  * Instructions per pair = (Ir(N2) - Ir(N1)) / (N2 - N1), which removes
  * start-up and exit costs.  Prints "fastpath ok <n>". */
 #include "common.h"
+
+#include <dlfcn.h>
 
 #define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
 
@@ -49,6 +57,37 @@ int main(int argc, char **argv)
 			}
 			for (int j = 63; j >= 0; j--)
 				free(p[j]);
+		}
+	} else if (strcmp(argv[1], "calloc32") == 0) {
+		for (long i = 0; i < n; i++) {
+			void *p = calloc(1, 32);
+			if (p == NULL)
+				bench_fail("calloc");
+			ESCAPE(p);
+			free(p);
+		}
+	} else if (strcmp(argv[1], "sized32") == 0) {
+		void (*fsized)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+		void (*sdx)(void *, size_t, int) = (void (*)(void *, size_t, int))dlsym(RTLD_DEFAULT, "sdallocx");
+		if (fsized == NULL && sdx == NULL)
+			bench_fail("sized32: neither free_sized nor sdallocx");
+		for (long i = 0; i < n; i++) {
+			void *p = malloc(32);
+			if (p == NULL)
+				bench_fail("malloc");
+			ESCAPE(p);
+			if (fsized != NULL)
+				fsized(p, 32);
+			else
+				sdx(p, 32, 0);
+		}
+	} else if (strcmp(argv[1], "large20k") == 0) {
+		for (long i = 0; i < n; i++) {
+			void *p = malloc(20480);
+			if (p == NULL)
+				bench_fail("malloc");
+			ESCAPE(p);
+			free(p);
 		}
 	} else {
 		fprintf(stderr, "unknown variant %s\n", argv[1]);

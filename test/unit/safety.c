@@ -301,6 +301,26 @@ static void if_large(void) {
   free(p + 4096);
   free(p);
 }
+/* A large class the caches hold: its first page carries the class in the
+ * page map (the free fast path serves it), so a pointer inside that page
+ * must be refused there too. */
+static void if_large_cached(void) {
+  char *p = malloc(20000);
+  free(p + 16);
+  free(p + 2048);
+  free(p + 4096);
+  free(p);
+}
+static void sf_small_other_class(void) {
+  char *p = malloc(100);
+  free_sized(p, 48); /* a class the table knows, not p's */
+  free_sized(p, 100);
+}
+static void sd_wrong_size(void) {
+  char *p = malloc(100);
+  sdallocx(p, 40, 0);
+  sdallocx(p, 100, 0);
+}
 static void if_huge(void) {
   char *p = malloc(5u << 20);
   free(p + CHUNK);
@@ -409,6 +429,11 @@ static const bad_case_t cases[] = {
      "(size class 224, arena "},
     {"free of interior pointers, large", if_large, "invalid free (interior pointer) of 0x",
      "size class 114688"},
+    {"free of interior pointers, large and cached", if_large_cached, "invalid free (interior pointer) of 0x",
+     "size class 20480"},
+    {"free_sized with the size of another small class", sf_small_other_class, "mis-sized free of 0x",
+     "(size class 112, arena 0): free_sized with size 48"},
+    {"sdallocx with the wrong size", sd_wrong_size, "mis-sized free of 0x", "(size class 112, arena 0)"},
     {"free of interior pointers, huge", if_huge, "invalid free (interior pointer) of 0x",
      "size class 5242880"},
     {"free of a pointer into a free run", fr_free_run, "invalid free (pointer into a free run) of 0x", NULL},

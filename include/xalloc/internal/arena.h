@@ -131,8 +131,11 @@ struct arena_chunk_s {
   /* Per page: for a page of a small run, its size class in the low byte
    * and its index in the run in the high byte (so the run's start, and
    * whether a pointer is a region's start, follow without the run
-   * descriptor); BININD_NONE otherwise. Read without a lock by the free
-   * fast path; written under the arena lock when a run changes state. */
+   * descriptor); for the first page of a large run whose class a thread
+   * cache may hold (index < SZ_NFAST), that class with page index 0, so
+   * that the free fast path serves it too; BININD_NONE otherwise. Read
+   * without a lock by the free fast path; written under the arena lock
+   * when a run changes state or size. */
   uint16_t binmap[];
 };
 

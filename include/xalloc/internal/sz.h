@@ -19,6 +19,9 @@
 #define SZ_MAX ((size_t)1 << 62)
 #define SZ_SMALL_MAX ((size_t)14336)
 #define SZ_NBINS 36
+/* Classes the free fast path knows from the page map: the small ones and
+ * the large ones a thread cache may hold (up to 1 MiB, tcache.h). */
+#define SZ_NFAST 61
 #define SZ_MAX_NREGS ((PAGE / 8))
 #define SZ_BITMAP_WORDS ((SZ_MAX_NREGS + 63) / 64)
 
@@ -33,7 +36,10 @@ typedef struct {
 extern size_t sz_index2size_tab[SZ_NCLASSES];
 extern uint8_t sz_size2index_tab[(SZ_LOOKUP_MAX >> 3) + 1];
 extern sz_bin_info_t sz_bin_info[SZ_NBINS];
-extern uint32_t sz_div_magic[SZ_NBINS]; /* sz_bin_info[i].div_magic, compact */
+/* off / size == (off * sz_div_magic[i]) >> 32 for multiples off of the
+ * class size (small classes: sz_bin_info[i].div_magic); for a large class,
+ * only off 0 passes the region-start test below a page. */
+extern uint32_t sz_div_magic[SZ_NFAST];
 extern unsigned sz_nlarge_end; /* first huge index */
 extern size_t sz_large_max;    /* largest large class */
 extern size_t sz_chunksize;

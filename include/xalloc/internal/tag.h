@@ -20,7 +20,7 @@
  * ./configure --disable-heap-checks turns tags off (every function here
  * becomes a no-op and tcache_tagged() is false), to measure their cost.
  */
-extern uintptr_t tcache_tag_key;
+extern uintptr_t tcache_tag_key XA_HIDDEN;
 static inline uintptr_t tcache_tag(const void *ptr) { return tcache_tag_key ^ (uintptr_t)ptr; }
 static inline bool tcache_tagged(const void *ptr) {
   return config_heap_checks && *(const uintptr_t *)ptr == tcache_tag(ptr);

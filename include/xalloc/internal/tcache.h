@@ -29,7 +29,7 @@
 #include "xalloc/internal/arena.h"
 #include "xalloc/internal/tag.h"
 
-#define TCACHE_NBINS_MAX 61 /* small classes and large ones up to 1 MiB */
+#define TCACHE_NBINS_MAX SZ_NFAST /* small classes and large ones up to 1 MiB */
 #define TCACHE_NSLOTS_SMALL_MAX 200
 #define TCACHE_NSLOTS_LARGE 20
 #define TCACHE_GC_INTERVAL 256 /* fast-path allocations per GC step (a power of two) */

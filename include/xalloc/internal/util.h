@@ -15,6 +15,9 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define XA_EXPORT __attribute__((visibility("default")))
+/* On a declaration: the symbol is this library's, so a -fPIC load of it is
+ * direct (no GOT entry to go through). */
+#define XA_HIDDEN __attribute__((visibility("hidden")))
 #define XA_NOINLINE __attribute__((noinline))
 #define XA_ALWAYS_INLINE static inline __attribute__((always_inline))
 #define XA_COLD __attribute__((cold, noinline))
