@@ -138,6 +138,11 @@ bool arena_migrate(arena_t *from, unsigned ind, arena_t **to) {
   bool err = true;
   xmutex_lock(&arenas_lock);
   arena_t *a = ind < narenas ? arenas[ind] : NULL;
+  /* An automatic arena not made yet is made now (as jemalloc does). */
+  if (a == NULL && ind < narenas_auto && (a = arena_new(ind)) != NULL) {
+    __atomic_store_n(&arenas[ind], a, __ATOMIC_RELEASE);
+    if (narenas < ind + 1) __atomic_store_n(&narenas, ind + 1, __ATOMIC_RELEASE);
+  }
   if (a != NULL) {
     if (from != NULL) from->nthreads--;
     a->nthreads++;

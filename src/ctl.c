@@ -9,6 +9,7 @@
 #include "xalloc/internal/tcache.h"
 
 #define CTL_ARENAS_ALL ARENAS_MAX /* jemalloc's MALLCTL_ARENAS_ALL (4096) */
+#define CTL_ARENAS_DESTROYED (ARENAS_MAX + 1) /* MALLCTL_ARENAS_DESTROYED (4097) */
 #define CTL_DEPTH_MAX 8
 
 static xmutex_t ctl_mtx = XMUTEX_INITIALIZER;
@@ -19,9 +20,10 @@ static bool ctl_initialized;
 static uint64_t ctl_epoch;
 static stats_totals_t ctl_totals;
 static unsigned ctl_narenas;
-/* Per arena, and the sum at [CTL_ARENAS_ALL]; in base memory, reused. */
-static stats_arena_t *ctl_astats[ARENAS_MAX + 1];
-static bool ctl_arena_live[ARENAS_MAX + 1];
+/* Per arena, the sum at [CTL_ARENAS_ALL], and the destroyed arenas at
+ * [CTL_ARENAS_DESTROYED]; in base memory, reused. */
+static stats_arena_t *ctl_astats[ARENAS_MAX + 2];
+static bool ctl_arena_live[ARENAS_MAX + 2];
 
 static void ctl_refresh(void) {
   if (ctl_astats[CTL_ARENAS_ALL] == NULL) ctl_astats[CTL_ARENAS_ALL] = base_alloc(sizeof(stats_arena_t));
@@ -113,6 +115,31 @@ struct ctl_node_s {
 #define INODE(n, f) {n, NULL, NULL, f}
 #define END {NULL, NULL, NULL, NULL}
 
+/* ---- arena indices ---- */
+
+/* arenas.narenas: every arena index in use, as jemalloc counts them: the
+ * automatic ones (made or not yet made) and the explicit ones (destroyed
+ * ones included). */
+static unsigned ctl_nindices(void) {
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+  return n > narenas_auto ? n : narenas_auto;
+}
+
+/* What the arena index i of arena.<i> and stats.arenas.<i> means now: one
+ * arena, every arena (MALLCTL_ARENAS_ALL, or arenas.narenas itself:
+ * jemalloc's older spelling), or the destroyed ones. */
+enum { CTL_ONE, CTL_ALL, CTL_DESTROYED };
+static int ctl_arena_kind(size_t i) {
+  if (i == CTL_ARENAS_ALL || i == ctl_nindices()) return CTL_ALL;
+  if (i == CTL_ARENAS_DESTROYED) return CTL_DESTROYED;
+  return CTL_ONE;
+}
+
+/* The arena for arena.<i> (NULL: all, destroyed, or no arena there). */
+static arena_t *ctl_arena_one(size_t i) {
+  return ctl_arena_kind(i) == CTL_ONE ? arena_get((unsigned)i) : NULL;
+}
+
 /* ---- version, epoch, config, opt ---- */
 
 CTL_RO(ctl_version, const char *, PACKAGE_VERSION)
@@ -151,6 +178,9 @@ static int ctl_opt_h(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
   const conf_desc_t *d = &conf_table[mib[1]];
+  /* narenas: the effective number of automatic arenas (0 means "four per
+   * CPU"), as jemalloc reports it. */
+  if (d->ptr == &opt_narenas) return ctl_read(oldp, oldlenp, &narenas_auto, sizeof(narenas_auto));
   switch (d->kind) {
   case CONF_BOOL:
     return ctl_read(oldp, oldlenp, d->ptr, sizeof(bool));
@@ -276,7 +306,7 @@ static const ctl_node_t ctl_tcache_nodes[] = {LEAF("create", ctl_tcache_create),
 
 /* ---- arenas.* ---- */
 
-CTL_RO(ctl_arenas_narenas, unsigned, __atomic_load_n(&narenas, __ATOMIC_ACQUIRE))
+CTL_RO(ctl_arenas_narenas, unsigned, ctl_nindices())
 CTL_RO(ctl_arenas_page, size_t, PAGE)
 CTL_RO(ctl_arenas_quantum, size_t, QUANTUM)
 CTL_RO(ctl_arenas_chunk_size, size_t, sz_chunksize)
@@ -333,8 +363,11 @@ static const ctl_node_t ctl_arenas_nodes[] = {
 
 /* ---- arena.<i>.* ---- */
 
+/* Purge or decay arena <i>, or every arena. An index with no arena (an
+ * automatic arena not made yet, a destroyed one, MALLCTL_ARENAS_DESTROYED)
+ * has nothing to purge: 0, as jemalloc. */
 static int ctl_arena_purge_decay(const size_t *mib, bool decay) {
-  if (mib[1] == CTL_ARENAS_ALL) {
+  if (ctl_arena_kind(mib[1]) == CTL_ALL) {
     unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
       arena_t *a = arena_get(i);
@@ -342,9 +375,8 @@ static int ctl_arena_purge_decay(const size_t *mib, bool decay) {
     }
     return 0;
   }
-  arena_t *a = arena_get((unsigned)mib[1]);
-  if (a == NULL) return EFAULT;
-  decay ? arena_decay(a) : arena_purge_all(a);
+  arena_t *a = ctl_arena_one(mib[1]);
+  if (a != NULL) decay ? arena_decay(a) : arena_purge_all(a);
   return 0;
 }
 
@@ -362,20 +394,34 @@ static int ctl_arena_decay(CTL_ARGS) {
   return ctl_arena_purge_decay(mib, true);
 }
 
+/* Whether the index has an arena (all: true; destroyed: whether any arena
+ * was destroyed, once the statistics know it). */
+static int ctl_arena_initialized(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  bool v;
+  switch (ctl_arena_kind(mib[1])) {
+  case CTL_ALL: v = true; break;
+  case CTL_DESTROYED: v = ctl_arena_live[CTL_ARENAS_DESTROYED]; break;
+  default: v = ctl_arena_one(mib[1]) != NULL; break;
+  }
+  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+}
+
 /* The heap check (arena_check): reads true if the arena's metadata is
  * consistent; each inconsistency is printed as one line on stderr. */
 static int ctl_arena_check(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
   bool ok = true;
-  if (mib[1] == CTL_ARENAS_ALL) {
+  if (ctl_arena_kind(mib[1]) == CTL_ALL) {
     unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
       arena_t *a = arena_get(i);
       if (a != NULL && !arena_check(a, true)) ok = false;
     }
   } else {
-    arena_t *a = arena_get((unsigned)mib[1]);
+    arena_t *a = ctl_arena_one(mib[1]);
     if (a == NULL) return EFAULT;
     ok = arena_check(a, true);
   }
@@ -384,7 +430,7 @@ static int ctl_arena_check(CTL_ARGS) {
 
 /* Reset or destroy: explicit arenas only (EFAULT otherwise, as jemalloc). */
 static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
-  arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
+  arena_t *a = ctl_arena_one(mib[1]);
   if (a == NULL || arena_is_auto(a)) return EFAULT;
   if (destroy && arena_retire(a)) return EFAULT; /* a thread still uses it */
   /* The calling thread's cache may hold objects of the arena; other
@@ -415,7 +461,7 @@ static int ctl_arena_destroy(CTL_ARGS) {
 /* Read the arena's hooks table; write one (user hooks for a hooked arena,
  * see chunk_hooks_set). */
 static int ctl_arena_extent_hooks(CTL_ARGS) {
-  arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
+  arena_t *a = ctl_arena_one(mib[1]);
   if (a == NULL) return EFAULT;
   extent_hooks_t *old = chunk_hooks_get(&a->chunks), *h;
   if (newp != NULL) {
@@ -428,14 +474,17 @@ static int ctl_arena_extent_hooks(CTL_ARGS) {
   return ctl_read(oldp, oldlenp, &old, sizeof(old));
 }
 
-static const ctl_node_t ctl_arena_i_nodes[] = {LEAF("purge", ctl_arena_purge), LEAF("decay", ctl_arena_decay),
+static const ctl_node_t ctl_arena_i_nodes[] = {LEAF("initialized", ctl_arena_initialized),
+                                               LEAF("purge", ctl_arena_purge), LEAF("decay", ctl_arena_decay),
                                                LEAF("extent_hooks", ctl_arena_extent_hooks),
                                                LEAF("check", ctl_arena_check),
                                                LEAF("reset", ctl_arena_reset),
                                                LEAF("destroy", ctl_arena_destroy), END};
 static const ctl_node_t ctl_arena_i = NODE(NULL, ctl_arena_i_nodes);
+/* Every index in use, arenas.narenas itself (all), MALLCTL_ARENAS_ALL and
+ * MALLCTL_ARENAS_DESTROYED. */
 static const ctl_node_t *ctl_arena_index(size_t i) {
-  return i < __atomic_load_n(&narenas, __ATOMIC_ACQUIRE) || i == CTL_ARENAS_ALL ? &ctl_arena_i : NULL;
+  return i <= ctl_nindices() || i == CTL_ARENAS_ALL || i == CTL_ARENAS_DESTROYED ? &ctl_arena_i : NULL;
 }
 
 /* ---- stats.* (from the snapshot) ---- */
@@ -449,7 +498,11 @@ CTL_RO(ctl_stats_retained, size_t, ctl_totals.retained)
 CTL_RO(ctl_stats_dirty, size_t, ctl_totals.dirty)
 CTL_RO(ctl_stats_muzzy, size_t, ctl_totals.muzzy)
 
-#define SA (ctl_astats[mib[2]])
+/* The snapshot stats.arenas.<i> reads (arenas.narenas as <i>: the sum). */
+static const stats_arena_t *ctl_sa(size_t i) {
+  return ctl_astats[ctl_arena_kind(i) == CTL_ALL ? CTL_ARENAS_ALL : i];
+}
+#define SA (ctl_sa(mib[2]))
 CTL_RO(ctl_sa_nthreads, unsigned, SA->nthreads)
 CTL_RO(ctl_sa_pactive, size_t, SA->pactive)
 CTL_RO(ctl_sa_pdirty, size_t, stats_dirty(SA) >> LG_PAGE)
@@ -503,7 +556,8 @@ static const ctl_node_t ctl_sa_i_nodes[] = {
     NODE("huge", ctl_sa_huge_nodes),   INODE("bins", ctl_sab_index), END};
 static const ctl_node_t ctl_sa_i = NODE(NULL, ctl_sa_i_nodes);
 static const ctl_node_t *ctl_sa_index(size_t i) {
-  if (i > ARENAS_MAX || !ctl_arena_live[i] || ctl_astats[i] == NULL) return NULL;
+  if (ctl_arena_kind(i) == CTL_ALL) i = CTL_ARENAS_ALL;
+  if (i > CTL_ARENAS_DESTROYED || !ctl_arena_live[i] || ctl_astats[i] == NULL) return NULL;
   return &ctl_sa_i;
 }
 

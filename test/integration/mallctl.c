@@ -397,8 +397,9 @@ static void test_arena_reset_destroy(void **state) {
   snprintf(name, sizeof(name), "stats.arenas.%u.pactive", ai);
   size_t z, sz = sizeof(z);
   assert_int_equal(mallctl(name, &z, &sz, NULL, 0), ENOENT);
+  /* Nothing to purge at a destroyed index: 0, as jemalloc. */
   snprintf(name, sizeof(name), "arena.%u.purge", ai);
-  assert_int_equal(mallctl(name, NULL, NULL, NULL, 0), EFAULT);
+  assert_int_equal(mallctl(name, NULL, NULL, NULL, 0), 0);
   snprintf(name, sizeof(name), "arena.%u.destroy", ai);
   assert_int_equal(mallctl(name, NULL, NULL, NULL, 0), EFAULT);
   errno = 0;

@@ -170,8 +170,9 @@ arena_t *arena_create_explicit(extent_hooks_t *hooks);
 bool arena_is_auto(const arena_t *arena);
 /* arenas[ind], or NULL if there is no such arena (or it was destroyed). */
 arena_t *arena_get(unsigned ind);
-/* Move a thread from arena from (may be NULL) to arenas[ind]; true (and
- * nothing changed) if there is no such arena. */
+/* Move a thread from arena from (may be NULL) to arenas[ind] (an automatic
+ * arena not made yet is made); true (and nothing changed) if there is no
+ * such arena. */
 bool arena_migrate(arena_t *from, unsigned ind, arena_t **to);
 /* Retire an explicit arena that no thread uses: its index stays taken and
  * arena_get returns NULL for it. True (nothing changed) if it is automatic
