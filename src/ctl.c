@@ -53,15 +53,22 @@ static void ctl_refresh(void) {
 
 /* ---- value transfer, with jemalloc's error rules ---- */
 
-/* Copy a value out. A wrong *oldlenp copies what fits and gives EINVAL. */
+/*
+ * Whether a read of a size-byte value may be made: none was asked for
+ * (oldp or oldlenp NULL), or *oldlenp is size. Otherwise EINVAL, with
+ * *oldlenp set to size and nothing copied (no caller variable is ever half
+ * written). Every handler that does anything checks this first.
+ */
+static int ctl_check_read(void *oldp, size_t *oldlenp, size_t size) {
+  if (oldp == NULL || oldlenp == NULL || *oldlenp == size) return 0;
+  *oldlenp = size;
+  return EINVAL;
+}
+
+/* Copy a value out, if asked (see ctl_check_read). */
 static int ctl_read(void *oldp, size_t *oldlenp, const void *v, size_t size) {
-  if (oldp == NULL || oldlenp == NULL) return 0;
-  if (*oldlenp != size) {
-    size_t n = *oldlenp < size ? *oldlenp : size;
-    memcpy(oldp, v, n);
-    *oldlenp = n;
-    return EINVAL;
-  }
+  int err = ctl_check_read(oldp, oldlenp, size);
+  if (err != 0 || oldp == NULL || oldlenp == NULL) return err;
   memcpy(oldp, v, size);
   return 0;
 }
@@ -148,23 +155,30 @@ static int ctl_epoch_h(CTL_ARGS) {
   CTL_UNUSED();
   uint64_t v;
   bool w;
-  int err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  int err = ctl_check_read(oldp, oldlenp, sizeof(ctl_epoch));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
   if (err != 0) return err;
   if (w) ctl_refresh();
   return ctl_read(oldp, oldlenp, &ctl_epoch, sizeof(ctl_epoch));
 }
 
+CTL_RO(ctl_config_cache_oblivious, bool, false)
 CTL_RO(ctl_config_debug, bool, config_debug)
 CTL_RO(ctl_config_fill, bool, true)
 CTL_RO(ctl_config_malloc_conf, const char *, XALLOC_CONF_DEFAULT)
+CTL_RO(ctl_config_lazy_lock, bool, false)
 CTL_RO(ctl_config_prof, bool, false)
+CTL_RO(ctl_config_prof_libgcc, bool, false)
+CTL_RO(ctl_config_prof_libunwind, bool, false)
 CTL_RO(ctl_config_stats, bool, true)
 CTL_RO(ctl_config_utrace, bool, false)
 CTL_RO(ctl_config_xmalloc, bool, false)
 
 static const ctl_node_t ctl_config_nodes[] = {
-    LEAF("debug", ctl_config_debug), LEAF("fill", ctl_config_fill),
+    LEAF("cache_oblivious", ctl_config_cache_oblivious), LEAF("debug", ctl_config_debug),
+    LEAF("fill", ctl_config_fill), LEAF("lazy_lock", ctl_config_lazy_lock),
     LEAF("malloc_conf", ctl_config_malloc_conf), LEAF("prof", ctl_config_prof),
+    LEAF("prof_libgcc", ctl_config_prof_libgcc), LEAF("prof_libunwind", ctl_config_prof_libunwind),
     LEAF("stats", ctl_config_stats), LEAF("utrace", ctl_config_utrace),
     LEAF("xmalloc", ctl_config_xmalloc), END};
 
@@ -173,7 +187,8 @@ enum { CTL_NOPTS = 0 XALLOC_OPTIONS(OPT_COUNT) };
 #undef OPT_COUNT
 
 /* opt.<name>: one leaf per row of the option table, in its order. Types:
- * bool, unsigned, ssize_t; choices and strings as const char *. */
+ * bool, unsigned, ssize_t; choices and strings as const char *; narenas,
+ * tcache_max and junk as jemalloc has them. */
 static int ctl_opt_h(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
@@ -181,6 +196,15 @@ static int ctl_opt_h(CTL_ARGS) {
   /* narenas: the effective number of automatic arenas (0 means "four per
    * CPU"), as jemalloc reports it. */
   if (d->ptr == &opt_narenas) return ctl_read(oldp, oldlenp, &narenas_auto, sizeof(narenas_auto));
+  /* jemalloc's types: tcache_max is a size_t, junk a string. */
+  if (d->ptr == &opt_tcache_max) {
+    size_t v = opt_tcache_max;
+    return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  }
+  if (d->ptr == &opt_junk) {
+    const char *v = opt_junk ? "true" : "false";
+    return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  }
   switch (d->kind) {
   case CONF_BOOL:
     return ctl_read(oldp, oldlenp, d->ptr, sizeof(bool));
@@ -199,11 +223,36 @@ static int ctl_opt_h(CTL_ARGS) {
   }
 }
 
+/* jemalloc's options for what xalloc does one way only: these values say
+ * which (no sbrk, no per-CPU arenas, no huge pages for metadata, realloc(p,
+ * 0) frees, one background thread, no interval statistics, no cache-
+ * oblivious offsets, no oversize arena). */
+CTL_RO(ctl_opt_dss, const char *, "disabled")
+CTL_RO(ctl_opt_percpu_arena, const char *, "disabled")
+CTL_RO(ctl_opt_metadata_thp, const char *, "disabled")
+CTL_RO(ctl_opt_zero_realloc, const char *, "free")
+CTL_RO(ctl_opt_max_background_threads, size_t, 1)
+CTL_RO(ctl_opt_stats_interval, int64_t, -1)
+CTL_RO(ctl_opt_stats_interval_opts, const char *, "")
+CTL_RO(ctl_opt_confirm_conf, bool, false)
+CTL_RO(ctl_opt_cache_oblivious, bool, false)
+CTL_RO(ctl_opt_oversize_threshold, size_t, 0)
+
 static const ctl_node_t ctl_opt_nodes[] = {
 #define OPT_NODE(kind, name, def, min, max, choices, help) LEAF(#name, ctl_opt_h),
     XALLOC_OPTIONS(OPT_NODE)
 #undef OPT_NODE
-        END};
+        LEAF("dss", ctl_opt_dss),
+    LEAF("percpu_arena", ctl_opt_percpu_arena),
+    LEAF("metadata_thp", ctl_opt_metadata_thp),
+    LEAF("zero_realloc", ctl_opt_zero_realloc),
+    LEAF("max_background_threads", ctl_opt_max_background_threads),
+    LEAF("stats_interval", ctl_opt_stats_interval),
+    LEAF("stats_interval_opts", ctl_opt_stats_interval_opts),
+    LEAF("confirm_conf", ctl_opt_confirm_conf),
+    LEAF("cache_oblivious", ctl_opt_cache_oblivious),
+    LEAF("oversize_threshold", ctl_opt_oversize_threshold),
+    END};
 
 /* ---- thread.* ---- */
 
@@ -218,7 +267,8 @@ static int ctl_thread_arena(CTL_ARGS) {
   if (t == NULL) return EAGAIN;
   unsigned old = t->arena->ind, ind;
   bool w;
-  int err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
   if (err != 0) return err;
   if (w && ind != old) {
     arena_t *to;
@@ -234,7 +284,8 @@ static int ctl_thread_tcache_enabled(CTL_ARGS) {
   if (t == NULL) return EAGAIN;
   bool old = t->tcache_enabled, v;
   bool w;
-  int err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
   if (err != 0) return err;
   if (w && v != old) tcache_set_enabled(t, v);
   return ctl_read(oldp, oldlenp, &old, sizeof(old));
@@ -276,6 +327,12 @@ static const ctl_node_t ctl_thread_nodes[] = {
 static int ctl_tcache_create(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
+  /* As jemalloc: without room for exactly an unsigned, no cache is made,
+   * nothing is written and *oldlenp is set to 0. */
+  if (oldp == NULL || oldlenp == NULL || *oldlenp != sizeof(unsigned)) {
+    if (oldlenp != NULL) *oldlenp = 0;
+    return EINVAL;
+  }
   unsigned ind;
   if (tcache_explicit_create(&ind)) return EFAULT;
   return ctl_read(oldp, oldlenp, &ind, sizeof(ind));
@@ -414,6 +471,8 @@ static int ctl_arena_check(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
   bool ok = true;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(ok));
+  if (err != 0) return err;
   if (ctl_arena_kind(mib[1]) == CTL_ALL) {
     unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
@@ -464,11 +523,12 @@ static int ctl_arena_extent_hooks(CTL_ARGS) {
   arena_t *a = ctl_arena_one(mib[1]);
   if (a == NULL) return EFAULT;
   extent_hooks_t *old = chunk_hooks_get(&a->chunks), *h;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err != 0) return err;
   if (newp != NULL) {
     if (newlen != sizeof(extent_hooks_t *)) return EINVAL;
-    if (oldp != NULL && (oldlenp == NULL || *oldlenp != sizeof(extent_hooks_t *))) return EINVAL;
     memcpy(&h, newp, sizeof(h));
-    int err = chunk_hooks_set(&a->chunks, h);
+    err = chunk_hooks_set(&a->chunks, h);
     if (err != 0) return err;
   }
   return ctl_read(oldp, oldlenp, &old, sizeof(old));

@@ -47,13 +47,13 @@ static void test_read_every_name(void **state) {
   RD("epoch", q);
   static const char *const bools[] = {"config.debug", "config.fill", "config.prof", "config.stats",
                                       "config.utrace", "config.xmalloc", "opt.abort", "opt.abort_conf",
-                                      "opt.tcache", "opt.retain", "opt.background_thread", "opt.junk",
+                                      "opt.tcache", "opt.retain", "opt.background_thread",
                                       "opt.zero", "opt.stats_print", "thread.tcache.enabled"};
   for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) RD(bools[i], b);
   RD("opt.abort", b);
   assert_true(b);
   RD("config.malloc_conf", s);
-  static const char *const uints[] = {"opt.lg_chunk", "opt.narenas", "opt.tcache_max", "opt.retain_grow_k",
+  static const char *const uints[] = {"opt.lg_chunk", "opt.narenas", "opt.retain_grow_k",
                                       "thread.arena", "arenas.narenas", "arenas.nbins", "arenas.nhbins",
                                       "arenas.nlextents"};
   for (size_t i = 0; i < sizeof(uints) / sizeof(uints[0]); i++) RD(uints[i], u);
@@ -65,6 +65,8 @@ static void test_read_every_name(void **state) {
   RD("opt.thp", s);
   assert_string_equal(s, "default");
   RD("opt.stats_print_opts", s);
+  RD("opt.junk", s);
+  RD("opt.tcache_max", z);
   assert_non_null(s);
   RD("thread.allocated", q);
   RD("thread.deallocated", q);

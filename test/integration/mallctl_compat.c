@@ -171,10 +171,171 @@ static void test_uninitialized_indices(void **state) {
   assert_int_equal(narenas_now(), n);
 }
 
+/* Item 9 and 10: a wrong *oldlenp or newlen is refused before anything is
+ * done, and no caller variable is ever half written. */
+static void test_bad_sizes_change_nothing(void **state) {
+  (void)state;
+  /* thread.arena: the thread stays where it was. */
+  unsigned ai, cur, old;
+  size_t sz = sizeof(ai);
+  assert_int_equal(mallctl("arenas.create", &ai, &sz, NULL, 0), 0);
+  RD("thread.arena", old);
+  uint64_t wide = 0x5555555555555555ULL;
+  sz = sizeof(wide);
+  assert_int_equal(mallctl("thread.arena", &wide, &sz, &ai, sizeof(ai)), EINVAL);
+  assert_int_equal(sz, sizeof(unsigned));
+  assert_true(wide == 0x5555555555555555ULL);
+  RD("thread.arena", cur);
+  assert_int_equal(cur, old);
+  sz = 1;
+  assert_int_equal(mallctl("thread.arena", &cur, &sz, &ai, sizeof(ai)), EINVAL);
+  RD("thread.arena", cur);
+  assert_int_equal(cur, old);
+  assert_int_equal(mallctl("thread.arena", NULL, NULL, &ai, sizeof(ai) + 1), EINVAL);
+  RD("thread.arena", cur);
+  assert_int_equal(cur, old);
+  /* thread.tcache.enabled: unchanged. */
+  bool en, en2, flip;
+  RD("thread.tcache.enabled", en);
+  flip = !en;
+  sz = sizeof(wide);
+  assert_int_equal(mallctl("thread.tcache.enabled", &wide, &sz, &flip, sizeof(flip)), EINVAL);
+  RD("thread.tcache.enabled", en2);
+  assert_int_equal(en2, en);
+  /* epoch: no refresh. */
+  uint64_t e0, e1, one = 1;
+  RD("epoch", e0);
+  uint32_t e32 = 7;
+  sz = sizeof(e32);
+  assert_int_equal(mallctl("epoch", &e32, &sz, &one, sizeof(one)), EINVAL);
+  assert_int_equal(e32, 7);
+  RD("epoch", e1);
+  assert_true(e1 == e0);
+  /* tcache.create: no cache is made, *oldlenp is 0 (jemalloc's words). */
+  unsigned tc, tc2;
+  RD("tcache.create", tc);
+  assert_int_equal(mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc)), 0);
+  sz = 1;
+  assert_int_equal(mallctl("tcache.create", &wide, &sz, NULL, 0), EINVAL);
+  assert_int_equal(sz, 0);
+  assert_int_equal(mallctl("tcache.create", NULL, NULL, NULL, 0), EINVAL);
+  RD("tcache.create", tc2);
+  assert_int_equal(tc2, tc); /* the lowest free index: nothing took it */
+  assert_int_equal(mallctl("tcache.destroy", NULL, NULL, &tc2, sizeof(tc2)), 0);
+  /* arenas.create: no arena is made. */
+  unsigned n0 = narenas_now();
+  sz = sizeof(wide);
+  assert_int_equal(mallctl("arenas.create", &wide, &sz, NULL, 0), EINVAL);
+  assert_int_equal(narenas_now(), n0);
+  /* Reads of every type: nothing copied on a wrong length, *oldlenp says
+   * the right one. */
+  static const struct {
+    const char *name;
+    size_t size;
+  } names[] = {{"arenas.narenas", sizeof(unsigned)}, {"opt.abort", sizeof(bool)},
+               {"version", sizeof(const char *)},     {"stats.allocated", sizeof(size_t)},
+               {"epoch", sizeof(uint64_t)},           {"thread.allocated", sizeof(uint64_t)},
+               {"arena.0.extent_hooks", sizeof(void *)}, {"arena.0.check", sizeof(bool)},
+               {"arenas.bin.0.nregs", sizeof(uint32_t)}, {"opt.dirty_decay_ms", sizeof(ssize_t)}};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    for (size_t len = 1; len <= 16; len++) {
+      if (len == names[i].size) continue;
+      unsigned char buf[16];
+      memset(buf, 0xa5, sizeof(buf));
+      sz = len;
+      if (mallctl(names[i].name, buf, &sz, NULL, 0) != EINVAL) fail_msg("%s, len %zu: not EINVAL", names[i].name, len);
+      for (size_t k = 0; k < sizeof(buf); k++)
+        if (buf[k] != 0xa5) fail_msg("%s, len %zu: byte %zu written", names[i].name, len, k);
+      assert_int_equal(sz, names[i].size);
+    }
+  }
+}
+
+/* Item 3 and 10: opt.* in jemalloc's types; writing any opt.* is EPERM. */
+static void test_opt_types(void **state) {
+  (void)state;
+  size_t z;
+  unsigned u;
+  const char *s;
+  bool b;
+  size_t sz = sizeof(u);
+  assert_int_equal(mallctl("opt.tcache_max", &u, &sz, NULL, 0), EINVAL);
+  RD("opt.tcache_max", z);
+  const char *conf = getenv("XALLOC_CONF");
+  if (conf == NULL || strstr(conf, "tcache_max") == NULL) assert_int_equal(z, 32768);
+  sz = sizeof(b);
+  assert_int_equal(mallctl("opt.junk", &b, &sz, NULL, 0), EINVAL);
+  RD("opt.junk", s);
+  assert_true(strcmp(s, "false") == 0 || strcmp(s, "true") == 0);
+  if (conf == NULL || strstr(conf, "junk") == NULL) assert_string_equal(s, "false");
+  RD("opt.narenas", u);
+  assert_true(u >= 1);
+  unsigned n;
+  RD("arenas.narenas", n);
+  assert_true(n >= u);
+  /* What xalloc does one way only, in jemalloc's words. */
+  RD("opt.dss", s);
+  assert_string_equal(s, "disabled");
+  RD("opt.percpu_arena", s);
+  assert_string_equal(s, "disabled");
+  RD("opt.metadata_thp", s);
+  assert_string_equal(s, "disabled");
+  RD("opt.zero_realloc", s);
+  assert_string_equal(s, "free");
+  void *p = malloc(10), *r = realloc(p, 0); /* "free": frees and returns NULL */
+  assert_null(r);
+  RD("opt.max_background_threads", z);
+  assert_int_equal(z, 1);
+  int64_t i64;
+  RD("opt.stats_interval", i64);
+  assert_true(i64 == -1);
+  RD("opt.stats_interval_opts", s);
+  assert_string_equal(s, "");
+  RD("opt.confirm_conf", b);
+  assert_false(b);
+  RD("opt.cache_oblivious", b);
+  assert_false(b);
+  RD("opt.oversize_threshold", z);
+  assert_int_equal(z, 0);
+  static const char *const cfg[] = {"config.cache_oblivious", "config.lazy_lock", "config.prof",
+                                    "config.prof_libgcc", "config.prof_libunwind", "config.utrace",
+                                    "config.xmalloc"};
+  for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
+    b = true;
+    RD(cfg[i], b);
+    assert_false(b);
+  }
+  /* Every opt.* refuses writes, whatever the length. */
+  size_t mib[2], miblen = 2;
+  assert_int_equal(mallctlnametomib("opt.abort", mib, &miblen), 0);
+  unsigned nopts = 0;
+  uint64_t v = 0;
+  for (mib[1] = 0;; mib[1]++) {
+    unsigned char buf[16];
+    sz = sizeof(buf);
+    int err = mallctlbymib(mib, 2, buf, &sz, NULL, 0);
+    if (err == ENOENT) break;
+    assert_int_equal(err, EINVAL); /* no type is 16 bytes */
+    for (size_t len = 0; len <= 8; len++)
+      if (mallctlbymib(mib, 2, NULL, NULL, &v, len) != EPERM) fail_msg("opt #%zu writable", mib[1]);
+    nopts++;
+  }
+  assert_true(nopts >= 25);
+  /* Names xalloc has no concept for, as jemalloc built without them. */
+  static const char *const none[] = {"opt.prof", "opt.utrace", "opt.xmalloc", "opt.lg_extent_max_active_fit",
+                                     "thread.prof.name", "prof.active", "experimental.hooks.install"};
+  for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+    sz = sizeof(v);
+    if (mallctl(none[i], &v, &sz, NULL, 0) != ENOENT) fail_msg("%s exists", none[i]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_arenas_spellings),
       cmocka_unit_test(test_uninitialized_indices),
+      cmocka_unit_test(test_bad_sizes_change_nothing),
+      cmocka_unit_test(test_opt_types),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

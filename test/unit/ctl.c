@@ -68,7 +68,18 @@ static void test_opt_matches_table(void **state) {
       want = buf;
     }
     char got[64];
-    if (conf_table[i].kind == CONF_BOOL) {
+    /* jemalloc's types: tcache_max a size_t, junk a string. */
+    if (conf_table[i].ptr == &opt_tcache_max) {
+      size_t z;
+      size_t sz = sizeof(z);
+      assert_int_equal(mallctl(name, &z, &sz, NULL, 0), 0);
+      snprintf(got, sizeof(got), "%zu", z);
+    } else if (conf_table[i].ptr == &opt_junk) {
+      const char *s;
+      size_t sz = sizeof(s);
+      assert_int_equal(mallctl(name, &s, &sz, NULL, 0), 0);
+      snprintf(got, sizeof(got), "%s", s);
+    } else if (conf_table[i].kind == CONF_BOOL) {
       bool b;
       size_t sz = sizeof(b);
       assert_int_equal(mallctl(name, &b, &sz, NULL, 0), 0);
