@@ -646,16 +646,22 @@ static const ctl_node_t *ctl_child(const ctl_node_t *node, size_t c) {
   return NULL;
 }
 
-/* Translate name into mib (at most *depth components); the node reached. */
+/*
+ * Translate name into mib: at most *depth components (jemalloc: "the lesser
+ * of the number of components in name and the input value", so a short
+ * *depth gives a partial MIB the caller completes). *depth is set to the
+ * number of components translated; returns the node reached, or NULL if a
+ * component does not exist or a leaf is followed by more components.
+ */
 static const ctl_node_t *ctl_lookup(const char *name, size_t *mib, size_t *depth) {
   const ctl_node_t *node = &ctl_root;
   size_t k = 0;
   const char *p = name;
-  if (name == NULL) return NULL;
-  for (;;) {
+  if (name == NULL || *name == '\0') return NULL;
+  while (k < *depth) {
     const char *e = strchr(p, '.');
     size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
-    if (len == 0 || k == *depth || node->handler != NULL) return NULL;
+    if (len == 0 || node->handler != NULL) return NULL;
     size_t c;
     if (node->index != NULL) {
       c = 0;
@@ -674,6 +680,7 @@ static const ctl_node_t *ctl_lookup(const char *name, size_t *mib, size_t *depth
     if (node == NULL) return NULL;
     mib[k++] = c;
     if (e == NULL) break;
+    if (node->handler != NULL) return NULL; /* more components after a leaf */
     p = e + 1;
   }
   *depth = k;

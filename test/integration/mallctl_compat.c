@@ -330,12 +330,77 @@ static void test_opt_types(void **state) {
   }
 }
 
+/* Item 6: a *miblenp shorter than the name gives a partial MIB (jemalloc:
+ * the lesser of the two), which the caller completes. */
+static void test_partial_mib(void **state) {
+  (void)state;
+  size_t full[4], fulllen = 4;
+  assert_int_equal(mallctlnametomib("arenas.bin.0.size", full, &fulllen), 0);
+  assert_int_equal(fulllen, 4);
+  size_t mib[4] = {99, 99, 99, 99}, miblen = 2;
+  assert_int_equal(mallctlnametomib("arenas.bin.0.size", mib, &miblen), 0);
+  assert_int_equal(miblen, 2);
+  assert_int_equal(mib[0], full[0]);
+  assert_int_equal(mib[1], full[1]);
+  assert_int_equal(mib[2], 99); /* untouched */
+  unsigned nbins;
+  RD("arenas.nbins", nbins);
+  for (unsigned i = 0; i < nbins; i++) {
+    mib[2] = i;
+    mib[3] = full[3];
+    size_t size, sz = sizeof(size), byname;
+    assert_int_equal(mallctlbymib(mib, 4, &size, &sz, NULL, 0), 0);
+    sz = sizeof(byname);
+    assert_int_equal(ctlf(&byname, &sz, NULL, 0, "arenas.bin.%u.size", i), 0);
+    assert_int_equal(size, byname);
+  }
+  /* The partial MIB itself is not a leaf. */
+  size_t z, sz = sizeof(z);
+  assert_int_equal(mallctlbymib(mib, 2, &z, &sz, NULL, 0), ENOENT);
+  /* Components past *miblenp are not looked at; those before are. */
+  miblen = 2;
+  assert_int_equal(mallctlnametomib("arenas.bin.99999.size", mib, &miblen), 0);
+  miblen = 3;
+  assert_int_equal(mallctlnametomib("arenas.bin.99999.size", mib, &miblen), ENOENT);
+  miblen = 1;
+  assert_int_equal(mallctlnametomib("version.x", mib, &miblen), ENOENT);
+  miblen = 2;
+  assert_int_equal(mallctlnametomib("nope.x", mib, &miblen), ENOENT);
+  miblen = 0;
+  assert_int_equal(mallctlnametomib("arenas.bin.0.size", mib, &miblen), 0);
+  assert_int_equal(miblen, 0);
+  /* stats.arenas.<i>.bins.<j>.nmalloc from a 3-component prefix. */
+  size_t smib[6], smiblen = 6;
+  assert_int_equal(mallctlnametomib("stats.arenas.0.bins.0.nmalloc", smib, &smiblen), 0);
+  assert_int_equal(smiblen, 6);
+  size_t leaf = smib[5];
+  smiblen = 3;
+  assert_int_equal(mallctlnametomib("stats.arenas.0.bins.0.nmalloc", smib, &smiblen), 0);
+  assert_int_equal(smiblen, 3);
+  epoch();
+  smib[2] = MALLCTL_ARENAS_ALL;
+  size_t bmib[6];
+  size_t bl = 6;
+  assert_int_equal(mallctlnametomib("stats.arenas.0.bins", bmib, &bl), 0);
+  assert_int_equal(bl, 4);
+  smib[3] = bmib[3];
+  smib[4] = 2;
+  smib[5] = leaf;
+  uint64_t nm, nm2;
+  sz = sizeof(nm);
+  assert_int_equal(mallctlbymib(smib, 6, &nm, &sz, NULL, 0), 0);
+  sz = sizeof(nm2);
+  assert_int_equal(ctlf(&nm2, &sz, NULL, 0, "stats.arenas.%u.bins.2.nmalloc", MALLCTL_ARENAS_ALL), 0);
+  assert_true(nm == nm2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_arenas_spellings),
       cmocka_unit_test(test_uninitialized_indices),
       cmocka_unit_test(test_bad_sizes_change_nothing),
       cmocka_unit_test(test_opt_types),
+      cmocka_unit_test(test_partial_mib),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
