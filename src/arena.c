@@ -114,17 +114,75 @@ arena_t *arena_choose(void) {
   return best;
 }
 
+/* Destroyed explicit arenas waiting for arenas.create, newest first. */
+static arena_t *arenas_recycled;
+
+/*
+ * Make the destroyed arena a (empty: reset, released, retired) new one:
+ * figures zero, decay times the defaults, hooks. A thread that read the
+ * old pointer before it was retired (a purge of every arena) may still
+ * take its locks, so they are kept, and the fields are reset under them.
+ */
+static void arena_renew(arena_t *a, extent_hooks_t *hooks) {
+  uint64_t now = decay_now_ns();
+  xmutex_lock(&a->purge_mtx);
+  for (unsigned i = 0; i < SZ_NBINS; i++) {
+    arena_bin_t *bin = &a->bins[i];
+    xmutex_lock(&bin->lock);
+    xassert(bin->runcur == NULL && bin->runs.n == 0);
+    memset(&bin->stats, 0, sizeof(bin->stats));
+    xmutex_unlock(&bin->lock);
+  }
+  xmutex_lock(&a->lock);
+  xassert(a->runs_avail.n == 0 && a->chunk_list.n == 0 && a->nchunks == 0 && a->nactive == 0 &&
+          a->ndirty == 0 && a->nmuzzy == 0 && a->npurging == 0 && a->spare == NULL);
+  a->stats.nmalloc_large = a->stats.ndalloc_large = 0;
+  a->stats.allocated_large = 0;
+  a->stats.npurged_pages = a->stats.nmadvise = 0;
+  decay_init(&a->decay_dirty, opt_dirty_decay_ms, now);
+  decay_init(&a->decay_muzzy, opt_muzzy_decay_ms, now);
+  memset(a->freed_large, 0, sizeof(a->freed_large));
+  a->freed_large_next = 0;
+  xmutex_unlock(&a->lock);
+  chunk_arena_renew(&a->chunks, hooks, opt_dirty_decay_ms, opt_muzzy_decay_ms);
+  xmutex_unlock(&a->purge_mtx);
+  xmutex_lock(&a->huge_mtx);
+  xassert(a->huge.n == 0);
+  a->stats.nmalloc_huge = a->stats.ndalloc_huge = 0;
+  a->stats.allocated_huge = 0;
+  memset(a->freed_huge, 0, sizeof(a->freed_huge));
+  a->freed_huge_next = 0;
+  xmutex_unlock(&a->huge_mtx);
+}
+
 arena_t *arena_create_explicit(extent_hooks_t *hooks) {
   xmutex_lock(&arenas_lock);
-  unsigned n = narenas > narenas_auto ? narenas : narenas_auto;
-  arena_t *a = n < ARENAS_MAX ? arena_new(n) : NULL;
+  arena_t *a = arenas_recycled;
   if (a != NULL) {
-    if (hooks != NULL) chunk_arena_set_user_hooks(&a->chunks, hooks, n);
-    __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
-    __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
+    /* arenas_lock comes before the arena's locks (as in arenas_prefork). */
+    arenas_recycled = a->recycle_next;
+    a->recycle_next = NULL;
+    arena_renew(a, hooks);
+    __atomic_store_n(&arenas[a->ind], a, __ATOMIC_RELEASE);
+  } else {
+    unsigned n = narenas > narenas_auto ? narenas : narenas_auto;
+    a = n <= ARENA_IND_MAX ? arena_new(n) : NULL;
+    if (a != NULL) {
+      if (hooks != NULL) chunk_arena_set_user_hooks(&a->chunks, hooks, n);
+      __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
+      __atomic_store_n(&narenas, n + 1, __ATOMIC_RELEASE);
+    }
   }
   xmutex_unlock(&arenas_lock);
   return a;
+}
+
+void arena_recycle(arena_t *a) {
+  xmutex_lock(&arenas_lock);
+  xassert(arenas[a->ind] == NULL && a->nthreads == 0);
+  a->recycle_next = arenas_recycled;
+  arenas_recycled = a;
+  xmutex_unlock(&arenas_lock);
 }
 
 bool arena_is_auto(const arena_t *a) { return a->ind < narenas_auto; }
@@ -177,19 +235,24 @@ void arena_unchoose(arena_t *a) {
   xmutex_unlock(&arenas_lock);
 }
 
+/* Destroyed arenas waiting to be recycled too: a thread may still hold one
+ * of their locks (a purge that read the pointer before the destroy). */
 void arenas_prefork(void) {
   xmutex_prefork(&arenas_lock);
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) arena_prefork(arenas[i]);
+  for (arena_t *a = arenas_recycled; a != NULL; a = a->recycle_next) arena_prefork(a);
 }
 
 void arenas_postfork_parent(void) {
+  for (arena_t *a = arenas_recycled; a != NULL; a = a->recycle_next) arena_postfork_parent(a);
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) arena_postfork_parent(arenas[i]);
   xmutex_postfork_parent(&arenas_lock);
 }
 
 void arenas_postfork_child(void) {
+  for (arena_t *a = arenas_recycled; a != NULL; a = a->recycle_next) arena_postfork_child(a);
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) arena_postfork_child(arenas[i]);
   xmutex_postfork_child(&arenas_lock);

@@ -41,6 +41,22 @@ void chunk_arena_init(chunk_arena_t *ca) {
   decay_init(&ca->decay_muzzy, opt_muzzy_decay_ms, now);
 }
 
+void chunk_arena_renew(chunk_arena_t *ca, extent_hooks_t *hooks, ssize_t dirty_ms, ssize_t muzzy_ms) {
+  uint64_t now = decay_now_ns();
+  xmutex_lock(&ca->purge_mtx);
+  xmutex_lock(&ca->mtx);
+  xassert(ca->szad.n == 0 && ca->ad.n == 0 && ca->free_bytes == 0 && ca->reserved == 0 && ca->purging_bytes == 0);
+  ca->npurged = ca->nmadvise = ca->nunmapped = ca->nunmap_kept = 0;
+  ca->nhook_alloc = ca->nhook_dalloc = ca->nhook_refused = 0;
+  ca->grow_size = 2 * sz_chunksize;
+  ca->grow_count = 0;
+  decay_init(&ca->decay_dirty, dirty_ms, now);
+  decay_init(&ca->decay_muzzy, muzzy_ms, now);
+  __atomic_store_n(&ca->hooks, hooks, __ATOMIC_RELEASE);
+  xmutex_unlock(&ca->mtx);
+  xmutex_unlock(&ca->purge_mtx);
+}
+
 /* ---- extent hooks ---- */
 
 static void *chunk_default_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment,

@@ -25,6 +25,31 @@ static unsigned ctl_narenas;
 static stats_arena_t *ctl_astats[ARENAS_MAX + 2];
 static bool ctl_arena_live[ARENAS_MAX + 2];
 
+/* The destroyed arenas' figures (stats.arenas.<MALLCTL_ARENAS_DESTROYED>),
+ * merged at each destroy. Its own lock, a leaf (nothing is taken under it),
+ * taken after ctl_mtx at fork. */
+static xmutex_t ctl_destroyed_mtx = XMUTEX_INITIALIZER;
+static stats_arena_t ctl_destroyed;
+static unsigned ctl_ndestroyed;
+
+/* Merge the figures of a (reset and released: only its counts of what it
+ * ever did are left) into the destroyed arenas'. */
+static void ctl_destroyed_add(arena_t *a) {
+  stats_arena_t s;
+  stats_arena_get(a, &s);
+  xmutex_lock(&ctl_destroyed_mtx);
+  stats_arena_merge(&ctl_destroyed, &s);
+  ctl_ndestroyed++;
+  xmutex_unlock(&ctl_destroyed_mtx);
+}
+
+static bool ctl_destroyed_any(void) {
+  xmutex_lock(&ctl_destroyed_mtx);
+  bool any = ctl_ndestroyed != 0;
+  xmutex_unlock(&ctl_destroyed_mtx);
+  return any;
+}
+
 static void ctl_refresh(void) {
   if (ctl_astats[CTL_ARENAS_ALL] == NULL) ctl_astats[CTL_ARENAS_ALL] = base_alloc(sizeof(stats_arena_t));
   stats_arena_t *sum = ctl_astats[CTL_ARENAS_ALL];
@@ -43,6 +68,15 @@ static void ctl_refresh(void) {
   }
   for (unsigned i = n; i < ctl_narenas; i++) ctl_arena_live[i] = false;
   ctl_narenas = n;
+  stats_arena_t **d = &ctl_astats[CTL_ARENAS_DESTROYED];
+  if (*d == NULL) *d = base_alloc(sizeof(stats_arena_t));
+  ctl_arena_live[CTL_ARENAS_DESTROYED] = false;
+  if (*d != NULL) {
+    xmutex_lock(&ctl_destroyed_mtx);
+    **d = ctl_destroyed;
+    ctl_arena_live[CTL_ARENAS_DESTROYED] = ctl_ndestroyed != 0;
+    xmutex_unlock(&ctl_destroyed_mtx);
+  }
   /* Totals from the same figures: a total is the merged arenas' figure. */
   if (sum != NULL)
     stats_totals_from(sum, &ctl_totals);
@@ -459,7 +493,7 @@ static int ctl_arena_initialized(CTL_ARGS) {
   bool v;
   switch (ctl_arena_kind(mib[1])) {
   case CTL_ALL: v = true; break;
-  case CTL_DESTROYED: v = ctl_arena_live[CTL_ARENAS_DESTROYED]; break;
+  case CTL_DESTROYED: v = ctl_destroyed_any(); break;
   default: v = ctl_arena_one(mib[1]) != NULL; break;
   }
   return ctl_read(oldp, oldlenp, &v, sizeof(v));
@@ -499,7 +533,13 @@ static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
   if (t != NULL) tcache_flush_all(t);
   huge_reset(a);
   arena_reset(a);
-  if (destroy) chunk_arena_release(&a->chunks);
+  if (destroy) {
+    chunk_arena_release(&a->chunks);
+    /* As jemalloc: the figures go to MALLCTL_ARENAS_DESTROYED, the index
+     * (and the arena_t) to the next arenas.create. */
+    ctl_destroyed_add(a);
+    arena_recycle(a);
+  }
   return 0;
 }
 
@@ -574,9 +614,12 @@ CTL_RO(ctl_sa_npurged, uint64_t, SA->npurged)
 CTL_RO(ctl_sa_small_allocated, size_t, SA->allocated_small)
 CTL_RO(ctl_sa_small_nmalloc, uint64_t, SA->nmalloc_small)
 CTL_RO(ctl_sa_small_ndalloc, uint64_t, SA->ndalloc_small)
-CTL_RO(ctl_sa_large_allocated, size_t, SA->allocated_large)
-CTL_RO(ctl_sa_large_nmalloc, uint64_t, SA->nmalloc_large)
-CTL_RO(ctl_sa_large_ndalloc, uint64_t, SA->ndalloc_large)
+/* large.*: everything above the small classes, as jemalloc counts it (its
+ * large extents are xalloc's large and huge allocations); huge.*: the part
+ * of one chunk or more. */
+CTL_RO(ctl_sa_large_allocated, size_t, SA->allocated_large + SA->allocated_huge)
+CTL_RO(ctl_sa_large_nmalloc, uint64_t, SA->nmalloc_large + SA->nmalloc_huge)
+CTL_RO(ctl_sa_large_ndalloc, uint64_t, SA->ndalloc_large + SA->ndalloc_huge)
 CTL_RO(ctl_sa_huge_allocated, size_t, SA->allocated_huge)
 CTL_RO(ctl_sa_huge_nmalloc, uint64_t, SA->nmalloc_huge)
 CTL_RO(ctl_sa_huge_ndalloc, uint64_t, SA->ndalloc_huge)
@@ -728,6 +771,15 @@ int ctl_bymib(const size_t *mib, size_t miblen, void *oldp, size_t *oldlenp, voi
   return err;
 }
 
-void ctl_prefork(void) { xmutex_prefork(&ctl_mtx); }
-void ctl_postfork_parent(void) { xmutex_postfork_parent(&ctl_mtx); }
-void ctl_postfork_child(void) { xmutex_postfork_child(&ctl_mtx); }
+void ctl_prefork(void) {
+  xmutex_prefork(&ctl_mtx);
+  xmutex_prefork(&ctl_destroyed_mtx);
+}
+void ctl_postfork_parent(void) {
+  xmutex_postfork_parent(&ctl_destroyed_mtx);
+  xmutex_postfork_parent(&ctl_mtx);
+}
+void ctl_postfork_child(void) {
+  xmutex_postfork_child(&ctl_destroyed_mtx);
+  xmutex_postfork_child(&ctl_mtx);
+}

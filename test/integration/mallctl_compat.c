@@ -394,6 +394,137 @@ static void test_partial_mib(void **state) {
   assert_true(nm == nm2);
 }
 
+static uint64_t sa_u64(unsigned i, const char *what) {
+  uint64_t v = 0;
+  size_t sz = sizeof(v);
+  int err = ctlf(&v, &sz, NULL, 0, "stats.arenas.%u.%s", i, what);
+  if (err != 0) fail_msg("stats.arenas.%u.%s = %d", i, what, err);
+  return v;
+}
+
+/* Item 2: stats.arenas.<MALLCTL_ARENAS_DESTROYED>.* are the merged figures
+ * of the destroyed arenas (what they did; nothing is live). */
+static void test_destroyed_arena_stats(void **state) {
+  (void)state;
+  assert_int_equal(MALLCTL_ARENAS_DESTROYED, 4097);
+  static const char *const counts[] = {"small.nmalloc", "small.ndalloc", "large.nmalloc", "large.ndalloc",
+                                       "bins.3.nmalloc", "bins.3.ndalloc", "bins.3.nslabs"};
+  enum { NC = sizeof(counts) / sizeof(counts[0]) };
+  uint64_t base[NC] = {0}, live[NC];
+  bool b;
+  size_t sz = sizeof(b);
+  epoch();
+  assert_int_equal(mallctl("arena.4097.initialized", &b, &sz, NULL, 0), 0);
+  if (b)
+    for (int k = 0; k < NC; k++) base[k] = sa_u64(MALLCTL_ARENAS_DESTROYED, counts[k]);
+  unsigned ai;
+  RD("arenas.create", ai);
+  size_t bin3;
+  RD("arenas.bin.3.size", bin3);
+  void *p[100];
+  for (int i = 0; i < 100; i++) {
+    p[i] = mallocx(i < 80 ? bin3 : i < 95 ? 100000 : (size_t)3 << 20, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+    assert_non_null(p[i]);
+  }
+  for (int i = 0; i < 100; i += 2) dallocx(p[i], MALLOCX_TCACHE_NONE);
+  epoch();
+  for (int k = 0; k < NC; k++) live[k] = sa_u64(ai, counts[k]);
+  assert_true(live[0] >= 80 && live[2] >= 20 && live[4] == 80);
+  assert_int_equal(ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", ai), 0);
+  sz = sizeof(b);
+  assert_int_equal(mallctl("arena.4097.initialized", &b, &sz, NULL, 0), 0);
+  assert_true(b);
+  epoch();
+  /* What it allocated; everything freed by the destroy. */
+  assert_true(sa_u64(MALLCTL_ARENAS_DESTROYED, "small.nmalloc") == base[0] + live[0]);
+  assert_true(sa_u64(MALLCTL_ARENAS_DESTROYED, "small.ndalloc") == base[1] + live[0]);
+  assert_true(sa_u64(MALLCTL_ARENAS_DESTROYED, "large.nmalloc") == base[2] + live[2]);
+  assert_true(sa_u64(MALLCTL_ARENAS_DESTROYED, "large.ndalloc") == base[3] + live[2]);
+  assert_true(sa_u64(MALLCTL_ARENAS_DESTROYED, "bins.3.nmalloc") == base[4] + 80);
+  assert_true(sa_u64(MALLCTL_ARENAS_DESTROYED, "bins.3.ndalloc") == base[5] + 80);
+  assert_true(sa_u64(MALLCTL_ARENAS_DESTROYED, "bins.3.nslabs") == base[6] + live[6]);
+  assert_int_equal(sa_z(MALLCTL_ARENAS_DESTROYED, "pactive"), 0);
+  assert_int_equal(sa_z(MALLCTL_ARENAS_DESTROYED, "small.allocated"), 0);
+  assert_int_equal(sa_z(MALLCTL_ARENAS_DESTROYED, "large.allocated"), 0);
+  assert_int_equal(sa_z(MALLCTL_ARENAS_DESTROYED, "mapped"), 0);
+  assert_int_equal(sa_z(MALLCTL_ARENAS_DESTROYED, "bins.3.curregs"), 0);
+  /* The destroyed index has no statistics of its own any more. */
+  size_t z;
+  sz = sizeof(z);
+  assert_int_equal(ctlf(&z, &sz, NULL, 0, "stats.arenas.%u.pactive", ai), ENOENT);
+  /* Nothing to do there, and nothing it refuses. */
+  assert_int_equal(mallctl("arena.4097.purge", NULL, NULL, NULL, 0), 0);
+  assert_int_equal(mallctl("arena.4097.reset", NULL, NULL, NULL, 0), EFAULT);
+  assert_int_equal(mallctl("arena.4097.destroy", NULL, NULL, NULL, 0), EFAULT);
+}
+
+/* Items 7 and 8, in a child (it makes every index there is): explicit
+ * arenas go up to 4094 (MALLOCX_ARENA's 12 bits), then EAGAIN; a destroyed
+ * index is recycled, with its metadata, so a per-job arena can be made and
+ * destroyed for ever. */
+static void recycle_child(void *arg) {
+  (void)arg;
+  size_t sz, meta0 = 0, meta1 = 0;
+  unsigned first = 0;
+  uint64_t e = 1;
+  for (int cycle = 0; cycle < 6000; cycle++) {
+    unsigned ai;
+    sz = sizeof(ai);
+    if (mallctl("arenas.create", &ai, &sz, NULL, 0) != 0) _exit(10);
+    if (cycle == 0) first = ai;
+    if (ai != first) _exit(11); /* recycled */
+    void *p = mallocx(1000, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+    void *q = mallocx(300000, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+    if (p == NULL || q == NULL) _exit(12);
+    dallocx(q, MALLOCX_TCACHE_NONE);
+    if (ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", ai) != 0) _exit(13);
+    if (cycle == 100 || cycle == 5999) {
+      sz = sizeof(e);
+      mallctl("epoch", &e, &sz, &e, sizeof(e));
+      size_t *m = cycle == 100 ? &meta0 : &meta1;
+      sz = sizeof(*m);
+      if (mallctl("stats.metadata", m, &sz, NULL, 0) != 0) _exit(14);
+    }
+  }
+  /* No growth per cycle (8 KiB a cycle would be 46 MiB here). */
+  if (meta1 > meta0 + (256 << 10)) _exit(15);
+  /* Every index up to 4094, then EAGAIN. */
+  unsigned last = 0, count = 0, ai;
+  for (;;) {
+    sz = sizeof(ai);
+    int err = mallctl("arenas.create", &ai, &sz, NULL, 0);
+    if (err == EAGAIN) break;
+    if (err != 0 || ai > 4094) _exit(16);
+    last = ai;
+    count++;
+  }
+  if (last != 4094 || count < 4000) _exit(17);
+  sz = sizeof(ai);
+  if (mallctl("arenas.create", &ai, &sz, NULL, 0) != EAGAIN) _exit(18);
+  void *p = mallocx(64, MALLOCX_ARENA(4094) | MALLOCX_TCACHE_NONE);
+  if (p == NULL) _exit(19);
+  unsigned owner = 0;
+  sz = sizeof(owner);
+  if (mallctl("arenas.lookup", &owner, &sz, &p, sizeof(p)) == 0 && owner != 4094) _exit(20);
+  dallocx(p, MALLOCX_TCACHE_NONE);
+  /* A destroyed index in the middle comes back. */
+  if (mallctl("arena.4000.destroy", NULL, NULL, NULL, 0) != 0) _exit(21);
+  sz = sizeof(ai);
+  if (mallctl("arenas.create", &ai, &sz, NULL, 0) != 0 || ai != 4000) _exit(22);
+  unsigned n;
+  sz = sizeof(n);
+  if (mallctl("arenas.narenas", &n, &sz, NULL, 0) != 0 || n != 4095) _exit(23);
+  _exit(0);
+}
+
+static void test_arena_recycling_and_limit(void **state) {
+  (void)state;
+  char err[2048];
+  int st = xtest_run_child(recycle_child, NULL, err, sizeof(err));
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    fail_msg("child: status %d (exit %d), stderr: %s", st, WIFEXITED(st) ? WEXITSTATUS(st) : -1, err);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_arenas_spellings),
@@ -401,6 +532,8 @@ int main(void) {
       cmocka_unit_test(test_bad_sizes_change_nothing),
       cmocka_unit_test(test_opt_types),
       cmocka_unit_test(test_partial_mib),
+      cmocka_unit_test(test_destroyed_arena_stats),
+      cmocka_unit_test(test_arena_recycling_and_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

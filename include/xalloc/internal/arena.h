@@ -149,10 +149,13 @@ struct arena_s {
   arena_freed_t freed_large[ARENA_FREED_RING]; /* arena lock */
   arena_freed_t freed_huge[ARENA_FREED_RING];  /* huge_mtx */
   unsigned freed_large_next, freed_huge_next;
+  arena_t *recycle_next;   /* destroyed, waiting for arenas.create (arenas_lock) */
   arena_bin_t bins[SZ_NBINS];
 };
 
 #define ARENAS_MAX 4096
+/* The highest arena index: MALLOCX_ARENA(i) stores i + 1 in 12 bits. */
+#define ARENA_IND_MAX (ARENAS_MAX - 2)
 extern arena_t *arenas[ARENAS_MAX];
 extern unsigned narenas;      /* arenas created (arenas[0..narenas) ) */
 extern unsigned narenas_auto; /* arenas threads are spread over */
@@ -163,8 +166,10 @@ arena_t *arena_new(unsigned ind);
  * count raised; NULL on OOM. */
 arena_t *arena_choose(void);
 void arena_unchoose(arena_t *arena);
-/* A new explicit arena (arenas.create), at an index past the automatic
- * ones; never chosen for threads automatically. NULL if none can be made. */
+/* A new explicit arena (arenas.create): a destroyed one recycled (its index
+ * and metadata, newest first), else one at the next index past the
+ * automatic ones, up to ARENA_IND_MAX; never chosen for threads
+ * automatically. NULL if none can be made. */
 arena_t *arena_create_explicit(extent_hooks_t *hooks);
 /* Whether the arena is one threads are spread over. */
 bool arena_is_auto(const arena_t *arena);
@@ -174,10 +179,14 @@ arena_t *arena_get(unsigned ind);
  * arena not made yet is made); true (and nothing changed) if there is no
  * such arena. */
 bool arena_migrate(arena_t *from, unsigned ind, arena_t **to);
-/* Retire an explicit arena that no thread uses: its index stays taken and
- * arena_get returns NULL for it. True (nothing changed) if it is automatic
- * or in use by a thread. */
+/* Retire an explicit arena that no thread uses: arena_get returns NULL for
+ * its index. True (nothing changed) if it is automatic or in use by a
+ * thread. */
 bool arena_retire(arena_t *arena);
+/* Hand a retired arena, emptied (arena_reset, huge_reset and
+ * chunk_arena_release done), to the next arenas.create: its index and
+ * its arena_t are reused. */
+void arena_recycle(arena_t *arena);
 unsigned arena_nthreads(const arena_t *arena);
 
 /* Up to n regions of bin binind into ptrs (lowest address last, so that it
