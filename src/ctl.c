@@ -1,6 +1,7 @@
 /* ctl: the mallctl namespace (see ctl.h and doc/API.md). */
 #include <errno.h>
 
+#include "xalloc/internal/background.h"
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/conf.h"
 #include "xalloc/internal/ctl.h"
@@ -20,6 +21,8 @@ static bool ctl_initialized;
 static uint64_t ctl_epoch;
 static stats_totals_t ctl_totals;
 static unsigned ctl_narenas;
+static size_t ctl_bg_nthreads;   /* stats.background_thread.* */
+static uint64_t ctl_bg_nruns, ctl_bg_interval;
 /* Per arena, the sum at [CTL_ARENAS_ALL], and the destroyed arenas at
  * [CTL_ARENAS_DESTROYED]; in base memory, reused. */
 static stats_arena_t *ctl_astats[ARENAS_MAX + 2];
@@ -82,6 +85,9 @@ static void ctl_refresh(void) {
     stats_totals_from(sum, &ctl_totals);
   else
     stats_totals(&ctl_totals);
+  ctl_bg_nthreads = background_running() ? 1 : 0;
+  ctl_bg_nruns = background_npasses();
+  ctl_bg_interval = background_run_interval_ns();
   ctl_epoch++;
 }
 
@@ -287,6 +293,33 @@ static const ctl_node_t ctl_opt_nodes[] = {
     LEAF("cache_oblivious", ctl_opt_cache_oblivious),
     LEAF("oversize_threshold", ctl_opt_oversize_threshold),
     END};
+
+/* ---- background_thread, max_background_threads ---- */
+
+/* Read: whether the purging thread is on; write: start it now / stop and
+ * join it (EAGAIN if it cannot be created). */
+static int ctl_background_thread(CTL_ARGS) {
+  CTL_UNUSED();
+  bool old = background_enabled(), v, w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w && v != old && background_set_enabled(v)) return EAGAIN;
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+
+/* xalloc has one purging thread: the maximum is 1, and 1 is all it takes
+ * (jemalloc refuses more than opt.max_background_threads the same way). */
+static int ctl_max_background_threads(CTL_ARGS) {
+  CTL_UNUSED();
+  size_t old = 1, v;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w && v != 1) return EINVAL;
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
 
 /* ---- thread.* ---- */
 
@@ -597,6 +630,12 @@ CTL_RO(ctl_stats_mapped, size_t, ctl_totals.mapped)
 CTL_RO(ctl_stats_retained, size_t, ctl_totals.retained)
 CTL_RO(ctl_stats_dirty, size_t, ctl_totals.dirty)
 CTL_RO(ctl_stats_muzzy, size_t, ctl_totals.muzzy)
+CTL_RO(ctl_stats_bg_num_threads, size_t, ctl_bg_nthreads)
+CTL_RO(ctl_stats_bg_num_runs, uint64_t, ctl_bg_nruns)
+CTL_RO(ctl_stats_bg_run_interval, uint64_t, ctl_bg_interval)
+static const ctl_node_t ctl_stats_bg_nodes[] = {LEAF("num_threads", ctl_stats_bg_num_threads),
+                                                LEAF("num_runs", ctl_stats_bg_num_runs),
+                                                LEAF("run_interval", ctl_stats_bg_run_interval), END};
 
 /* The snapshot stats.arenas.<i> reads (arenas.narenas as <i>: the sum). */
 static const stats_arena_t *ctl_sa(size_t i) {
@@ -669,10 +708,12 @@ static const ctl_node_t ctl_stats_nodes[] = {
     LEAF("metadata", ctl_stats_metadata),   LEAF("resident", ctl_stats_resident),
     LEAF("mapped", ctl_stats_mapped),       LEAF("retained", ctl_stats_retained),
     LEAF("dirty", ctl_stats_dirty),         LEAF("muzzy", ctl_stats_muzzy),
-    INODE("arenas", ctl_sa_index), END};
+    NODE("background_thread", ctl_stats_bg_nodes), INODE("arenas", ctl_sa_index), END};
 
 static const ctl_node_t ctl_root_nodes[] = {
-    LEAF("version", ctl_version),   LEAF("epoch", ctl_epoch_h),     NODE("config", ctl_config_nodes),
+    LEAF("version", ctl_version),   LEAF("epoch", ctl_epoch_h),
+    LEAF("background_thread", ctl_background_thread),
+    LEAF("max_background_threads", ctl_max_background_threads), NODE("config", ctl_config_nodes),
     NODE("opt", ctl_opt_nodes),     NODE("thread", ctl_thread_nodes), NODE("tcache", ctl_tcache_nodes),
     NODE("arenas", ctl_arenas_nodes), INODE("arena", ctl_arena_index), NODE("stats", ctl_stats_nodes),
     END};

@@ -525,6 +525,150 @@ static void test_arena_recycling_and_limit(void **state) {
     fail_msg("child: status %d (exit %d), stderr: %s", st, WIFEXITED(st) ? WEXITSTATUS(st) : -1, err);
 }
 
+static unsigned ntasks(void) {
+  unsigned n = 0;
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "Threads: %u", &n) == 1) break;
+  if (f != NULL) fclose(f);
+  return n;
+}
+
+static void bg_set(bool on) { assert_int_equal(mallctl("background_thread", NULL, NULL, &on, sizeof(on)), 0); }
+
+/* Item 4: background_thread starts and stops the purging thread at run
+ * time; max_background_threads is 1 (xalloc has one). */
+static void test_background_thread_switch(void **state) {
+  (void)state;
+  bool b0, b;
+  RD("background_thread", b0);
+  if (b0) bg_set(false);
+  RD("background_thread", b);
+  assert_false(b);
+  unsigned t0 = ntasks();
+  assert_true(t0 >= 1);
+  /* As redis writes it: one byte, no old value. */
+  char val = 1;
+  assert_int_equal(mallctl("background_thread", NULL, 0, &val, 1), 0);
+  RD("background_thread", b);
+  assert_true(b);
+  assert_int_equal(ntasks(), t0 + 1);
+  size_t z;
+  uint64_t runs = 0, interval;
+  for (int i = 0; i < 200 && runs == 0; i++) {
+    usleep(10000);
+    epoch();
+    RD("stats.background_thread.num_runs", runs);
+  }
+  assert_true(runs >= 1);
+  RD("stats.background_thread.num_threads", z);
+  assert_int_equal(z, 1);
+  RD("stats.background_thread.run_interval", interval);
+  /* Writing the same value again changes nothing; the old value is read. */
+  bool old = false, on = true;
+  size_t sz = sizeof(old);
+  assert_int_equal(mallctl("background_thread", &old, &sz, &on, sizeof(on)), 0);
+  assert_true(old);
+  assert_int_equal(ntasks(), t0 + 1);
+  /* Wrong lengths: refused, nothing switched. */
+  int wide = 0;
+  assert_int_equal(mallctl("background_thread", NULL, NULL, &wide, sizeof(wide)), EINVAL);
+  RD("background_thread", b);
+  assert_true(b);
+  sz = sizeof(wide);
+  bool off = false;
+  assert_int_equal(mallctl("background_thread", &wide, &sz, &off, sizeof(off)), EINVAL);
+  RD("background_thread", b);
+  assert_true(b);
+  /* Off: the thread is joined, no more passes. */
+  sz = sizeof(old);
+  assert_int_equal(mallctl("background_thread", &old, &sz, &off, sizeof(off)), 0);
+  assert_true(old);
+  RD("background_thread", b);
+  assert_false(b);
+  assert_int_equal(ntasks(), t0);
+  epoch();
+  RD("stats.background_thread.num_threads", z);
+  assert_int_equal(z, 0);
+  RD("stats.background_thread.num_runs", runs);
+  for (int i = 0; i < 50; i++) free(mallocx(100000, MALLOCX_TCACHE_NONE)); /* ticks: no restart */
+  usleep(300000);
+  uint64_t runs2;
+  epoch();
+  RD("stats.background_thread.num_runs", runs2);
+  assert_true(runs2 == runs);
+  assert_int_equal(ntasks(), t0);
+  /* And on again. */
+  bg_set(true);
+  assert_int_equal(ntasks(), t0 + 1);
+  bg_set(false);
+  assert_int_equal(ntasks(), t0);
+  /* max_background_threads: 1. */
+  size_t m;
+  RD("max_background_threads", m);
+  assert_int_equal(m, 1);
+  m = 1;
+  assert_int_equal(mallctl("max_background_threads", NULL, NULL, &m, sizeof(m)), 0);
+  m = 0;
+  assert_int_equal(mallctl("max_background_threads", NULL, NULL, &m, sizeof(m)), EINVAL);
+  m = 4;
+  assert_int_equal(mallctl("max_background_threads", NULL, NULL, &m, sizeof(m)), EINVAL);
+  unsigned mu = 1;
+  assert_int_equal(mallctl("max_background_threads", NULL, NULL, &mu, sizeof(mu)), EINVAL);
+  RD("max_background_threads", m);
+  assert_int_equal(m, 1);
+  uint64_t q;
+  sz = 4;
+  assert_int_equal(mallctl("stats.background_thread.num_threads", &q, &sz, NULL, 0), EINVAL);
+  assert_int_equal(mallctl("stats.background_thread.num_runs", NULL, NULL, &q, sizeof(q)), EPERM);
+  if (b0) bg_set(true);
+}
+
+/* Switching from several threads while others allocate: no deadlock, no
+ * thread left behind. */
+static volatile bool churn_stop;
+static void *bg_churn(void *arg) {
+  (void)arg;
+  while (!churn_stop) {
+    void *p[16];
+    for (int i = 0; i < 16; i++) p[i] = mallocx(1000 + (size_t)i * 5000, MALLOCX_TCACHE_NONE);
+    for (int i = 0; i < 16; i++) dallocx(p[i], MALLOCX_TCACHE_NONE);
+  }
+  return NULL;
+}
+static void *bg_toggler(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 100; i++) {
+    bool on = (i & 1) == 0;
+    if (mallctl("background_thread", NULL, NULL, &on, sizeof(on)) != 0) return (void *)1;
+  }
+  return NULL;
+}
+
+static void test_background_thread_races(void **state) {
+  (void)state;
+  bool b0;
+  RD("background_thread", b0);
+  unsigned t0 = ntasks() - (b0 ? 1 : 0);
+  pthread_t c[2], t[2];
+  churn_stop = false;
+  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&c[i], NULL, bg_churn, NULL), 0);
+  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, bg_toggler, NULL), 0);
+  for (int i = 0; i < 2; i++) {
+    void *r;
+    pthread_join(t[i], &r);
+    assert_null(r);
+  }
+  churn_stop = true;
+  for (int i = 0; i < 2; i++) pthread_join(c[i], NULL);
+  bg_set(false);
+  assert_int_equal(ntasks(), t0);
+  bg_set(true);
+  assert_int_equal(ntasks(), t0 + 1);
+  bg_set(b0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_arenas_spellings),
@@ -534,6 +678,8 @@ int main(void) {
       cmocka_unit_test(test_partial_mib),
       cmocka_unit_test(test_destroyed_arena_stats),
       cmocka_unit_test(test_arena_recycling_and_limit),
+      cmocka_unit_test(test_background_thread_switch),
+      cmocka_unit_test(test_background_thread_races),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
