@@ -13,6 +13,7 @@ arena_t *arenas[ARENAS_MAX];
 unsigned narenas;
 unsigned narenas_auto;
 static xmutex_t arenas_lock = XMUTEX_INITIALIZER;
+ssize_t arenas_decay_ms[2];
 
 /* Run descriptors, one pool per bitmap size; chunk descriptors. */
 base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
@@ -60,6 +61,8 @@ bool arena_boot(void) {
                           arena_chunk_npages * sizeof(arena_run_t *) +
                           2 * ((arena_chunk_npages + 63) / 64) * sizeof(uint64_t);
   arena_chunk_pool.free = NULL;
+  arenas_decay_ms[0] = opt_dirty_decay_ms;
+  arenas_decay_ms[1] = opt_muzzy_decay_ms;
   return false;
 }
 
@@ -73,9 +76,14 @@ arena_t *arena_new(unsigned ind) {
   a->muzzy.muzzy_next = a->muzzy.muzzy_prev = &a->muzzy;
   xmutex_init(&a->purge_mtx);
   uint64_t now = decay_now_ns();
-  decay_init(&a->decay_dirty, opt_dirty_decay_ms, now);
-  decay_init(&a->decay_muzzy, opt_muzzy_decay_ms, now);
+  a->create_ns = now;
+  ssize_t dms = __atomic_load_n(&arenas_decay_ms[0], __ATOMIC_RELAXED);
+  ssize_t mms = __atomic_load_n(&arenas_decay_ms[1], __ATOMIC_RELAXED);
+  decay_init(&a->decay_dirty, dms, now);
+  decay_init(&a->decay_muzzy, mms, now);
   chunk_arena_init(&a->chunks);
+  decay_init(&a->chunks.decay_dirty, dms, now);
+  decay_init(&a->chunks.decay_muzzy, mms, now);
   a->chunks.ind = ind;
   xmutex_init(&a->huge_mtx);
   rb_init(&a->huge, arena_cmp_huge);
@@ -139,12 +147,15 @@ static void arena_renew(arena_t *a, extent_hooks_t *hooks) {
   a->stats.nmalloc_large = a->stats.ndalloc_large = 0;
   a->stats.allocated_large = 0;
   a->stats.npurged_pages = a->stats.nmadvise = 0;
-  decay_init(&a->decay_dirty, opt_dirty_decay_ms, now);
-  decay_init(&a->decay_muzzy, opt_muzzy_decay_ms, now);
+  ssize_t dms = __atomic_load_n(&arenas_decay_ms[0], __ATOMIC_RELAXED);
+  ssize_t mms = __atomic_load_n(&arenas_decay_ms[1], __ATOMIC_RELAXED);
+  decay_init(&a->decay_dirty, dms, now);
+  decay_init(&a->decay_muzzy, mms, now);
   memset(a->freed_large, 0, sizeof(a->freed_large));
   a->freed_large_next = 0;
+  a->create_ns = now;
   xmutex_unlock(&a->lock);
-  chunk_arena_renew(&a->chunks, hooks, opt_dirty_decay_ms, opt_muzzy_decay_ms);
+  chunk_arena_renew(&a->chunks, hooks, dms, mms);
   xmutex_unlock(&a->purge_mtx);
   xmutex_lock(&a->huge_mtx);
   xassert(a->huge.n == 0);
@@ -227,6 +238,32 @@ unsigned arena_nthreads(const arena_t *a) {
   unsigned n = a->nthreads;
   xmutex_unlock(&arenas_lock);
   return n;
+}
+
+ssize_t arena_decay_ms_get(arena_t *a, bool muzzy) {
+  xmutex_lock(&a->lock);
+  ssize_t ms = muzzy ? a->decay_muzzy.time_ms : a->decay_dirty.time_ms;
+  xmutex_unlock(&a->lock);
+  return ms;
+}
+
+void arena_decay_ms_set(arena_t *a, bool muzzy, ssize_t ms) {
+  uint64_t now = decay_now_ns();
+  xmutex_lock(&a->lock);
+  if (muzzy)
+    decay_reset(&a->decay_muzzy, ms, now, a->nmuzzy);
+  else
+    decay_reset(&a->decay_dirty, ms, now, a->ndirty);
+  xmutex_unlock(&a->lock);
+  chunk_arena_t *ca = &a->chunks;
+  xmutex_lock(&ca->mtx);
+  if (muzzy)
+    decay_reset(&ca->decay_muzzy, ms, now, ca->muzzy_bytes >> LG_PAGE);
+  else
+    decay_reset(&ca->decay_dirty, ms, now, ca->dirty_bytes >> LG_PAGE);
+  xmutex_unlock(&ca->mtx);
+  /* Everything of that kind is due now. */
+  if (ms != -1) arena_decay(a);
 }
 
 void arena_unchoose(arena_t *a) {

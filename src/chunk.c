@@ -394,10 +394,10 @@ void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
   size_t dl = SIZE_MAX, ml = SIZE_MAX;
   bool d = decay_advance(&ca->decay_dirty, now, ca->dirty_bytes >> LG_PAGE, &dl);
   bool m = decay_advance(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE, &ml);
+  bool lazy = ca->decay_muzzy.time_ms != 0; /* the arena's muzzy decay (arena.<i>.muzzy_decay_ms) */
   xmutex_unlock(&ca->mtx);
   if (d || m)
-    chunk_purge(ca, d ? chunk_pages2bytes(dl) : SIZE_MAX, m ? chunk_pages2bytes(ml) : SIZE_MAX,
-                opt_muzzy_decay_ms != 0);
+    chunk_purge(ca, d ? chunk_pages2bytes(dl) : SIZE_MAX, m ? chunk_pages2bytes(ml) : SIZE_MAX, lazy);
   xmutex_unlock(&ca->purge_mtx);
 }
 

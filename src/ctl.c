@@ -6,6 +6,7 @@
 #include "xalloc/internal/conf.h"
 #include "xalloc/internal/ctl.h"
 #include "xalloc/internal/huge.h"
+#include "xalloc/internal/rtree.h"
 #include "xalloc/internal/stats.h"
 #include "xalloc/internal/tcache.h"
 
@@ -193,7 +194,7 @@ CTL_RO(ctl_version, const char *, PACKAGE_VERSION)
 
 static int ctl_epoch_h(CTL_ARGS) {
   CTL_UNUSED();
-  uint64_t v;
+  uint64_t v = 0;
   bool w;
   int err = ctl_check_read(oldp, oldlenp, sizeof(ctl_epoch));
   if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
@@ -300,7 +301,7 @@ static const ctl_node_t ctl_opt_nodes[] = {
  * join it (EAGAIN if it cannot be created). */
 static int ctl_background_thread(CTL_ARGS) {
   CTL_UNUSED();
-  bool old = background_enabled(), v, w;
+  bool old = background_enabled(), v = false, w;
   int err = ctl_check_read(oldp, oldlenp, sizeof(old));
   if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
   if (err != 0) return err;
@@ -312,7 +313,7 @@ static int ctl_background_thread(CTL_ARGS) {
  * (jemalloc refuses more than opt.max_background_threads the same way). */
 static int ctl_max_background_threads(CTL_ARGS) {
   CTL_UNUSED();
-  size_t old = 1, v;
+  size_t old = 1, v = 0;
   bool w;
   int err = ctl_check_read(oldp, oldlenp, sizeof(old));
   if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
@@ -332,7 +333,7 @@ static int ctl_thread_arena(CTL_ARGS) {
   CTL_UNUSED();
   tsd_t *t = ctl_tsd();
   if (t == NULL) return EAGAIN;
-  unsigned old = t->arena->ind, ind;
+  unsigned old = t->arena->ind, ind = 0;
   bool w;
   int err = ctl_check_read(oldp, oldlenp, sizeof(old));
   if (err == 0) err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
@@ -349,7 +350,7 @@ static int ctl_thread_tcache_enabled(CTL_ARGS) {
   CTL_UNUSED();
   tsd_t *t = ctl_tsd();
   if (t == NULL) return EAGAIN;
-  bool old = t->tcache_enabled, v;
+  bool old = t->tcache_enabled, v = false;
   bool w;
   int err = ctl_check_read(oldp, oldlenp, sizeof(old));
   if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
@@ -367,12 +368,28 @@ static int ctl_thread_tcache_flush(CTL_ARGS) {
   return 0;
 }
 
+/* thread.idle: the thread will wait a while; give back what it holds (its
+ * cache) and purge what is due in its arena. */
+static int ctl_thread_idle(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  WRITEONLY();
+  tsd_t *t = ctl_tsd();
+  if (t != NULL) {
+    tcache_flush_all(t);
+    arena_decay(t->arena);
+  }
+  return 0;
+}
+
 static int ctl_thread_allocated(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
   tsd_t *t = ctl_tsd();
   uint64_t v = t != NULL ? tsd_allocated(t) : 0;
-  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  int err = ctl_read(oldp, oldlenp, &v, sizeof(v));
+  if (err == 0 && t != NULL && t->counters_published) tsd_publish_counters(t); /* *allocatedp agrees */
+  return err;
 }
 
 static int ctl_thread_deallocated(CTL_ARGS) {
@@ -380,14 +397,39 @@ static int ctl_thread_deallocated(CTL_ARGS) {
   READONLY();
   tsd_t *t = ctl_tsd();
   uint64_t v = t != NULL ? tsd_deallocated(t) : 0;
-  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  int err = ctl_read(oldp, oldlenp, &v, sizeof(v));
+  if (err == 0 && t != NULL && t->counters_published) tsd_publish_counters(t);
+  return err;
+}
+
+/* thread.allocatedp / deallocatedp: the address of a counter the thread
+ * keeps; see tsd_publish_counters for how up to date it is. */
+static int ctl_thread_counterp(void *oldp, size_t *oldlenp, void *newp, size_t newlen, bool dealloc) {
+  READONLY();
+  int err = ctl_check_read(oldp, oldlenp, sizeof(uint64_t *));
+  if (err != 0) return err;
+  tsd_t *t = ctl_tsd();
+  if (t == NULL) return EAGAIN;
+  tsd_publish_counters(t);
+  uint64_t *p = dealloc ? &t->deallocatedp : &t->allocatedp;
+  return ctl_read(oldp, oldlenp, &p, sizeof(p));
+}
+static int ctl_thread_allocatedp(CTL_ARGS) {
+  (void)mib;
+  return ctl_thread_counterp(oldp, oldlenp, newp, newlen, false);
+}
+static int ctl_thread_deallocatedp(CTL_ARGS) {
+  (void)mib;
+  return ctl_thread_counterp(oldp, oldlenp, newp, newlen, true);
 }
 
 static const ctl_node_t ctl_thread_tcache_nodes[] = {
     LEAF("enabled", ctl_thread_tcache_enabled), LEAF("flush", ctl_thread_tcache_flush), END};
 static const ctl_node_t ctl_thread_nodes[] = {
-    LEAF("arena", ctl_thread_arena), LEAF("allocated", ctl_thread_allocated),
-    LEAF("deallocated", ctl_thread_deallocated), NODE("tcache", ctl_thread_tcache_nodes), END};
+    LEAF("arena", ctl_thread_arena),         LEAF("allocated", ctl_thread_allocated),
+    LEAF("allocatedp", ctl_thread_allocatedp), LEAF("deallocated", ctl_thread_deallocated),
+    LEAF("deallocatedp", ctl_thread_deallocatedp), LEAF("idle", ctl_thread_idle),
+    NODE("tcache", ctl_thread_tcache_nodes), END};
 
 /* ---- tcache.* ---- */
 
@@ -407,7 +449,7 @@ static int ctl_tcache_create(CTL_ARGS) {
 
 static int ctl_tcache_op(void *oldp, size_t *oldlenp, void *newp, size_t newlen, bool destroy) {
   WRITEONLY();
-  unsigned ind;
+  unsigned ind = 0;
   bool w;
   int err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
   if (err != 0) return err;
@@ -477,8 +519,56 @@ static const ctl_node_t *ctl_arenas_lextent_index(size_t i) {
   return i < SZ_NCLASSES - SZ_NBINS ? &ctl_arenas_lextent_i : NULL;
 }
 
+/* A decay time as jemalloc takes it: -1 (never) to the longest; anything
+ * else is EFAULT. */
+static bool ctl_decay_ms_ok(ssize_t ms) { return ms >= -1 && ms <= DECAY_MS_MAX; }
+
+/* arenas.dirty_decay_ms / muzzy_decay_ms: the times new arenas start with. */
+static int ctl_arenas_decay_ms(void *oldp, size_t *oldlenp, void *newp, size_t newlen, int k) {
+  ssize_t old = __atomic_load_n(&arenas_decay_ms[k], __ATOMIC_RELAXED), v = 0;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w) {
+    if (!ctl_decay_ms_ok(v)) return EFAULT;
+    __atomic_store_n(&arenas_decay_ms[k], v, __ATOMIC_RELAXED);
+  }
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+static int ctl_arenas_dirty_decay_ms(CTL_ARGS) {
+  (void)mib;
+  return ctl_arenas_decay_ms(oldp, oldlenp, newp, newlen, 0);
+}
+static int ctl_arenas_muzzy_decay_ms(CTL_ARGS) {
+  (void)mib;
+  return ctl_arenas_decay_ms(oldp, oldlenp, newp, newlen, 1);
+}
+
+/* arenas.lookup: the index of the arena a pointer belongs to (newp points
+ * to the pointer). A pointer xalloc does not own: EINVAL, as jemalloc. */
+static int ctl_arenas_lookup(CTL_ARGS) {
+  CTL_UNUSED();
+  unsigned ind;
+  void *ptr;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(ind));
+  if (err != 0) return err;
+  if (newp == NULL || newlen != sizeof(ptr)) return EINVAL;
+  memcpy(&ptr, newp, sizeof(ptr));
+  const uint8_t *meta = rtree_get((uintptr_t)ptr);
+  if (meta != NULL && *meta == META_ARENA_CHUNK)
+    ind = ((const arena_chunk_t *)meta)->arena->ind;
+  else if (meta != NULL && *meta == META_HUGE)
+    ind = ((const arena_t *)((const extent_node_t *)meta)->arena)->ind;
+  else
+    return EINVAL;
+  return ctl_read(oldp, oldlenp, &ind, sizeof(ind));
+}
+
 static const ctl_node_t ctl_arenas_nodes[] = {
     LEAF("narenas", ctl_arenas_narenas), LEAF("create", ctl_arenas_create),
+    LEAF("dirty_decay_ms", ctl_arenas_dirty_decay_ms), LEAF("muzzy_decay_ms", ctl_arenas_muzzy_decay_ms),
+    LEAF("lookup", ctl_arenas_lookup),
     LEAF("page", ctl_arenas_page), LEAF("quantum", ctl_arenas_quantum),
     LEAF("chunk_size", ctl_arenas_chunk_size), LEAF("tcache_max", ctl_arenas_tcache_max),
     LEAF("nbins", ctl_arenas_nbins), LEAF("nhbins", ctl_arenas_nhbins),
@@ -607,7 +697,49 @@ static int ctl_arena_extent_hooks(CTL_ARGS) {
   return ctl_read(oldp, oldlenp, &old, sizeof(old));
 }
 
+/* arena.<i>.dirty_decay_ms / muzzy_decay_ms: one arena's (EFAULT for all
+ * arenas or an index with no arena, and for a time out of range, as
+ * jemalloc). Setting it purges that kind of page at once (unless -1). */
+static int ctl_arena_decay_ms(const size_t *mib, void *oldp, size_t *oldlenp, void *newp, size_t newlen,
+                              bool muzzy) {
+  ssize_t v = 0;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(ssize_t));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  arena_t *a = ctl_arena_one(mib[1]);
+  if (a == NULL || (w && !ctl_decay_ms_ok(v))) return EFAULT;
+  ssize_t old = arena_decay_ms_get(a, muzzy);
+  if (w) arena_decay_ms_set(a, muzzy, v);
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+static int ctl_arena_dirty_decay_ms(CTL_ARGS) { return ctl_arena_decay_ms(mib, oldp, oldlenp, newp, newlen, false); }
+static int ctl_arena_muzzy_decay_ms(CTL_ARGS) { return ctl_arena_decay_ms(mib, oldp, oldlenp, newp, newlen, true); }
+
+/* arena.<i>.dss: xalloc never uses sbrk. "disabled" reads and writes;
+ * jemalloc's other settings cannot be honoured (EFAULT), other strings are
+ * EINVAL. */
+static int ctl_arena_dss(CTL_ARGS) {
+  CTL_UNUSED();
+  const char *old = "disabled", *v = NULL;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (ctl_arena_kind(mib[1]) == CTL_DESTROYED || (ctl_arena_kind(mib[1]) == CTL_ONE && ctl_arena_one(mib[1]) == NULL))
+    return EFAULT;
+  if (w) {
+    if (v == NULL) return EINVAL;
+    if (strcmp(v, "primary") == 0 || strcmp(v, "secondary") == 0) return EFAULT;
+    if (strcmp(v, "disabled") != 0) return EINVAL;
+  }
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+
 static const ctl_node_t ctl_arena_i_nodes[] = {LEAF("initialized", ctl_arena_initialized),
+                                               LEAF("dirty_decay_ms", ctl_arena_dirty_decay_ms),
+                                               LEAF("muzzy_decay_ms", ctl_arena_muzzy_decay_ms),
+                                               LEAF("dss", ctl_arena_dss),
                                                LEAF("purge", ctl_arena_purge), LEAF("decay", ctl_arena_decay),
                                                LEAF("extent_hooks", ctl_arena_extent_hooks),
                                                LEAF("check", ctl_arena_check),
@@ -630,6 +762,7 @@ CTL_RO(ctl_stats_mapped, size_t, ctl_totals.mapped)
 CTL_RO(ctl_stats_retained, size_t, ctl_totals.retained)
 CTL_RO(ctl_stats_dirty, size_t, ctl_totals.dirty)
 CTL_RO(ctl_stats_muzzy, size_t, ctl_totals.muzzy)
+CTL_RO(ctl_stats_metadata_thp, size_t, 0) /* metadata never uses huge pages */
 CTL_RO(ctl_stats_bg_num_threads, size_t, ctl_bg_nthreads)
 CTL_RO(ctl_stats_bg_num_runs, uint64_t, ctl_bg_nruns)
 CTL_RO(ctl_stats_bg_run_interval, uint64_t, ctl_bg_interval)
@@ -650,6 +783,12 @@ CTL_RO(ctl_sa_resident, size_t, stats_resident(SA))
 CTL_RO(ctl_sa_mapped, size_t, SA->mapped)
 CTL_RO(ctl_sa_retained, size_t, stats_retained(SA))
 CTL_RO(ctl_sa_npurged, uint64_t, SA->npurged)
+CTL_RO(ctl_sa_dss, const char *, "disabled")
+/* Decay times of one arena; all and destroyed arenas have none (-1). */
+CTL_RO(ctl_sa_dirty_decay_ms, ssize_t, ctl_arena_kind(mib[2]) == CTL_ONE ? SA->dirty_decay_ms : -1)
+CTL_RO(ctl_sa_muzzy_decay_ms, ssize_t, ctl_arena_kind(mib[2]) == CTL_ONE ? SA->muzzy_decay_ms : -1)
+CTL_RO(ctl_sa_uptime, uint64_t, SA->uptime_ns)
+CTL_RO(ctl_sa_metadata_thp, size_t, 0)
 CTL_RO(ctl_sa_small_allocated, size_t, SA->allocated_small)
 CTL_RO(ctl_sa_small_nmalloc, uint64_t, SA->nmalloc_small)
 CTL_RO(ctl_sa_small_ndalloc, uint64_t, SA->ndalloc_small)
@@ -671,12 +810,14 @@ CTL_RO(ctl_sab_ndalloc, uint64_t, SA->bins[mib[4]].ndalloc)
 CTL_RO(ctl_sab_curregs, size_t, SA->bins[mib[4]].curregs)
 CTL_RO(ctl_sab_curslabs, size_t, SA->bins[mib[4]].curruns)
 CTL_RO(ctl_sab_nslabs, uint64_t, SA->bins[mib[4]].nruns)
+CTL_RO(ctl_sab_nonfull_slabs, size_t, SA->bin_nonfull[mib[4]])
 #undef SA
 
 static const ctl_node_t ctl_sab_j_nodes[] = {
     LEAF("size", ctl_sab_size),       LEAF("nregs", ctl_sab_nregs),       LEAF("slab_size", ctl_sab_slab_size),
     LEAF("nmalloc", ctl_sab_nmalloc), LEAF("ndalloc", ctl_sab_ndalloc),   LEAF("curregs", ctl_sab_curregs),
-    LEAF("curslabs", ctl_sab_curslabs), LEAF("nslabs", ctl_sab_nslabs), END};
+    LEAF("curslabs", ctl_sab_curslabs), LEAF("nslabs", ctl_sab_nslabs),
+    LEAF("nonfull_slabs", ctl_sab_nonfull_slabs), END};
 static const ctl_node_t ctl_sab_j = NODE(NULL, ctl_sab_j_nodes);
 static const ctl_node_t *ctl_sab_index(size_t j) { return j < SZ_NBINS ? &ctl_sab_j : NULL; }
 
@@ -694,6 +835,9 @@ static const ctl_node_t ctl_sa_i_nodes[] = {
     LEAF("pdirty", ctl_sa_pdirty),     LEAF("pmuzzy", ctl_sa_pmuzzy),
     LEAF("resident", ctl_sa_resident), LEAF("mapped", ctl_sa_mapped),
     LEAF("retained", ctl_sa_retained), LEAF("npurged", ctl_sa_npurged),
+    LEAF("dss", ctl_sa_dss),           LEAF("dirty_decay_ms", ctl_sa_dirty_decay_ms),
+    LEAF("muzzy_decay_ms", ctl_sa_muzzy_decay_ms), LEAF("uptime", ctl_sa_uptime),
+    LEAF("metadata_thp", ctl_sa_metadata_thp),
     NODE("small", ctl_sa_small_nodes), NODE("large", ctl_sa_large_nodes),
     NODE("huge", ctl_sa_huge_nodes),   INODE("bins", ctl_sab_index), END};
 static const ctl_node_t ctl_sa_i = NODE(NULL, ctl_sa_i_nodes);
@@ -708,6 +852,7 @@ static const ctl_node_t ctl_stats_nodes[] = {
     LEAF("metadata", ctl_stats_metadata),   LEAF("resident", ctl_stats_resident),
     LEAF("mapped", ctl_stats_mapped),       LEAF("retained", ctl_stats_retained),
     LEAF("dirty", ctl_stats_dirty),         LEAF("muzzy", ctl_stats_muzzy),
+    LEAF("metadata_thp", ctl_stats_metadata_thp),
     NODE("background_thread", ctl_stats_bg_nodes), INODE("arenas", ctl_sa_index), END};
 
 static const ctl_node_t ctl_root_nodes[] = {

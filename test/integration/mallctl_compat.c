@@ -669,6 +669,449 @@ static void test_background_thread_races(void **state) {
   bg_set(b0);
 }
 
+static ssize_t rd_ss(const char *fmt, unsigned i) {
+  ssize_t v = -5;
+  size_t sz = sizeof(v);
+  int err = ctlf(&v, &sz, NULL, 0, fmt, i);
+  if (err != 0) fail_msg("%s (%u) = %d", fmt, i, err);
+  return v;
+}
+static int wr_ss(const char *fmt, unsigned i, ssize_t v) { return ctlf(NULL, NULL, &v, sizeof(v), fmt, i); }
+
+/* Dirty pages in arena ai: large runs freed past the thread cache. */
+static void make_dirty_in(unsigned ai) {
+  void *p[16];
+  for (int i = 0; i < 16; i++) {
+    p[i] = mallocx(200000, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+    assert_non_null(p[i]);
+    memset(p[i], 0x22, 200000);
+  }
+  for (int i = 0; i < 16; i++) dallocx(p[i], MALLOCX_TCACHE_NONE);
+}
+
+/* Item 11: decay times, per arena (arena.<i>.*_decay_ms) and the defaults
+ * for new arenas (arenas.*_decay_ms). */
+static void test_decay_ms(void **state) {
+  (void)state;
+  ssize_t opt_d, opt_m, d0, m0;
+  RD("opt.dirty_decay_ms", opt_d);
+  RD("opt.muzzy_decay_ms", opt_m);
+  RD("arenas.dirty_decay_ms", d0);
+  RD("arenas.muzzy_decay_ms", m0);
+  assert_true(d0 == opt_d && m0 == opt_m);
+  assert_true(rd_ss("arena.%u.dirty_decay_ms", 0) == opt_d);
+  /* New arenas start with the defaults as they are when made. */
+  ssize_t v = 7000;
+  assert_int_equal(mallctl("arenas.dirty_decay_ms", NULL, NULL, &v, sizeof(v)), 0);
+  v = 8000;
+  assert_int_equal(mallctl("arenas.muzzy_decay_ms", NULL, NULL, &v, sizeof(v)), 0);
+  unsigned ai;
+  RD("arenas.create", ai);
+  assert_true(rd_ss("arena.%u.dirty_decay_ms", ai) == 7000);
+  assert_true(rd_ss("arena.%u.muzzy_decay_ms", ai) == 8000);
+  assert_true(rd_ss("arena.%u.dirty_decay_ms", 0) == opt_d); /* existing ones keep theirs */
+  ssize_t old = 0;
+  size_t sz = sizeof(old);
+  assert_int_equal(mallctl("arenas.dirty_decay_ms", &old, &sz, &d0, sizeof(d0)), 0);
+  assert_true(old == 7000);
+  assert_int_equal(mallctl("arenas.muzzy_decay_ms", NULL, NULL, &m0, sizeof(m0)), 0);
+  epoch();
+  assert_true(rd_ss("stats.arenas.%u.dirty_decay_ms", ai) == 7000);
+  assert_true(rd_ss("stats.arenas.%u.muzzy_decay_ms", ai) == 8000);
+  assert_true(rd_ss("stats.arenas.%u.dirty_decay_ms", MALLCTL_ARENAS_ALL) == -1);
+  /* Setting a time makes the pages of that kind fully decayed: dirty pages
+   * are purged lazily at once (they become muzzy), then muzzy ones. */
+  make_dirty_in(ai);
+  epoch();
+  size_t dirty = sa_z(ai, "pdirty");
+  assert_true(dirty >= 16 * 200000 / 4096);
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", ai, 5000), 0);
+  assert_true(rd_ss("arena.%u.dirty_decay_ms", ai) == 5000);
+  epoch();
+  assert_int_equal(sa_z(ai, "pdirty"), 0);
+  size_t muzzy = sa_z(ai, "pmuzzy");
+  assert_true(muzzy >= dirty);
+  assert_int_equal(wr_ss("arena.%u.muzzy_decay_ms", ai, 5000), 0);
+  epoch();
+  assert_int_equal(sa_z(ai, "pmuzzy"), 0);
+  /* muzzy 0: dirty pages go straight to clean. */
+  assert_int_equal(wr_ss("arena.%u.muzzy_decay_ms", ai, 0), 0);
+  make_dirty_in(ai);
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", ai, 5000), 0);
+  epoch();
+  assert_int_equal(sa_z(ai, "pdirty"), 0);
+  assert_int_equal(sa_z(ai, "pmuzzy"), 0);
+  /* -1: never, not even on arena.<i>.decay; purge still purges. */
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", ai, -1), 0);
+  make_dirty_in(ai);
+  assert_int_equal(ctlf(NULL, NULL, NULL, 0, "arena.%u.decay", ai), 0);
+  epoch();
+  assert_true(sa_z(ai, "pdirty") >= 16 * 200000 / 4096);
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", ai, -1), 0); /* -1 again: nothing purged */
+  epoch();
+  assert_true(sa_z(ai, "pdirty") >= 16 * 200000 / 4096);
+  assert_int_equal(ctlf(NULL, NULL, NULL, 0, "arena.%u.purge", ai), 0);
+  epoch();
+  assert_int_equal(sa_z(ai, "pdirty"), 0);
+  /* 0: purged as they are freed (at the next slow-path call at most). */
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", ai, 0), 0);
+  make_dirty_in(ai);
+  free(mallocx(100, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE));
+  epoch();
+  assert_int_equal(sa_z(ai, "pdirty"), 0);
+  /* Refusals: all arenas, no arena, out of range (EFAULT); sizes (EINVAL). */
+  sz = sizeof(old);
+  assert_int_equal(ctlf(&old, &sz, NULL, 0, "arena.%u.dirty_decay_ms", MALLCTL_ARENAS_ALL), EFAULT);
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", MALLCTL_ARENAS_ALL, 100), EFAULT);
+  assert_int_equal(wr_ss("arena.%u.muzzy_decay_ms", narenas_now(), 100), EFAULT);
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", MALLCTL_ARENAS_DESTROYED, 100), EFAULT);
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", ai, -2), EFAULT);
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", ai, (ssize_t)1 << 62), EFAULT);
+  assert_int_equal(wr_ss("arenas.dirty_decay_ms", 0, -2), EFAULT);
+  assert_int_equal(wr_ss("arenas.muzzy_decay_ms", 0, (ssize_t)1 << 62), EFAULT);
+  assert_true(rd_ss("arena.%u.dirty_decay_ms", ai) == 0); /* unchanged by the refusals */
+  int small = 100;
+  assert_int_equal(ctlf(NULL, NULL, &small, sizeof(small), "arena.%u.dirty_decay_ms", ai), EINVAL);
+  assert_int_equal(mallctl("arenas.muzzy_decay_ms", NULL, NULL, &small, sizeof(small)), EINVAL);
+  RD("arenas.muzzy_decay_ms", old);
+  assert_true(old == m0);
+  assert_int_equal(ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", ai), 0);
+  assert_int_equal(wr_ss("arena.%u.dirty_decay_ms", ai, 100), EFAULT); /* destroyed */
+}
+
+/* thread.allocatedp / deallocatedp: live counters of the calling thread. */
+static void *counterp_thread(void *arg) {
+  uint64_t *p;
+  size_t sz = sizeof(p);
+  assert_int_equal(mallctl("thread.allocatedp", &p, &sz, NULL, 0), 0);
+  *(uint64_t **)arg = p;
+  free(malloc(10));
+  return NULL;
+}
+
+static void test_thread_counter_pointers(void **state) {
+  (void)state;
+  uint64_t *ap = NULL, *dp = NULL, a, d;
+  RD("thread.allocatedp", ap);
+  RD("thread.deallocatedp", dp);
+  assert_non_null(ap);
+  assert_non_null(dp);
+  RD("thread.allocated", a);
+  RD("thread.deallocated", d);
+  assert_true(*ap == a && *dp == d);
+  uint64_t a0 = *ap, d0 = *dp;
+  /* Calls outside the cache are counted at once. */
+  void *big = mallocx(1 << 20, MALLOCX_TCACHE_NONE);
+  assert_true(*ap - a0 >= (1 << 20));
+  dallocx(big, MALLOCX_TCACHE_NONE);
+  assert_true(*dp - d0 >= (1 << 20));
+  /* Cached calls by the next slow path or cache step (every 256). */
+  a0 = *ap;
+  void *p[1000];
+  for (int i = 0; i < 1000; i++) p[i] = malloc(64);
+  assert_true(*ap - a0 >= 64 * (1000 - 256 - 200));
+  d0 = *dp;
+  for (int i = 0; i < 1000; i++) free(p[i]);
+  free(mallocx(100000, MALLOCX_TCACHE_NONE));
+  assert_true(*dp - d0 >= 100000);
+  RD("thread.allocated", a);
+  RD("thread.deallocated", d);
+  assert_true(*ap == a && *dp == d);
+  /* Another thread has counters of its own. */
+  uint64_t *other = NULL;
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, counterp_thread, &other), 0);
+  pthread_join(th, NULL);
+  assert_non_null(other);
+  assert_ptr_not_equal(other, ap);
+  size_t sz = sizeof(ap);
+  assert_int_equal(mallctl("thread.allocatedp", NULL, NULL, &ap, sizeof(ap)), EPERM);
+  sz = 4;
+  assert_int_equal(mallctl("thread.deallocatedp", &dp, &sz, NULL, 0), EINVAL);
+}
+
+/* thread.idle: the thread's cache goes back to its arena. */
+static void test_thread_idle(void **state) {
+  (void)state;
+  unsigned ai, old;
+  RD("arenas.create", ai);
+  RD("thread.arena", old);
+  assert_int_equal(mallctl("thread.arena", NULL, NULL, &ai, sizeof(ai)), 0);
+  assert_int_equal(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0), 0); /* refill from ai */
+  void *p[100];
+  for (int i = 0; i < 100; i++) p[i] = malloc(64);
+  for (int i = 0; i < 100; i++) free(p[i]);
+  bool cached;
+  RD("thread.tcache.enabled", cached);
+  epoch();
+  size_t curregs = sa_z(ai, "small.allocated");
+  if (cached) assert_true(curregs >= 64 * 50); /* in the cache, allocated for the arena */
+  assert_int_equal(mallctl("thread.idle", NULL, NULL, NULL, 0), 0);
+  epoch();
+  assert_int_equal(sa_z(ai, "small.allocated"), 0);
+  unsigned u = 1;
+  size_t sz = sizeof(u);
+  assert_int_equal(mallctl("thread.idle", NULL, NULL, &u, sizeof(u)), EPERM);
+  assert_int_equal(mallctl("thread.idle", &u, &sz, NULL, 0), EPERM);
+  assert_int_equal(mallctl("thread.arena", NULL, NULL, &old, sizeof(old)), 0);
+  assert_int_equal(ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", ai), 0);
+}
+
+/* arenas.lookup: which arena a pointer belongs to. */
+static unsigned lookup(void *ptr, int *err) {
+  unsigned ind = 99999;
+  size_t sz = sizeof(ind);
+  *err = mallctl("arenas.lookup", &ind, &sz, &ptr, sizeof(ptr));
+  return ind;
+}
+
+static void test_arenas_lookup(void **state) {
+  (void)state;
+  unsigned ai, cur;
+  int err;
+  RD("arenas.create", ai);
+  RD("thread.arena", cur);
+  static const size_t sizes[] = {8, 3000, 100000, (size_t)5 << 20};
+  for (size_t k = 0; k < 4; k++) {
+    char *a = mallocx(sizes[k], MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE), *b = malloc(sizes[k]);
+    assert_int_equal(lookup(a, &err), ai);
+    assert_int_equal(err, 0);
+    assert_int_equal(lookup(a + sizes[k] - 1, &err), ai); /* interior */
+    assert_int_equal(lookup(b, &err), cur);
+    assert_int_equal(err, 0);
+    dallocx(a, MALLOCX_TCACHE_NONE);
+    free(b);
+  }
+  int local;
+  lookup(&local, &err);
+  assert_int_equal(err, EINVAL);
+  lookup(NULL, &err);
+  assert_int_equal(err, EINVAL);
+  unsigned ind;
+  size_t sz = sizeof(ind);
+  void *p = malloc(10);
+  assert_int_equal(mallctl("arenas.lookup", &ind, &sz, NULL, 0), EINVAL);
+  assert_int_equal(mallctl("arenas.lookup", &ind, &sz, &p, sizeof(p) - 1), EINVAL);
+  sz = 2;
+  assert_int_equal(mallctl("arenas.lookup", &ind, &sz, &p, sizeof(p)), EINVAL);
+  free(p);
+  assert_int_equal(ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", ai), 0);
+}
+
+/* dss: xalloc never uses sbrk, and says so as jemalloc would. */
+static void test_dss(void **state) {
+  (void)state;
+  const char *s;
+  RD("arena.0.dss", s);
+  assert_string_equal(s, "disabled");
+  epoch();
+  RD("stats.arenas.0.dss", s);
+  assert_string_equal(s, "disabled");
+  const char *dis = "disabled", *prim = "primary", *sec = "secondary", *bogus = "bogus";
+  assert_int_equal(mallctl("arena.0.dss", NULL, NULL, &dis, sizeof(dis)), 0);
+  assert_int_equal(mallctl("arena.4096.dss", NULL, NULL, &dis, sizeof(dis)), 0);
+  assert_int_equal(mallctl("arena.0.dss", NULL, NULL, &prim, sizeof(prim)), EFAULT);
+  assert_int_equal(mallctl("arena.0.dss", NULL, NULL, &sec, sizeof(sec)), EFAULT);
+  assert_int_equal(mallctl("arena.0.dss", NULL, NULL, &bogus, sizeof(bogus)), EINVAL);
+  assert_int_equal(mallctl("arena.0.dss", NULL, NULL, &dis, 1), EINVAL);
+}
+
+/* The other statistics jemalloc documents and xalloc has. */
+static void test_more_stats(void **state) {
+  (void)state;
+  size_t z;
+  uint64_t up0, upall, up1, upn;
+  epoch();
+  RD("stats.metadata_thp", z);
+  assert_int_equal(z, 0);
+  RD("stats.arenas.0.metadata_thp", z);
+  assert_int_equal(z, 0);
+  RD("stats.arenas.0.uptime", up0);
+  RD("stats.arenas.4096.uptime", upall);
+  assert_true(up0 > 0 && upall >= up0);
+  unsigned ai;
+  RD("arenas.create", ai);
+  size_t b3;
+  RD("arenas.bin.3.size", b3);
+  void *p[3];
+  for (int i = 0; i < 3; i++) p[i] = mallocx(b3, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+  usleep(20000);
+  epoch();
+  RD("stats.arenas.0.uptime", up1);
+  assert_true(up1 >= up0 + 20000000);
+  uint64_t q;
+  size_t sz = sizeof(q);
+  assert_int_equal(ctlf(&q, &sz, NULL, 0, "stats.arenas.%u.uptime", ai), 0);
+  upn = q;
+  assert_true(upn >= 20000000 && upn < up1);
+  /* One run of class 3 with free regions left. */
+  sz = sizeof(z);
+  assert_int_equal(ctlf(&z, &sz, NULL, 0, "stats.arenas.%u.bins.3.nonfull_slabs", ai), 0);
+  assert_int_equal(z, 1);
+  assert_int_equal(sa_z(ai, "bins.3.curslabs"), 1);
+  for (int i = 0; i < 3; i++) dallocx(p[i], MALLOCX_TCACHE_NONE);
+  assert_int_equal(ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", ai), 0);
+}
+
+/* Every name xalloc answers, by its access and type: readable names read
+ * with their size and refuse others (EINVAL); read-only ones refuse
+ * writes (EPERM); write-only and void ones refuse reads (EPERM). */
+enum { ACC_R, ACC_RW, ACC_W, ACC_VOID };
+static const struct {
+  const char *name;
+  size_t size;
+  int acc;
+} every[] = {
+    {"version", sizeof(char *), ACC_R},
+    {"epoch", 8, ACC_RW},
+    {"background_thread", 1, ACC_RW},
+    {"max_background_threads", sizeof(size_t), ACC_RW},
+    {"config.cache_oblivious", 1, ACC_R},
+    {"config.debug", 1, ACC_R},
+    {"config.fill", 1, ACC_R},
+    {"config.lazy_lock", 1, ACC_R},
+    {"config.malloc_conf", sizeof(char *), ACC_R},
+    {"config.prof", 1, ACC_R},
+    {"config.prof_libgcc", 1, ACC_R},
+    {"config.prof_libunwind", 1, ACC_R},
+    {"config.stats", 1, ACC_R},
+    {"config.utrace", 1, ACC_R},
+    {"config.xmalloc", 1, ACC_R},
+    {"opt.abort", 1, ACC_R},
+    {"opt.abort_conf", 1, ACC_R},
+    {"opt.narenas", sizeof(unsigned), ACC_R},
+    {"opt.tcache", 1, ACC_R},
+    {"opt.tcache_max", sizeof(size_t), ACC_R},
+    {"opt.dirty_decay_ms", sizeof(ssize_t), ACC_R},
+    {"opt.muzzy_decay_ms", sizeof(ssize_t), ACC_R},
+    {"opt.retain", 1, ACC_R},
+    {"opt.background_thread", 1, ACC_R},
+    {"opt.thp", sizeof(char *), ACC_R},
+    {"opt.junk", sizeof(char *), ACC_R},
+    {"opt.zero", 1, ACC_R},
+    {"opt.stats_print", 1, ACC_R},
+    {"opt.stats_print_opts", sizeof(char *), ACC_R},
+    {"opt.dss", sizeof(char *), ACC_R},
+    {"opt.percpu_arena", sizeof(char *), ACC_R},
+    {"opt.metadata_thp", sizeof(char *), ACC_R},
+    {"opt.zero_realloc", sizeof(char *), ACC_R},
+    {"opt.max_background_threads", sizeof(size_t), ACC_R},
+    {"opt.stats_interval", 8, ACC_R},
+    {"opt.stats_interval_opts", sizeof(char *), ACC_R},
+    {"opt.confirm_conf", 1, ACC_R},
+    {"opt.cache_oblivious", 1, ACC_R},
+    {"opt.oversize_threshold", sizeof(size_t), ACC_R},
+    {"thread.arena", sizeof(unsigned), ACC_RW},
+    {"thread.allocated", 8, ACC_R},
+    {"thread.allocatedp", sizeof(void *), ACC_R},
+    {"thread.deallocated", 8, ACC_R},
+    {"thread.deallocatedp", sizeof(void *), ACC_R},
+    {"thread.tcache.enabled", 1, ACC_RW},
+    {"thread.tcache.flush", 0, ACC_VOID},
+    {"thread.idle", 0, ACC_VOID},
+    {"tcache.flush", sizeof(unsigned), ACC_W},
+    {"tcache.destroy", sizeof(unsigned), ACC_W},
+    {"arena.0.initialized", 1, ACC_R},
+    {"arena.0.decay", 0, ACC_VOID},
+    {"arena.0.purge", 0, ACC_VOID},
+    {"arena.0.dss", sizeof(char *), ACC_RW},
+    {"arena.0.dirty_decay_ms", sizeof(ssize_t), ACC_RW},
+    {"arena.0.muzzy_decay_ms", sizeof(ssize_t), ACC_RW},
+    {"arena.0.extent_hooks", sizeof(void *), ACC_RW},
+    {"arena.0.check", 1, ACC_R},
+    {"arenas.narenas", sizeof(unsigned), ACC_R},
+    {"arenas.dirty_decay_ms", sizeof(ssize_t), ACC_RW},
+    {"arenas.muzzy_decay_ms", sizeof(ssize_t), ACC_RW},
+    {"arenas.quantum", sizeof(size_t), ACC_R},
+    {"arenas.page", sizeof(size_t), ACC_R},
+    {"arenas.chunk_size", sizeof(size_t), ACC_R},
+    {"arenas.tcache_max", sizeof(size_t), ACC_R},
+    {"arenas.nbins", sizeof(unsigned), ACC_R},
+    {"arenas.nhbins", sizeof(unsigned), ACC_R},
+    {"arenas.bin.0.size", sizeof(size_t), ACC_R},
+    {"arenas.bin.0.nregs", 4, ACC_R},
+    {"arenas.bin.0.slab_size", sizeof(size_t), ACC_R},
+    {"arenas.nlextents", sizeof(unsigned), ACC_R},
+    {"arenas.lextent.0.size", sizeof(size_t), ACC_R},
+    {"stats.allocated", sizeof(size_t), ACC_R},
+    {"stats.active", sizeof(size_t), ACC_R},
+    {"stats.metadata", sizeof(size_t), ACC_R},
+    {"stats.metadata_thp", sizeof(size_t), ACC_R},
+    {"stats.resident", sizeof(size_t), ACC_R},
+    {"stats.mapped", sizeof(size_t), ACC_R},
+    {"stats.retained", sizeof(size_t), ACC_R},
+    {"stats.dirty", sizeof(size_t), ACC_R},
+    {"stats.muzzy", sizeof(size_t), ACC_R},
+    {"stats.background_thread.num_threads", sizeof(size_t), ACC_R},
+    {"stats.background_thread.num_runs", 8, ACC_R},
+    {"stats.background_thread.run_interval", 8, ACC_R},
+    {"stats.arenas.0.nthreads", sizeof(unsigned), ACC_R},
+    {"stats.arenas.0.dss", sizeof(char *), ACC_R},
+    {"stats.arenas.0.dirty_decay_ms", sizeof(ssize_t), ACC_R},
+    {"stats.arenas.0.muzzy_decay_ms", sizeof(ssize_t), ACC_R},
+    {"stats.arenas.0.uptime", 8, ACC_R},
+    {"stats.arenas.0.pactive", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.pdirty", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.pmuzzy", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.mapped", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.retained", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.resident", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.metadata_thp", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.npurged", 8, ACC_R},
+    {"stats.arenas.0.small.allocated", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.small.nmalloc", 8, ACC_R},
+    {"stats.arenas.0.small.ndalloc", 8, ACC_R},
+    {"stats.arenas.0.large.allocated", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.large.nmalloc", 8, ACC_R},
+    {"stats.arenas.0.large.ndalloc", 8, ACC_R},
+    {"stats.arenas.0.huge.allocated", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.huge.nmalloc", 8, ACC_R},
+    {"stats.arenas.0.huge.ndalloc", 8, ACC_R},
+    {"stats.arenas.0.huge.curhuge", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.bins.0.size", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.bins.0.nregs", 4, ACC_R},
+    {"stats.arenas.0.bins.0.slab_size", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.bins.0.nmalloc", 8, ACC_R},
+    {"stats.arenas.0.bins.0.ndalloc", 8, ACC_R},
+    {"stats.arenas.0.bins.0.curregs", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.bins.0.curslabs", sizeof(size_t), ACC_R},
+    {"stats.arenas.0.bins.0.nslabs", 8, ACC_R},
+    {"stats.arenas.0.bins.0.nonfull_slabs", sizeof(size_t), ACC_R},
+};
+
+static void test_every_name(void **state) {
+  (void)state;
+  epoch();
+  unsigned char buf[32], nv[32];
+  memset(nv, 0, sizeof(nv));
+  for (size_t i = 0; i < sizeof(every) / sizeof(every[0]); i++) {
+    const char *n = every[i].name;
+    size_t sz;
+    int err;
+    if (every[i].acc == ACC_R || every[i].acc == ACC_RW) {
+      sz = every[i].size;
+      err = mallctl(n, buf, &sz, NULL, 0);
+      if (err != 0 || sz != every[i].size) fail_msg("%s: read = %d", n, err);
+      sz = every[i].size + 1;
+      if ((err = mallctl(n, buf, &sz, NULL, 0)) != EINVAL) fail_msg("%s: read, wrong size = %d", n, err);
+      if (every[i].size > 1) {
+        sz = every[i].size - 1;
+        if ((err = mallctl(n, buf, &sz, NULL, 0)) != EINVAL) fail_msg("%s: read, short = %d", n, err);
+      }
+    } else {
+      sz = sizeof(buf);
+      if ((err = mallctl(n, buf, &sz, NULL, 0)) != EPERM) fail_msg("%s: read = %d, not EPERM", n, err);
+    }
+    if (every[i].acc == ACC_R || every[i].acc == ACC_VOID) {
+      if ((err = mallctl(n, NULL, NULL, nv, 8)) != EPERM) fail_msg("%s: write = %d, not EPERM", n, err);
+    } else {
+      /* A write of the wrong size changes nothing and is EINVAL. */
+      if ((err = mallctl(n, NULL, NULL, nv, every[i].size + 1)) != EINVAL) fail_msg("%s: write, wrong size = %d", n, err);
+    }
+    if (every[i].acc == ACC_VOID && (err = mallctl(n, NULL, NULL, NULL, 0)) != 0) fail_msg("%s = %d", n, err);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_arenas_spellings),
@@ -680,6 +1123,13 @@ int main(void) {
       cmocka_unit_test(test_arena_recycling_and_limit),
       cmocka_unit_test(test_background_thread_switch),
       cmocka_unit_test(test_background_thread_races),
+      cmocka_unit_test(test_decay_ms),
+      cmocka_unit_test(test_thread_counter_pointers),
+      cmocka_unit_test(test_thread_idle),
+      cmocka_unit_test(test_arenas_lookup),
+      cmocka_unit_test(test_dss),
+      cmocka_unit_test(test_more_stats),
+      cmocka_unit_test(test_every_name),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -150,6 +150,7 @@ struct arena_s {
   arena_freed_t freed_huge[ARENA_FREED_RING];  /* huge_mtx */
   unsigned freed_large_next, freed_huge_next;
   arena_t *recycle_next;   /* destroyed, waiting for arenas.create (arenas_lock) */
+  uint64_t create_ns;      /* when it was made (or recycled), decay_now_ns() */
   arena_bin_t bins[SZ_NBINS];
 };
 
@@ -188,6 +189,15 @@ bool arena_retire(arena_t *arena);
  * its arena_t are reused. */
 void arena_recycle(arena_t *arena);
 unsigned arena_nthreads(const arena_t *arena);
+/* arenas.dirty_decay_ms / muzzy_decay_ms ([0] dirty, [1] muzzy): the decay
+ * times arenas start with when they are made (opt.* at start; atomic). */
+extern ssize_t arenas_decay_ms[2];
+/* arena.<i>.dirty_decay_ms / muzzy_decay_ms: the arena's decay time for
+ * dirty (muzzy false) or muzzy pages, in its runs and its chunk ranges. */
+ssize_t arena_decay_ms_get(arena_t *arena, bool muzzy);
+/* Set it (-1 .. DECAY_MS_MAX); as jemalloc, the pages of that kind free
+ * now count as fully decayed, so they are purged at once (unless -1). */
+void arena_decay_ms_set(arena_t *arena, bool muzzy, ssize_t ms);
 
 /* Up to n regions of bin binind into ptrs (lowest address last, so that it
  * is handed out first); returns the number filled. */
