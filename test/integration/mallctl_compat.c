@@ -322,8 +322,17 @@ static void test_opt_types(void **state) {
   }
   assert_true(nopts >= 25);
   /* Names xalloc has no concept for, as jemalloc built without them. */
+  /* ... and those doc/API.md lists as not honoured. */
   static const char *const none[] = {"opt.prof", "opt.utrace", "opt.xmalloc", "opt.lg_extent_max_active_fit",
-                                     "thread.prof.name", "prof.active", "experimental.hooks.install"};
+                                     "thread.prof.name", "prof.active", "experimental.hooks.install",
+                                     "thread.peak.read", "thread.peak.reset", "stats.zero_reallocs",
+                                     "arena.0.retain_grow_limit", "opt.trust_madvise", "stats.mutexes.ctl.num_ops",
+                                     "stats.arenas.0.mutexes.large.num_ops", "stats.arenas.0.bins.0.mutex.num_ops",
+                                     "stats.arenas.0.base", "stats.arenas.0.internal", "stats.arenas.0.extent_avail",
+                                     "stats.arenas.0.dirty_npurge", "stats.arenas.0.muzzy_purged",
+                                     "stats.arenas.0.small.nrequests", "stats.arenas.0.large.nfills",
+                                     "stats.arenas.0.bins.0.nfills", "stats.arenas.0.bins.0.nreslabs",
+                                     "stats.arenas.0.lextents.0.nmalloc", "stats.arenas.0.extents.0.ndirty"};
   for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
     sz = sizeof(v);
     if (mallctl(none[i], &v, &sz, NULL, 0) != ENOENT) fail_msg("%s exists", none[i]);
@@ -602,6 +611,22 @@ static void test_background_thread_switch(void **state) {
   /* And on again. */
   bg_set(true);
   assert_int_equal(ntasks(), t0 + 1);
+  /* A child keeps the setting; the thread is made again there on first use. */
+  pid_t pid = fork();
+  if (pid == 0) {
+    bool c = false;
+    size_t csz = sizeof(c);
+    if (mallctl("background_thread", &c, &csz, NULL, 0) != 0 || !c) _exit(2);
+    for (int i = 0; i < 200 && ntasks() < 2; i++) {
+      free(mallocx(100000, MALLOCX_TCACHE_NONE));
+      usleep(1000);
+    }
+    _exit(ntasks() == 2 ? 0 : 3);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
   bg_set(false);
   assert_int_equal(ntasks(), t0);
   /* max_background_threads: 1. */
