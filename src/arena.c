@@ -14,6 +14,7 @@ arena_t *arenas[ARENAS_MAX];
 unsigned narenas;
 unsigned narenas_auto;
 static xmutex_t arenas_lock = XMUTEX_INITIALIZER;
+ssize_t arenas_decay_ms[2];
 
 /* Run descriptors, one pool per bitmap size; chunk descriptors. */
 base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
@@ -61,6 +62,8 @@ bool arena_boot(void) {
                           arena_chunk_npages * sizeof(arena_run_t *) +
                           2 * ((arena_chunk_npages + 63) / 64) * sizeof(uint64_t);
   arena_chunk_pool.free = NULL;
+  arenas_decay_ms[0] = opt_dirty_decay_ms;
+  arenas_decay_ms[1] = opt_muzzy_decay_ms;
   return false;
 }
 
@@ -75,9 +78,14 @@ arena_t *arena_new(unsigned ind) {
   xmutex_init(&a->life_mtx);
   pthread_cond_init(&a->life_cond, NULL);
   uint64_t now = decay_now_ns();
-  decay_init(&a->decay_dirty, opt_dirty_decay_ms, now);
-  decay_init(&a->decay_muzzy, opt_muzzy_decay_ms, now);
+  a->create_ns = now;
+  ssize_t dms = __atomic_load_n(&arenas_decay_ms[0], __ATOMIC_RELAXED);
+  ssize_t mms = __atomic_load_n(&arenas_decay_ms[1], __ATOMIC_RELAXED);
+  decay_init(&a->decay_dirty, dms, now);
+  decay_init(&a->decay_muzzy, mms, now);
   chunk_arena_init(&a->chunks);
+  decay_init(&a->chunks.decay_dirty, dms, now);
+  decay_init(&a->chunks.decay_muzzy, mms, now);
   a->chunks.ind = ind;
   xmutex_init(&a->huge_mtx);
   rb_init(&a->huge, arena_cmp_huge);
@@ -116,17 +124,83 @@ arena_t *arena_choose(void) {
   return best;
 }
 
+/* Destroyed explicit arenas waiting for arenas.create, newest first. */
+static arena_t *arenas_recycled;
+
+/*
+ * Make the destroyed arena a (empty: reset, released, retired, dead) new
+ * one: figures zero, decay times the defaults, hooks. A thread that read
+ * the old pointer before it was retired (a purge of every arena) may still
+ * take its locks, so they are kept, and the fields are reset under them;
+ * while it is dead no operation starts on it (arena_op_begin), and it
+ * comes alive last. arenas_lock held.
+ */
+static void arena_renew(arena_t *a, extent_hooks_t *hooks) {
+  uint64_t now = decay_now_ns();
+  for (unsigned i = 0; i < SZ_NBINS; i++) {
+    arena_bin_t *bin = &a->bins[i];
+    xmutex_lock(&bin->lock);
+    xassert(bin->runcur == NULL && bin->runs.n == 0);
+    memset(&bin->stats, 0, sizeof(bin->stats));
+    xmutex_unlock(&bin->lock);
+  }
+  xmutex_lock(&a->lock);
+  xassert(a->runs_avail.n == 0 && a->chunk_list.n == 0 && a->nchunks == 0 && a->nactive == 0 &&
+          a->ndirty == 0 && a->nmuzzy == 0 && a->npurging == 0 && a->spare == NULL);
+  a->stats.nmalloc_large = a->stats.ndalloc_large = 0;
+  a->stats.allocated_large = 0;
+  a->stats.npurged_pages = a->stats.nmadvise = 0;
+  ssize_t dms = __atomic_load_n(&arenas_decay_ms[0], __ATOMIC_RELAXED);
+  ssize_t mms = __atomic_load_n(&arenas_decay_ms[1], __ATOMIC_RELAXED);
+  decay_init(&a->decay_dirty, dms, now);
+  decay_init(&a->decay_muzzy, mms, now);
+  memset(a->freed_large, 0, sizeof(a->freed_large));
+  a->freed_large_next = 0;
+  a->create_ns = now;
+  xmutex_unlock(&a->lock);
+  chunk_arena_renew(&a->chunks, hooks, dms, mms);
+  xmutex_lock(&a->huge_mtx);
+  xassert(a->huge.n == 0);
+  a->stats.nmalloc_huge = a->stats.ndalloc_huge = 0;
+  a->stats.allocated_huge = 0;
+  memset(a->freed_huge, 0, sizeof(a->freed_huge));
+  a->freed_huge_next = 0;
+  xmutex_unlock(&a->huge_mtx);
+  xmutex_lock(&a->life_mtx);
+  xassert(a->dead && a->op == ARENA_OP_NONE);
+  a->dead = false;
+  xmutex_unlock(&a->life_mtx);
+  __atomic_store_n(&a->retired, false, __ATOMIC_RELEASE);
+}
+
 arena_t *arena_create_explicit(extent_hooks_t *hooks) {
   xmutex_lock(&arenas_lock);
-  unsigned n = narenas > narenas_auto ? narenas : narenas_auto;
-  arena_t *a = n < ARENAS_MAX ? arena_new(n) : NULL;
+  arena_t *a = arenas_recycled;
   if (a != NULL) {
-    if (hooks != NULL) chunk_arena_set_user_hooks(&a->chunks, hooks, n);
-    __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
-    __atomic_store_n(&narenas, n + 1, __ATOMIC_SEQ_CST); /* see arenas_prefork_ops */
+    /* arenas_lock comes before the arena's locks (as in arenas_prefork). */
+    arenas_recycled = a->recycle_next;
+    a->recycle_next = NULL;
+    arena_renew(a, hooks);
+    __atomic_store_n(&arenas[a->ind], a, __ATOMIC_RELEASE);
+  } else {
+    unsigned n = narenas > narenas_auto ? narenas : narenas_auto;
+    a = n <= ARENA_IND_MAX ? arena_new(n) : NULL;
+    if (a != NULL) {
+      if (hooks != NULL) chunk_arena_set_user_hooks(&a->chunks, hooks, n);
+      __atomic_store_n(&arenas[n], a, __ATOMIC_RELEASE);
+      __atomic_store_n(&narenas, n + 1, __ATOMIC_SEQ_CST); /* see arenas_prefork_ops */
+    }
   }
   xmutex_unlock(&arenas_lock);
   return a;
+}
+
+void arena_recycle(arena_t *a) {
+  xmutex_lock(&arenas_lock);
+  xassert(arenas[a->ind] == NULL && a->nthreads == 0);
+  a->recycle_next = arenas_recycled;
+  arenas_recycled = a;
+  xmutex_unlock(&arenas_lock);
 }
 
 bool arena_is_auto(const arena_t *a) { return a->ind < narenas_auto; }
@@ -141,6 +215,11 @@ bool arena_migrate(arena_t *from, unsigned ind, arena_t **to) {
   bool err = true;
   xmutex_lock(&arenas_lock);
   arena_t *a = ind < narenas ? arenas[ind] : NULL;
+  /* An automatic arena not made yet is made now (as jemalloc does). */
+  if (a == NULL && ind < narenas_auto && (a = arena_new(ind)) != NULL) {
+    __atomic_store_n(&arenas[ind], a, __ATOMIC_RELEASE);
+    if (narenas < ind + 1) __atomic_store_n(&narenas, ind + 1, __ATOMIC_SEQ_CST);
+  }
   if (a != NULL && !a->retired) {
     if (from != NULL) from->nthreads--;
     a->nthreads++;
@@ -171,6 +250,32 @@ unsigned arena_nthreads(const arena_t *a) {
   unsigned n = a->nthreads;
   xmutex_unlock(&arenas_lock);
   return n;
+}
+
+ssize_t arena_decay_ms_get(arena_t *a, bool muzzy) {
+  xmutex_lock(&a->lock);
+  ssize_t ms = muzzy ? a->decay_muzzy.time_ms : a->decay_dirty.time_ms;
+  xmutex_unlock(&a->lock);
+  return ms;
+}
+
+void arena_decay_ms_set(arena_t *a, bool muzzy, ssize_t ms) {
+  uint64_t now = decay_now_ns();
+  xmutex_lock(&a->lock);
+  if (muzzy)
+    decay_reset(&a->decay_muzzy, ms, now, a->nmuzzy);
+  else
+    decay_reset(&a->decay_dirty, ms, now, a->ndirty);
+  xmutex_unlock(&a->lock);
+  chunk_arena_t *ca = &a->chunks;
+  xmutex_lock(&ca->mtx);
+  if (muzzy)
+    decay_reset(&ca->decay_muzzy, ms, now, ca->muzzy_bytes >> LG_PAGE);
+  else
+    decay_reset(&ca->decay_dirty, ms, now, ca->dirty_bytes >> LG_PAGE);
+  xmutex_unlock(&ca->mtx);
+  /* Everything of that kind is due now. */
+  if (ms != -1) arena_decay(a);
 }
 
 void arena_unchoose(arena_t *a) {
@@ -337,13 +442,17 @@ void arenas_prefork_ops(void) {
   }
 }
 
+/* Destroyed arenas waiting to be recycled too: their locks are kept (a
+ * purge that read the pointer before the destroy may still take one). */
 void arenas_prefork(void) {
   xmutex_prefork(&arenas_lock);
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) arena_prefork(arenas[i]);
+  for (arena_t *a = arenas_recycled; a != NULL; a = a->recycle_next) arena_prefork(a);
 }
 
 void arenas_postfork_parent(void) {
+  for (arena_t *a = arenas_recycled; a != NULL; a = a->recycle_next) arena_postfork_parent(a);
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) arena_postfork_parent(arenas[i]);
   xmutex_postfork_parent(&arenas_lock);
@@ -354,6 +463,7 @@ void arenas_postfork_parent(void) {
 }
 
 void arenas_postfork_child(void) {
+  for (arena_t *a = arenas_recycled; a != NULL; a = a->recycle_next) arena_postfork_child(a);
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) arena_postfork_child(arenas[i]);
   xmutex_postfork_child(&arenas_lock);

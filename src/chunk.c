@@ -41,6 +41,20 @@ void chunk_arena_init(chunk_arena_t *ca) {
   decay_init(&ca->decay_muzzy, opt_muzzy_decay_ms, now);
 }
 
+void chunk_arena_renew(chunk_arena_t *ca, extent_hooks_t *hooks, ssize_t dirty_ms, ssize_t muzzy_ms) {
+  uint64_t now = decay_now_ns();
+  xmutex_lock(&ca->mtx);
+  xassert(!ca->purging && ca->szad.n == 0 && ca->ad.n == 0 && ca->free_bytes == 0 && ca->reserved == 0 && ca->purging_bytes == 0);
+  ca->npurged = ca->nmadvise = ca->nunmapped = ca->nunmap_kept = 0;
+  ca->nhook_alloc = ca->nhook_dalloc = ca->nhook_refused = 0;
+  ca->grow_size = 2 * sz_chunksize;
+  ca->grow_count = 0;
+  decay_init(&ca->decay_dirty, dirty_ms, now);
+  decay_init(&ca->decay_muzzy, muzzy_ms, now);
+  __atomic_store_n(&ca->hooks, hooks, __ATOMIC_RELEASE);
+  xmutex_unlock(&ca->mtx);
+}
+
 /* ---- extent hooks ---- */
 
 static void *chunk_default_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment,
@@ -431,7 +445,7 @@ void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
   bool m = decay_advance(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE, &ml);
   if (d || m)
     chunk_purge(ca, d ? chunk_pages2bytes(dl) : SIZE_MAX, m ? chunk_pages2bytes(ml) : SIZE_MAX,
-                opt_muzzy_decay_ms != 0);
+                ca->decay_muzzy.time_ms != 0); /* the arena's muzzy decay (arena.<i>.muzzy_decay_ms) */
   chunk_purger_exit(ca);
   xmutex_unlock(&ca->mtx);
 }

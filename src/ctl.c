@@ -1,14 +1,17 @@
 /* ctl: the mallctl namespace (see ctl.h and doc/API.md). */
 #include <errno.h>
 
+#include "xalloc/internal/background.h"
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/conf.h"
 #include "xalloc/internal/ctl.h"
 #include "xalloc/internal/huge.h"
+#include "xalloc/internal/rtree.h"
 #include "xalloc/internal/stats.h"
 #include "xalloc/internal/tcache.h"
 
 #define CTL_ARENAS_ALL ARENAS_MAX /* jemalloc's MALLCTL_ARENAS_ALL (4096) */
+#define CTL_ARENAS_DESTROYED (ARENAS_MAX + 1) /* MALLCTL_ARENAS_DESTROYED (4097) */
 #define CTL_DEPTH_MAX 8
 
 /*
@@ -28,9 +31,37 @@ static bool ctl_initialized;
 static uint64_t ctl_epoch;
 static stats_totals_t ctl_totals;
 static unsigned ctl_narenas;
-/* Per arena, and the sum at [CTL_ARENAS_ALL]; in base memory, reused. */
-static stats_arena_t *ctl_astats[ARENAS_MAX + 1];
-static bool ctl_arena_live[ARENAS_MAX + 1];
+static size_t ctl_bg_nthreads;   /* stats.background_thread.* */
+static uint64_t ctl_bg_nruns, ctl_bg_interval;
+/* Per arena, the sum at [CTL_ARENAS_ALL], and the destroyed arenas at
+ * [CTL_ARENAS_DESTROYED]; in base memory, reused. */
+static stats_arena_t *ctl_astats[ARENAS_MAX + 2];
+static bool ctl_arena_live[ARENAS_MAX + 2];
+
+/* The destroyed arenas' figures (stats.arenas.<MALLCTL_ARENAS_DESTROYED>),
+ * merged at each destroy. Its own lock, a leaf (nothing is taken under it),
+ * taken after ctl_mtx at fork. */
+static xmutex_t ctl_destroyed_mtx = XMUTEX_INITIALIZER;
+static stats_arena_t ctl_destroyed;
+static unsigned ctl_ndestroyed;
+
+/* Merge the figures of a (reset and released: only its counts of what it
+ * ever did are left) into the destroyed arenas'. */
+static void ctl_destroyed_add(arena_t *a) {
+  stats_arena_t s;
+  stats_arena_get(a, &s);
+  xmutex_lock(&ctl_destroyed_mtx);
+  stats_arena_merge(&ctl_destroyed, &s);
+  ctl_ndestroyed++;
+  xmutex_unlock(&ctl_destroyed_mtx);
+}
+
+static bool ctl_destroyed_any(void) {
+  xmutex_lock(&ctl_destroyed_mtx);
+  bool any = ctl_ndestroyed != 0;
+  xmutex_unlock(&ctl_destroyed_mtx);
+  return any;
+}
 
 static void ctl_refresh(void) {
   if (ctl_astats[CTL_ARENAS_ALL] == NULL) ctl_astats[CTL_ARENAS_ALL] = base_alloc(sizeof(stats_arena_t));
@@ -50,25 +81,44 @@ static void ctl_refresh(void) {
   }
   for (unsigned i = n; i < ctl_narenas; i++) ctl_arena_live[i] = false;
   ctl_narenas = n;
+  stats_arena_t **d = &ctl_astats[CTL_ARENAS_DESTROYED];
+  if (*d == NULL) *d = base_alloc(sizeof(stats_arena_t));
+  ctl_arena_live[CTL_ARENAS_DESTROYED] = false;
+  if (*d != NULL) {
+    xmutex_lock(&ctl_destroyed_mtx);
+    **d = ctl_destroyed;
+    ctl_arena_live[CTL_ARENAS_DESTROYED] = ctl_ndestroyed != 0;
+    xmutex_unlock(&ctl_destroyed_mtx);
+  }
   /* Totals from the same figures: a total is the merged arenas' figure. */
   if (sum != NULL)
     stats_totals_from(sum, &ctl_totals);
   else
     stats_totals(&ctl_totals);
+  ctl_bg_nthreads = background_running() ? 1 : 0;
+  ctl_bg_nruns = background_npasses();
+  ctl_bg_interval = background_run_interval_ns();
   ctl_epoch++;
 }
 
 /* ---- value transfer, with jemalloc's error rules ---- */
 
-/* Copy a value out. A wrong *oldlenp copies what fits and gives EINVAL. */
+/*
+ * Whether a read of a size-byte value may be made: none was asked for
+ * (oldp or oldlenp NULL), or *oldlenp is size. Otherwise EINVAL, with
+ * *oldlenp set to size and nothing copied (no caller variable is ever half
+ * written). Every handler that does anything checks this first.
+ */
+static int ctl_check_read(void *oldp, size_t *oldlenp, size_t size) {
+  if (oldp == NULL || oldlenp == NULL || *oldlenp == size) return 0;
+  *oldlenp = size;
+  return EINVAL;
+}
+
+/* Copy a value out, if asked (see ctl_check_read). */
 static int ctl_read(void *oldp, size_t *oldlenp, const void *v, size_t size) {
-  if (oldp == NULL || oldlenp == NULL) return 0;
-  if (*oldlenp != size) {
-    size_t n = *oldlenp < size ? *oldlenp : size;
-    memcpy(oldp, v, n);
-    *oldlenp = n;
-    return EINVAL;
-  }
+  int err = ctl_check_read(oldp, oldlenp, size);
+  if (err != 0 || oldp == NULL || oldlenp == NULL) return err;
   memcpy(oldp, v, size);
   return 0;
 }
@@ -122,31 +172,63 @@ struct ctl_node_s {
 #define INODE(n, f) {n, NULL, NULL, f}
 #define END {NULL, NULL, NULL, NULL}
 
+/* ---- arena indices ---- */
+
+/* arenas.narenas: every arena index in use, as jemalloc counts them: the
+ * automatic ones (made or not yet made) and the explicit ones (destroyed
+ * ones included). */
+static unsigned ctl_nindices(void) {
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+  return n > narenas_auto ? n : narenas_auto;
+}
+
+/* What the arena index i of arena.<i> and stats.arenas.<i> means now: one
+ * arena, every arena (MALLCTL_ARENAS_ALL, or arenas.narenas itself:
+ * jemalloc's older spelling), or the destroyed ones. */
+enum { CTL_ONE, CTL_ALL, CTL_DESTROYED };
+static int ctl_arena_kind(size_t i) {
+  if (i == CTL_ARENAS_ALL || i == ctl_nindices()) return CTL_ALL;
+  if (i == CTL_ARENAS_DESTROYED) return CTL_DESTROYED;
+  return CTL_ONE;
+}
+
+/* The arena for arena.<i> (NULL: all, destroyed, or no arena there). */
+static arena_t *ctl_arena_one(size_t i) {
+  return ctl_arena_kind(i) == CTL_ONE ? arena_get((unsigned)i) : NULL;
+}
+
 /* ---- version, epoch, config, opt ---- */
 
 CTL_RO(ctl_version, const char *, PACKAGE_VERSION)
 
 static int ctl_epoch_h(CTL_ARGS) {
   CTL_UNUSED();
-  uint64_t v;
+  uint64_t v = 0;
   bool w;
-  int err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  int err = ctl_check_read(oldp, oldlenp, sizeof(ctl_epoch));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
   if (err != 0) return err;
   if (w) ctl_refresh();
   return ctl_read(oldp, oldlenp, &ctl_epoch, sizeof(ctl_epoch));
 }
 
+CTL_RO(ctl_config_cache_oblivious, bool, false)
 CTL_RO(ctl_config_debug, bool, config_debug)
 CTL_RO(ctl_config_fill, bool, true)
 CTL_RO(ctl_config_malloc_conf, const char *, XALLOC_CONF_DEFAULT)
+CTL_RO(ctl_config_lazy_lock, bool, false)
 CTL_RO(ctl_config_prof, bool, false)
+CTL_RO(ctl_config_prof_libgcc, bool, false)
+CTL_RO(ctl_config_prof_libunwind, bool, false)
 CTL_RO(ctl_config_stats, bool, true)
 CTL_RO(ctl_config_utrace, bool, false)
 CTL_RO(ctl_config_xmalloc, bool, false)
 
 static const ctl_node_t ctl_config_nodes[] = {
-    LEAF("debug", ctl_config_debug), LEAF("fill", ctl_config_fill),
+    LEAF("cache_oblivious", ctl_config_cache_oblivious), LEAF("debug", ctl_config_debug),
+    LEAF("fill", ctl_config_fill), LEAF("lazy_lock", ctl_config_lazy_lock),
     LEAF("malloc_conf", ctl_config_malloc_conf), LEAF("prof", ctl_config_prof),
+    LEAF("prof_libgcc", ctl_config_prof_libgcc), LEAF("prof_libunwind", ctl_config_prof_libunwind),
     LEAF("stats", ctl_config_stats), LEAF("utrace", ctl_config_utrace),
     LEAF("xmalloc", ctl_config_xmalloc), END};
 
@@ -155,11 +237,24 @@ enum { CTL_NOPTS = 0 XALLOC_OPTIONS(OPT_COUNT) };
 #undef OPT_COUNT
 
 /* opt.<name>: one leaf per row of the option table, in its order. Types:
- * bool, unsigned, ssize_t; choices and strings as const char *. */
+ * bool, unsigned, ssize_t; choices and strings as const char *; narenas,
+ * tcache_max and junk as jemalloc has them. */
 static int ctl_opt_h(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
   const conf_desc_t *d = &conf_table[mib[1]];
+  /* narenas: the effective number of automatic arenas (0 means "four per
+   * CPU"), as jemalloc reports it. */
+  if (d->ptr == &opt_narenas) return ctl_read(oldp, oldlenp, &narenas_auto, sizeof(narenas_auto));
+  /* jemalloc's types: tcache_max is a size_t, junk a string. */
+  if (d->ptr == &opt_tcache_max) {
+    size_t v = opt_tcache_max;
+    return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  }
+  if (d->ptr == &opt_junk) {
+    const char *v = opt_junk ? "true" : "false";
+    return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  }
   switch (d->kind) {
   case CONF_BOOL:
     return ctl_read(oldp, oldlenp, d->ptr, sizeof(bool));
@@ -178,11 +273,63 @@ static int ctl_opt_h(CTL_ARGS) {
   }
 }
 
+/* jemalloc's options for what xalloc does one way only: these values say
+ * which (no sbrk, no per-CPU arenas, no huge pages for metadata, realloc(p,
+ * 0) frees, one background thread, no interval statistics, no cache-
+ * oblivious offsets, no oversize arena). */
+CTL_RO(ctl_opt_dss, const char *, "disabled")
+CTL_RO(ctl_opt_percpu_arena, const char *, "disabled")
+CTL_RO(ctl_opt_metadata_thp, const char *, "disabled")
+CTL_RO(ctl_opt_zero_realloc, const char *, "free")
+CTL_RO(ctl_opt_max_background_threads, size_t, 1)
+CTL_RO(ctl_opt_stats_interval, int64_t, -1)
+CTL_RO(ctl_opt_stats_interval_opts, const char *, "")
+CTL_RO(ctl_opt_confirm_conf, bool, false)
+CTL_RO(ctl_opt_cache_oblivious, bool, false)
+CTL_RO(ctl_opt_oversize_threshold, size_t, 0)
+
 static const ctl_node_t ctl_opt_nodes[] = {
 #define OPT_NODE(kind, name, def, min, max, choices, help) LEAF(#name, ctl_opt_h),
     XALLOC_OPTIONS(OPT_NODE)
 #undef OPT_NODE
-        END};
+        LEAF("dss", ctl_opt_dss),
+    LEAF("percpu_arena", ctl_opt_percpu_arena),
+    LEAF("metadata_thp", ctl_opt_metadata_thp),
+    LEAF("zero_realloc", ctl_opt_zero_realloc),
+    LEAF("max_background_threads", ctl_opt_max_background_threads),
+    LEAF("stats_interval", ctl_opt_stats_interval),
+    LEAF("stats_interval_opts", ctl_opt_stats_interval_opts),
+    LEAF("confirm_conf", ctl_opt_confirm_conf),
+    LEAF("cache_oblivious", ctl_opt_cache_oblivious),
+    LEAF("oversize_threshold", ctl_opt_oversize_threshold),
+    END};
+
+/* ---- background_thread, max_background_threads ---- */
+
+/* Read: whether the purging thread is on; write: start it now / stop and
+ * join it (EAGAIN if it cannot be created). */
+static int ctl_background_thread(CTL_ARGS) {
+  CTL_UNUSED();
+  bool old = background_enabled(), v = false, w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w && v != old && background_set_enabled(v)) return EAGAIN;
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+
+/* xalloc has one purging thread: the maximum is 1, and 1 is all it takes
+ * (jemalloc refuses more than opt.max_background_threads the same way). */
+static int ctl_max_background_threads(CTL_ARGS) {
+  CTL_UNUSED();
+  size_t old = 1, v = 0;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w && v != 1) return EINVAL;
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
 
 /* ---- thread.* ---- */
 
@@ -195,9 +342,10 @@ static int ctl_thread_arena(CTL_ARGS) {
   CTL_UNUSED();
   tsd_t *t = ctl_tsd();
   if (t == NULL) return EAGAIN;
-  unsigned old = t->arena->ind, ind;
+  unsigned old = t->arena->ind, ind = 0;
   bool w;
-  int err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
   if (err != 0) return err;
   if (w && ind != old) {
     arena_t *to;
@@ -211,9 +359,10 @@ static int ctl_thread_tcache_enabled(CTL_ARGS) {
   CTL_UNUSED();
   tsd_t *t = ctl_tsd();
   if (t == NULL) return EAGAIN;
-  bool old = t->tcache_enabled, v;
+  bool old = t->tcache_enabled, v = false;
   bool w;
-  int err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
   if (err != 0) return err;
   if (w && v != old) tcache_set_enabled(t, v);
   return ctl_read(oldp, oldlenp, &old, sizeof(old));
@@ -228,12 +377,28 @@ static int ctl_thread_tcache_flush(CTL_ARGS) {
   return 0;
 }
 
+/* thread.idle: the thread will wait a while; give back what it holds (its
+ * cache) and purge what is due in its arena. */
+static int ctl_thread_idle(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  WRITEONLY();
+  tsd_t *t = ctl_tsd();
+  if (t != NULL) {
+    tcache_flush_all(t);
+    arena_decay(t->arena);
+  }
+  return 0;
+}
+
 static int ctl_thread_allocated(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
   tsd_t *t = ctl_tsd();
   uint64_t v = t != NULL ? tsd_allocated(t) : 0;
-  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  int err = ctl_read(oldp, oldlenp, &v, sizeof(v));
+  if (err == 0 && t != NULL && t->counters_published) tsd_publish_counters(t); /* *allocatedp agrees */
+  return err;
 }
 
 static int ctl_thread_deallocated(CTL_ARGS) {
@@ -241,20 +406,51 @@ static int ctl_thread_deallocated(CTL_ARGS) {
   READONLY();
   tsd_t *t = ctl_tsd();
   uint64_t v = t != NULL ? tsd_deallocated(t) : 0;
-  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  int err = ctl_read(oldp, oldlenp, &v, sizeof(v));
+  if (err == 0 && t != NULL && t->counters_published) tsd_publish_counters(t);
+  return err;
+}
+
+/* thread.allocatedp / deallocatedp: the address of a counter the thread
+ * keeps; see tsd_publish_counters for how up to date it is. */
+static int ctl_thread_counterp(void *oldp, size_t *oldlenp, void *newp, size_t newlen, bool dealloc) {
+  READONLY();
+  int err = ctl_check_read(oldp, oldlenp, sizeof(uint64_t *));
+  if (err != 0) return err;
+  tsd_t *t = ctl_tsd();
+  if (t == NULL) return EAGAIN;
+  tsd_publish_counters(t);
+  uint64_t *p = dealloc ? &t->deallocatedp : &t->allocatedp;
+  return ctl_read(oldp, oldlenp, &p, sizeof(p));
+}
+static int ctl_thread_allocatedp(CTL_ARGS) {
+  (void)mib;
+  return ctl_thread_counterp(oldp, oldlenp, newp, newlen, false);
+}
+static int ctl_thread_deallocatedp(CTL_ARGS) {
+  (void)mib;
+  return ctl_thread_counterp(oldp, oldlenp, newp, newlen, true);
 }
 
 static const ctl_node_t ctl_thread_tcache_nodes[] = {
     LEAF("enabled", ctl_thread_tcache_enabled), LEAF("flush", ctl_thread_tcache_flush), END};
 static const ctl_node_t ctl_thread_nodes[] = {
-    LEAF("arena", ctl_thread_arena), LEAF("allocated", ctl_thread_allocated),
-    LEAF("deallocated", ctl_thread_deallocated), NODE("tcache", ctl_thread_tcache_nodes), END};
+    LEAF("arena", ctl_thread_arena),         LEAF("allocated", ctl_thread_allocated),
+    LEAF("allocatedp", ctl_thread_allocatedp), LEAF("deallocated", ctl_thread_deallocated),
+    LEAF("deallocatedp", ctl_thread_deallocatedp), LEAF("idle", ctl_thread_idle),
+    NODE("tcache", ctl_thread_tcache_nodes), END};
 
 /* ---- tcache.* ---- */
 
 static int ctl_tcache_create(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
+  /* As jemalloc: without room for exactly an unsigned, no cache is made,
+   * nothing is written and *oldlenp is set to 0. */
+  if (oldp == NULL || oldlenp == NULL || *oldlenp != sizeof(unsigned)) {
+    if (oldlenp != NULL) *oldlenp = 0;
+    return EINVAL;
+  }
   unsigned ind;
   if (tcache_explicit_create(&ind)) return EFAULT;
   return ctl_read(oldp, oldlenp, &ind, sizeof(ind));
@@ -262,7 +458,7 @@ static int ctl_tcache_create(CTL_ARGS) {
 
 static int ctl_tcache_op(void *oldp, size_t *oldlenp, void *newp, size_t newlen, bool destroy) {
   WRITEONLY();
-  unsigned ind;
+  unsigned ind = 0;
   bool w;
   int err = ctl_write(&ind, sizeof(ind), newp, newlen, &w);
   if (err != 0) return err;
@@ -285,7 +481,7 @@ static const ctl_node_t ctl_tcache_nodes[] = {LEAF("create", ctl_tcache_create),
 
 /* ---- arenas.* ---- */
 
-CTL_RO(ctl_arenas_narenas, unsigned, __atomic_load_n(&narenas, __ATOMIC_ACQUIRE))
+CTL_RO(ctl_arenas_narenas, unsigned, ctl_nindices())
 CTL_RO(ctl_arenas_page, size_t, PAGE)
 CTL_RO(ctl_arenas_quantum, size_t, QUANTUM)
 CTL_RO(ctl_arenas_chunk_size, size_t, sz_chunksize)
@@ -332,8 +528,56 @@ static const ctl_node_t *ctl_arenas_lextent_index(size_t i) {
   return i < SZ_NCLASSES - SZ_NBINS ? &ctl_arenas_lextent_i : NULL;
 }
 
+/* A decay time as jemalloc takes it: -1 (never) to the longest; anything
+ * else is EFAULT. */
+static bool ctl_decay_ms_ok(ssize_t ms) { return ms >= -1 && ms <= DECAY_MS_MAX; }
+
+/* arenas.dirty_decay_ms / muzzy_decay_ms: the times new arenas start with. */
+static int ctl_arenas_decay_ms(void *oldp, size_t *oldlenp, void *newp, size_t newlen, int k) {
+  ssize_t old = __atomic_load_n(&arenas_decay_ms[k], __ATOMIC_RELAXED), v = 0;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (w) {
+    if (!ctl_decay_ms_ok(v)) return EFAULT;
+    __atomic_store_n(&arenas_decay_ms[k], v, __ATOMIC_RELAXED);
+  }
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+static int ctl_arenas_dirty_decay_ms(CTL_ARGS) {
+  (void)mib;
+  return ctl_arenas_decay_ms(oldp, oldlenp, newp, newlen, 0);
+}
+static int ctl_arenas_muzzy_decay_ms(CTL_ARGS) {
+  (void)mib;
+  return ctl_arenas_decay_ms(oldp, oldlenp, newp, newlen, 1);
+}
+
+/* arenas.lookup: the index of the arena a pointer belongs to (newp points
+ * to the pointer). A pointer xalloc does not own: EINVAL, as jemalloc. */
+static int ctl_arenas_lookup(CTL_ARGS) {
+  CTL_UNUSED();
+  unsigned ind;
+  void *ptr;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(ind));
+  if (err != 0) return err;
+  if (newp == NULL || newlen != sizeof(ptr)) return EINVAL;
+  memcpy(&ptr, newp, sizeof(ptr));
+  const uint8_t *meta = rtree_get((uintptr_t)ptr);
+  if (meta != NULL && *meta == META_ARENA_CHUNK)
+    ind = ((const arena_chunk_t *)meta)->arena->ind;
+  else if (meta != NULL && *meta == META_HUGE)
+    ind = ((const arena_t *)((const extent_node_t *)meta)->arena)->ind;
+  else
+    return EINVAL;
+  return ctl_read(oldp, oldlenp, &ind, sizeof(ind));
+}
+
 static const ctl_node_t ctl_arenas_nodes[] = {
     LEAF("narenas", ctl_arenas_narenas), LEAF("create", ctl_arenas_create),
+    LEAF("dirty_decay_ms", ctl_arenas_dirty_decay_ms), LEAF("muzzy_decay_ms", ctl_arenas_muzzy_decay_ms),
+    LEAF("lookup", ctl_arenas_lookup),
     LEAF("page", ctl_arenas_page), LEAF("quantum", ctl_arenas_quantum),
     LEAF("chunk_size", ctl_arenas_chunk_size), LEAF("tcache_max", ctl_arenas_tcache_max),
     LEAF("nbins", ctl_arenas_nbins), LEAF("nhbins", ctl_arenas_nhbins),
@@ -342,8 +586,11 @@ static const ctl_node_t ctl_arenas_nodes[] = {
 
 /* ---- arena.<i>.* ---- */
 
+/* Purge or decay arena <i>, or every arena. An index with no arena (an
+ * automatic arena not made yet, a destroyed one, MALLCTL_ARENAS_DESTROYED)
+ * has nothing to purge: 0, as jemalloc. */
 static int ctl_arena_purge_decay(const size_t *mib, bool decay) {
-  if (mib[1] == CTL_ARENAS_ALL) {
+  if (ctl_arena_kind(mib[1]) == CTL_ALL) {
     unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
       arena_t *a = arena_get(i);
@@ -351,9 +598,8 @@ static int ctl_arena_purge_decay(const size_t *mib, bool decay) {
     }
     return 0;
   }
-  arena_t *a = arena_get((unsigned)mib[1]);
-  if (a == NULL) return EFAULT;
-  decay ? arena_decay(a) : arena_purge_all(a);
+  arena_t *a = ctl_arena_one(mib[1]);
+  if (a != NULL) decay ? arena_decay(a) : arena_purge_all(a);
   return 0;
 }
 
@@ -371,20 +617,36 @@ static int ctl_arena_decay(CTL_ARGS) {
   return ctl_arena_purge_decay(mib, true);
 }
 
+/* Whether the index has an arena (all: true; destroyed: whether any arena
+ * was destroyed, once the statistics know it). */
+static int ctl_arena_initialized(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  bool v;
+  switch (ctl_arena_kind(mib[1])) {
+  case CTL_ALL: v = true; break;
+  case CTL_DESTROYED: v = ctl_destroyed_any(); break;
+  default: v = ctl_arena_one(mib[1]) != NULL; break;
+  }
+  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+}
+
 /* The heap check (arena_check): reads true if the arena's metadata is
  * consistent; each inconsistency is printed as one line on stderr. */
 static int ctl_arena_check(CTL_ARGS) {
   CTL_UNUSED();
   READONLY();
   bool ok = true;
-  if (mib[1] == CTL_ARENAS_ALL) {
+  int err = ctl_check_read(oldp, oldlenp, sizeof(ok));
+  if (err != 0) return err;
+  if (ctl_arena_kind(mib[1]) == CTL_ALL) {
     unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
       arena_t *a = arena_get(i);
       if (a != NULL && !arena_check(a, true)) ok = false;
     }
   } else {
-    arena_t *a = arena_get((unsigned)mib[1]);
+    arena_t *a = ctl_arena_one(mib[1]);
     if (a == NULL) return EFAULT;
     ok = arena_check(a, true);
   }
@@ -394,15 +656,21 @@ static int ctl_arena_check(CTL_ARGS) {
 /* Reset or destroy: explicit arenas only (EFAULT otherwise, as jemalloc).
  * Both wait for a purge in flight on the arena (arena.h, lifecycle). */
 static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
-  arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
+  arena_t *a = ctl_arena_one(mib[1]);
   if (a == NULL || arena_is_auto(a)) return EFAULT;
   /* The calling thread's cache may hold objects of the arena; other
    * threads' caches must have been flushed by their threads (as jemalloc
    * requires). */
   tsd_t *t = ctl_tsd();
   if (t != NULL) tcache_flush_all(t);
-  /* Destroy: EFAULT if a thread still uses it (or it is gone already). */
-  return (destroy ? arena_destroy(a) : arena_reset(a)) ? EFAULT : 0;
+  if (!destroy) return arena_reset(a) ? EFAULT : 0;
+  /* EFAULT if a thread still uses it (or it is gone already). */
+  if (arena_destroy(a)) return EFAULT;
+  /* As jemalloc: the figures go to MALLCTL_ARENAS_DESTROYED, the index
+   * (and the arena_t) to the next arenas.create. */
+  ctl_destroyed_add(a);
+  arena_recycle(a);
+  return 0;
 }
 
 static int ctl_arena_reset(CTL_ARGS) {
@@ -422,27 +690,73 @@ static int ctl_arena_destroy(CTL_ARGS) {
 /* Read the arena's hooks table; write one (user hooks for a hooked arena,
  * see chunk_hooks_set). */
 static int ctl_arena_extent_hooks(CTL_ARGS) {
-  arena_t *a = mib[1] < CTL_ARENAS_ALL ? arena_get((unsigned)mib[1]) : NULL;
+  arena_t *a = ctl_arena_one(mib[1]);
   if (a == NULL) return EFAULT;
   extent_hooks_t *old = chunk_hooks_get(&a->chunks), *h;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err != 0) return err;
   if (newp != NULL) {
     if (newlen != sizeof(extent_hooks_t *)) return EINVAL;
-    if (oldp != NULL && (oldlenp == NULL || *oldlenp != sizeof(extent_hooks_t *))) return EINVAL;
     memcpy(&h, newp, sizeof(h));
-    int err = chunk_hooks_set(&a->chunks, h);
+    err = chunk_hooks_set(&a->chunks, h);
     if (err != 0) return err;
   }
   return ctl_read(oldp, oldlenp, &old, sizeof(old));
 }
 
-static const ctl_node_t ctl_arena_i_nodes[] = {LEAF("purge", ctl_arena_purge), LEAF("decay", ctl_arena_decay),
+/* arena.<i>.dirty_decay_ms / muzzy_decay_ms: one arena's (EFAULT for all
+ * arenas or an index with no arena, and for a time out of range, as
+ * jemalloc). Setting it purges that kind of page at once (unless -1). */
+static int ctl_arena_decay_ms(const size_t *mib, void *oldp, size_t *oldlenp, void *newp, size_t newlen,
+                              bool muzzy) {
+  ssize_t v = 0;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(ssize_t));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  arena_t *a = ctl_arena_one(mib[1]);
+  if (a == NULL || (w && !ctl_decay_ms_ok(v))) return EFAULT;
+  ssize_t old = arena_decay_ms_get(a, muzzy);
+  if (w) arena_decay_ms_set(a, muzzy, v);
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+static int ctl_arena_dirty_decay_ms(CTL_ARGS) { return ctl_arena_decay_ms(mib, oldp, oldlenp, newp, newlen, false); }
+static int ctl_arena_muzzy_decay_ms(CTL_ARGS) { return ctl_arena_decay_ms(mib, oldp, oldlenp, newp, newlen, true); }
+
+/* arena.<i>.dss: xalloc never uses sbrk. "disabled" reads and writes;
+ * jemalloc's other settings cannot be honoured (EFAULT), other strings are
+ * EINVAL. */
+static int ctl_arena_dss(CTL_ARGS) {
+  CTL_UNUSED();
+  const char *old = "disabled", *v = NULL;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err != 0) return err;
+  if (ctl_arena_kind(mib[1]) == CTL_DESTROYED || (ctl_arena_kind(mib[1]) == CTL_ONE && ctl_arena_one(mib[1]) == NULL))
+    return EFAULT;
+  if (w) {
+    if (v == NULL) return EINVAL;
+    if (strcmp(v, "primary") == 0 || strcmp(v, "secondary") == 0) return EFAULT;
+    if (strcmp(v, "disabled") != 0) return EINVAL;
+  }
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+
+static const ctl_node_t ctl_arena_i_nodes[] = {LEAF("initialized", ctl_arena_initialized),
+                                               LEAF("dirty_decay_ms", ctl_arena_dirty_decay_ms),
+                                               LEAF("muzzy_decay_ms", ctl_arena_muzzy_decay_ms),
+                                               LEAF("dss", ctl_arena_dss),
+                                               LEAF("purge", ctl_arena_purge), LEAF("decay", ctl_arena_decay),
                                                LEAF("extent_hooks", ctl_arena_extent_hooks),
                                                LEAF("check", ctl_arena_check),
                                                LEAF("reset", ctl_arena_reset),
                                                LEAF("destroy", ctl_arena_destroy), END};
 static const ctl_node_t ctl_arena_i = NODE(NULL, ctl_arena_i_nodes);
+/* Every index in use, arenas.narenas itself (all), MALLCTL_ARENAS_ALL and
+ * MALLCTL_ARENAS_DESTROYED. */
 static const ctl_node_t *ctl_arena_index(size_t i) {
-  return i < __atomic_load_n(&narenas, __ATOMIC_ACQUIRE) || i == CTL_ARENAS_ALL ? &ctl_arena_i : NULL;
+  return i <= ctl_nindices() || i == CTL_ARENAS_ALL || i == CTL_ARENAS_DESTROYED ? &ctl_arena_i : NULL;
 }
 
 /* ---- stats.* (from the snapshot) ---- */
@@ -455,8 +769,19 @@ CTL_RO(ctl_stats_mapped, size_t, ctl_totals.mapped)
 CTL_RO(ctl_stats_retained, size_t, ctl_totals.retained)
 CTL_RO(ctl_stats_dirty, size_t, ctl_totals.dirty)
 CTL_RO(ctl_stats_muzzy, size_t, ctl_totals.muzzy)
+CTL_RO(ctl_stats_metadata_thp, size_t, 0) /* metadata never uses huge pages */
+CTL_RO(ctl_stats_bg_num_threads, size_t, ctl_bg_nthreads)
+CTL_RO(ctl_stats_bg_num_runs, uint64_t, ctl_bg_nruns)
+CTL_RO(ctl_stats_bg_run_interval, uint64_t, ctl_bg_interval)
+static const ctl_node_t ctl_stats_bg_nodes[] = {LEAF("num_threads", ctl_stats_bg_num_threads),
+                                                LEAF("num_runs", ctl_stats_bg_num_runs),
+                                                LEAF("run_interval", ctl_stats_bg_run_interval), END};
 
-#define SA (ctl_astats[mib[2]])
+/* The snapshot stats.arenas.<i> reads (arenas.narenas as <i>: the sum). */
+static const stats_arena_t *ctl_sa(size_t i) {
+  return ctl_astats[ctl_arena_kind(i) == CTL_ALL ? CTL_ARENAS_ALL : i];
+}
+#define SA (ctl_sa(mib[2]))
 CTL_RO(ctl_sa_nthreads, unsigned, SA->nthreads)
 CTL_RO(ctl_sa_pactive, size_t, SA->pactive)
 CTL_RO(ctl_sa_pdirty, size_t, stats_dirty(SA) >> LG_PAGE)
@@ -465,12 +790,21 @@ CTL_RO(ctl_sa_resident, size_t, stats_resident(SA))
 CTL_RO(ctl_sa_mapped, size_t, SA->mapped)
 CTL_RO(ctl_sa_retained, size_t, stats_retained(SA))
 CTL_RO(ctl_sa_npurged, uint64_t, SA->npurged)
+CTL_RO(ctl_sa_dss, const char *, "disabled")
+/* Decay times of one arena; all and destroyed arenas have none (-1). */
+CTL_RO(ctl_sa_dirty_decay_ms, ssize_t, ctl_arena_kind(mib[2]) == CTL_ONE ? SA->dirty_decay_ms : -1)
+CTL_RO(ctl_sa_muzzy_decay_ms, ssize_t, ctl_arena_kind(mib[2]) == CTL_ONE ? SA->muzzy_decay_ms : -1)
+CTL_RO(ctl_sa_uptime, uint64_t, SA->uptime_ns)
+CTL_RO(ctl_sa_metadata_thp, size_t, 0)
 CTL_RO(ctl_sa_small_allocated, size_t, SA->allocated_small)
 CTL_RO(ctl_sa_small_nmalloc, uint64_t, SA->nmalloc_small)
 CTL_RO(ctl_sa_small_ndalloc, uint64_t, SA->ndalloc_small)
-CTL_RO(ctl_sa_large_allocated, size_t, SA->allocated_large)
-CTL_RO(ctl_sa_large_nmalloc, uint64_t, SA->nmalloc_large)
-CTL_RO(ctl_sa_large_ndalloc, uint64_t, SA->ndalloc_large)
+/* large.*: everything above the small classes, as jemalloc counts it (its
+ * large extents are xalloc's large and huge allocations); huge.*: the part
+ * of one chunk or more. */
+CTL_RO(ctl_sa_large_allocated, size_t, SA->allocated_large + SA->allocated_huge)
+CTL_RO(ctl_sa_large_nmalloc, uint64_t, SA->nmalloc_large + SA->nmalloc_huge)
+CTL_RO(ctl_sa_large_ndalloc, uint64_t, SA->ndalloc_large + SA->ndalloc_huge)
 CTL_RO(ctl_sa_huge_allocated, size_t, SA->allocated_huge)
 CTL_RO(ctl_sa_huge_nmalloc, uint64_t, SA->nmalloc_huge)
 CTL_RO(ctl_sa_huge_ndalloc, uint64_t, SA->ndalloc_huge)
@@ -483,12 +817,14 @@ CTL_RO(ctl_sab_ndalloc, uint64_t, SA->bins[mib[4]].ndalloc)
 CTL_RO(ctl_sab_curregs, size_t, SA->bins[mib[4]].curregs)
 CTL_RO(ctl_sab_curslabs, size_t, SA->bins[mib[4]].curruns)
 CTL_RO(ctl_sab_nslabs, uint64_t, SA->bins[mib[4]].nruns)
+CTL_RO(ctl_sab_nonfull_slabs, size_t, SA->bin_nonfull[mib[4]])
 #undef SA
 
 static const ctl_node_t ctl_sab_j_nodes[] = {
     LEAF("size", ctl_sab_size),       LEAF("nregs", ctl_sab_nregs),       LEAF("slab_size", ctl_sab_slab_size),
     LEAF("nmalloc", ctl_sab_nmalloc), LEAF("ndalloc", ctl_sab_ndalloc),   LEAF("curregs", ctl_sab_curregs),
-    LEAF("curslabs", ctl_sab_curslabs), LEAF("nslabs", ctl_sab_nslabs), END};
+    LEAF("curslabs", ctl_sab_curslabs), LEAF("nslabs", ctl_sab_nslabs),
+    LEAF("nonfull_slabs", ctl_sab_nonfull_slabs), END};
 static const ctl_node_t ctl_sab_j = NODE(NULL, ctl_sab_j_nodes);
 static const ctl_node_t *ctl_sab_index(size_t j) { return j < SZ_NBINS ? &ctl_sab_j : NULL; }
 
@@ -506,11 +842,15 @@ static const ctl_node_t ctl_sa_i_nodes[] = {
     LEAF("pdirty", ctl_sa_pdirty),     LEAF("pmuzzy", ctl_sa_pmuzzy),
     LEAF("resident", ctl_sa_resident), LEAF("mapped", ctl_sa_mapped),
     LEAF("retained", ctl_sa_retained), LEAF("npurged", ctl_sa_npurged),
+    LEAF("dss", ctl_sa_dss),           LEAF("dirty_decay_ms", ctl_sa_dirty_decay_ms),
+    LEAF("muzzy_decay_ms", ctl_sa_muzzy_decay_ms), LEAF("uptime", ctl_sa_uptime),
+    LEAF("metadata_thp", ctl_sa_metadata_thp),
     NODE("small", ctl_sa_small_nodes), NODE("large", ctl_sa_large_nodes),
     NODE("huge", ctl_sa_huge_nodes),   INODE("bins", ctl_sab_index), END};
 static const ctl_node_t ctl_sa_i = NODE(NULL, ctl_sa_i_nodes);
 static const ctl_node_t *ctl_sa_index(size_t i) {
-  if (i > ARENAS_MAX || !ctl_arena_live[i] || ctl_astats[i] == NULL) return NULL;
+  if (ctl_arena_kind(i) == CTL_ALL) i = CTL_ARENAS_ALL;
+  if (i > CTL_ARENAS_DESTROYED || !ctl_arena_live[i] || ctl_astats[i] == NULL) return NULL;
   return &ctl_sa_i;
 }
 
@@ -519,10 +859,13 @@ static const ctl_node_t ctl_stats_nodes[] = {
     LEAF("metadata", ctl_stats_metadata),   LEAF("resident", ctl_stats_resident),
     LEAF("mapped", ctl_stats_mapped),       LEAF("retained", ctl_stats_retained),
     LEAF("dirty", ctl_stats_dirty),         LEAF("muzzy", ctl_stats_muzzy),
-    INODE("arenas", ctl_sa_index), END};
+    LEAF("metadata_thp", ctl_stats_metadata_thp),
+    NODE("background_thread", ctl_stats_bg_nodes), INODE("arenas", ctl_sa_index), END};
 
 static const ctl_node_t ctl_root_nodes[] = {
-    LEAF("version", ctl_version),   LEAF("epoch", ctl_epoch_h),     NODE("config", ctl_config_nodes),
+    LEAF("version", ctl_version),   LEAF("epoch", ctl_epoch_h),
+    LEAF("background_thread", ctl_background_thread),
+    LEAF("max_background_threads", ctl_max_background_threads), NODE("config", ctl_config_nodes),
     NODE("opt", ctl_opt_nodes),     NODE("thread", ctl_thread_nodes), NODE("tcache", ctl_tcache_nodes),
     NODE("arenas", ctl_arenas_nodes), INODE("arena", ctl_arena_index), NODE("stats", ctl_stats_nodes),
     END};
@@ -546,16 +889,22 @@ static const ctl_node_t *ctl_child(const ctl_node_t *node, size_t c) {
   return NULL;
 }
 
-/* Translate name into mib (at most *depth components); the node reached. */
+/*
+ * Translate name into mib: at most *depth components (jemalloc: "the lesser
+ * of the number of components in name and the input value", so a short
+ * *depth gives a partial MIB the caller completes). *depth is set to the
+ * number of components translated; returns the node reached, or NULL if a
+ * component does not exist or a leaf is followed by more components.
+ */
 static const ctl_node_t *ctl_lookup(const char *name, size_t *mib, size_t *depth) {
   const ctl_node_t *node = &ctl_root;
   size_t k = 0;
   const char *p = name;
-  if (name == NULL) return NULL;
-  for (;;) {
+  if (name == NULL || *name == '\0') return NULL;
+  while (k < *depth) {
     const char *e = strchr(p, '.');
     size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
-    if (len == 0 || k == *depth || node->handler != NULL) return NULL;
+    if (len == 0 || node->handler != NULL) return NULL;
     size_t c;
     if (node->index != NULL) {
       c = 0;
@@ -574,6 +923,7 @@ static const ctl_node_t *ctl_lookup(const char *name, size_t *mib, size_t *depth
     if (node == NULL) return NULL;
     mib[k++] = c;
     if (e == NULL) break;
+    if (node->handler != NULL) return NULL; /* more components after a leaf */
     p = e + 1;
   }
   *depth = k;
@@ -635,6 +985,15 @@ int ctl_bymib(const size_t *mib, size_t miblen, void *oldp, size_t *oldlenp, voi
   return ctl_call(node, mib, oldp, oldlenp, newp, newlen);
 }
 
-void ctl_prefork(void) { xmutex_prefork(&ctl_mtx); }
-void ctl_postfork_parent(void) { xmutex_postfork_parent(&ctl_mtx); }
-void ctl_postfork_child(void) { xmutex_postfork_child(&ctl_mtx); }
+void ctl_prefork(void) {
+  xmutex_prefork(&ctl_mtx);
+  xmutex_prefork(&ctl_destroyed_mtx);
+}
+void ctl_postfork_parent(void) {
+  xmutex_postfork_parent(&ctl_destroyed_mtx);
+  xmutex_postfork_parent(&ctl_mtx);
+}
+void ctl_postfork_child(void) {
+  xmutex_postfork_child(&ctl_destroyed_mtx);
+  xmutex_postfork_child(&ctl_mtx);
+}

@@ -27,6 +27,16 @@ void decay_init(decay_t *d, ssize_t time_ms, uint64_t now) {
   d->epoch_ns = now;
 }
 
+void decay_reset(decay_t *d, ssize_t time_ms, uint64_t now, size_t npages) {
+  decay_init(d, time_ms, now);
+  if (time_ms > 0) {
+    /* An epoch that ends now, with nothing in the backlog: the pages there
+     * are now add nothing (nunpurged), so the limit is 0. */
+    d->epoch_ns = now >= d->interval_ns ? now - d->interval_ns : 0;
+    d->nunpurged = npages;
+  }
+}
+
 size_t decay_limit(const decay_t *d) {
   if (d->time_ms < 0) return SIZE_MAX;
   if (d->time_ms == 0) return 0;

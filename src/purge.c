@@ -87,7 +87,7 @@ static void arena_decay_impl(arena_t *a, bool wait) {
   bool d = decay_advance(&a->decay_dirty, now, a->ndirty, &dl);
   bool m = decay_advance(&a->decay_muzzy, now, a->nmuzzy, &ml);
   arena_run_t *list = NULL;
-  if (d || m) list = arena_purge_collect(a, d ? dl : SIZE_MAX, m ? ml : SIZE_MAX, opt_muzzy_decay_ms != 0);
+  if (d || m) list = arena_purge_collect(a, d ? dl : SIZE_MAX, m ? ml : SIZE_MAX, a->decay_muzzy.time_ms != 0);
   xmutex_unlock(&a->lock);
   arena_purge_finish(a, list);
   chunk_decay(&a->chunks, now, wait);
@@ -100,9 +100,13 @@ void (*arena_tick_hook)(void);
 
 void arena_decay_tick(arena_t *a) {
   if (unlikely(arena_tick_hook != NULL)) arena_tick_hook();
-  if (opt_dirty_decay_ms != 0 && --arena_decay_ticks > 0) return;
+  /* The arena's decay times (arena.<i>.*_decay_ms), read without its lock:
+   * a stale value only moves one check. */
+  ssize_t dms = __atomic_load_n(&a->decay_dirty.time_ms, __ATOMIC_RELAXED);
+  ssize_t mms = __atomic_load_n(&a->decay_muzzy.time_ms, __ATOMIC_RELAXED);
+  if (dms != 0 && --arena_decay_ticks > 0) return;
   arena_decay_ticks = ARENA_DECAY_TICKS;
-  if (opt_dirty_decay_ms < 0 && opt_muzzy_decay_ms < 0) return;
+  if (dms < 0 && mms < 0) return;
   arena_decay_impl(a, false);
 }
 

@@ -12,6 +12,7 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
     arena_bin_t *bin = &a->bins[b];
     xmutex_lock(&bin->lock);
     s->bins[b] = bin->stats;
+    s->bin_nonfull[b] = bin->runs.n + (bin->runcur != NULL && bin->runcur->nfree != 0);
     xmutex_unlock(&bin->lock);
     s->allocated_small += s->bins[b].curregs * sz_bin_info[b].reg_size;
     s->nmalloc_small += s->bins[b].nmalloc;
@@ -29,6 +30,9 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   s->ndalloc_large = a->stats.ndalloc_large;
   s->npurged = a->stats.npurged_pages << LG_PAGE;
   s->nmadvise = a->stats.nmadvise;
+  s->dirty_decay_ms = a->decay_dirty.time_ms;
+  s->muzzy_decay_ms = a->decay_muzzy.time_ms;
+  s->uptime_ns = decay_now_ns() - a->create_ns;
   xmutex_unlock(&a->lock);
   xmutex_lock(&a->chunks.mtx);
   s->mapped = a->chunks.reserved;
@@ -83,7 +87,9 @@ void stats_arena_merge(stats_arena_t *d, const stats_arena_t *s) {
   d->nhuge += s->nhuge;
   d->nmalloc_huge += s->nmalloc_huge;
   d->ndalloc_huge += s->ndalloc_huge;
+  if (s->uptime_ns > d->uptime_ns) d->uptime_ns = s->uptime_ns;
   for (unsigned b = 0; b < SZ_NBINS; b++) {
+    d->bin_nonfull[b] += s->bin_nonfull[b];
     d->bins[b].nmalloc += s->bins[b].nmalloc;
     d->bins[b].ndalloc += s->bins[b].ndalloc;
     d->bins[b].nruns += s->bins[b].nruns;

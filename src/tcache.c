@@ -131,6 +131,23 @@ static uint64_t tsd_nfree(const tsd_t *t) {
   return n;
 }
 
+/* The published counters: refreshed on the slow paths (fills, flushes,
+ * direct calls, GC steps), so they trail the fast paths by at most what
+ * the cache served since. */
+XA_NOINLINE static void tsd_publish_slow(tsd_t *t) {
+  __atomic_store_n(&t->allocatedp, tsd_allocated(t), __ATOMIC_RELAXED);
+  __atomic_store_n(&t->deallocatedp, tsd_deallocated(t), __ATOMIC_RELAXED);
+}
+#define TSD_PUBLISH(t)                                   \
+  do {                                                   \
+    if (unlikely((t)->counters_published)) tsd_publish_slow(t); \
+  } while (0)
+
+void tsd_publish_counters(tsd_t *t) {
+  t->counters_published = true;
+  tsd_publish_slow(t);
+}
+
 void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize) {
   if (t->state != TSD_NOMINAL) {
     __atomic_fetch_add(is_malloc ? &tsd_gone_nmalloc : &tsd_gone_nfree, 1, __ATOMIC_RELAXED);
@@ -141,6 +158,7 @@ void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize) {
     tsd_counter_inc(&t->ndirect_free);
     t->deallocated += usize;
   }
+  TSD_PUBLISH(t);
 }
 
 void tcache_requests(uint64_t *nmalloc, uint64_t *nfree) {
@@ -265,6 +283,7 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
   if (b->ncached >= b->ncached_max) tcache_flush_bin(t, ind, b->ncached_max / 2);
   b->stack[b->ncached++] = ptr;
   tsd_counter_inc(&b->nfree);
+  TSD_PUBLISH(t);
 }
 
 void tcache_flush_all(tsd_t *t) {
@@ -272,6 +291,7 @@ void tcache_flush_all(tsd_t *t) {
 }
 
 void tcache_event(tsd_t *t) {
+  TSD_PUBLISH(t);
   unsigned ind = t->gc_next;
   t->gc_next = ind + 1 < tcache_nhbins ? ind + 1 : 0;
   tcache_bin_t *b = &t->bins[ind];
@@ -324,6 +344,7 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
     b->low_water = 0;
   }
   if (ret != NULL) tsd_counter_inc(&t->nmalloc_slow);
+  TSD_PUBLISH(t);
   return ret;
 }
 
@@ -383,6 +404,7 @@ void tsd_count_resize(tsd_t *t, size_t oldsize, size_t newsize) {
   if (t->state != TSD_NOMINAL) return;
   t->allocated += newsize;
   t->deallocated += oldsize;
+  TSD_PUBLISH(t);
 }
 
 void tcache_prefork(void) {

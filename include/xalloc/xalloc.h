@@ -41,8 +41,11 @@ void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 #define MALLOCX_ARENA(a) ((int)(((unsigned)(a) + 1) << 20))
 
 /* The arena index that means every arena in arena.<i>.purge / .decay and
- * stats.arenas.<i>.* (the merged figures). */
+ * stats.arenas.<i>.* (the merged figures); arenas.narenas itself means the
+ * same. */
 #define MALLCTL_ARENAS_ALL 4096
+/* stats.arenas.<i>.*: the merged figures of every destroyed arena. */
+#define MALLCTL_ARENAS_DESTROYED 4097
 
 /*
  * Extent hooks, with jemalloc 5's members and signatures (see doc/API.md,

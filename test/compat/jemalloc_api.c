@@ -6,6 +6,7 @@
  * builds must pass.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <jemalloc/jemalloc.h>
 
@@ -82,6 +84,236 @@ static bool sa_merge(extent_hooks_t *h, void *addr_a, size_t size_a, void *addr_
   return false;
 }
 static extent_hooks_t sa_hooks = {sa_alloc, sa_dalloc, sa_destroy, NULL, NULL, NULL, NULL, sa_split, sa_merge};
+
+/* mallctl by a printf-built name. */
+static int ctlf(void *oldp, size_t *oldlenp, void *newp, size_t newlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int ctlf(void *oldp, size_t *oldlenp, void *newp, size_t newlen, const char *fmt, ...) {
+  char name[128];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(name, sizeof(name), fmt, ap);
+  va_end(ap);
+  return mallctl(name, oldp, oldlenp, newp, newlen);
+}
+
+static void refresh(void) {
+  uint64_t e = 1;
+  size_t sz = sizeof(e);
+  CHECK(mallctl("epoch", &e, &sz, &e, sizeof(e)) == 0);
+}
+
+static size_t sa_size(unsigned i, const char *what) {
+  size_t v = 0, sz = sizeof(v);
+  CHECK(ctlf(&v, &sz, NULL, 0, "stats.arenas.%u.%s", i, what) == 0);
+  return v;
+}
+
+/* Large runs freed past the cache: dirty pages in arena ai. */
+static void dirty_pages(unsigned ai) {
+  void *p[16];
+  for (int i = 0; i < 16; i++) {
+    p[i] = mallocx(200000, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+    CHECK(p[i] != NULL);
+    if (p[i] != NULL) memset(p[i], 0x33, 200000);
+  }
+  for (int i = 0; i < 16; i++)
+    if (p[i] != NULL) dallocx(p[i], MALLOCX_TCACHE_NONE);
+}
+
+/* The names and meanings of jemalloc 5.3 that programs use (redis, per-job
+ * arenas, monitoring), as jemalloc's documentation gives them. */
+static void jemalloc_names(void) {
+  size_t sz, z;
+  unsigned u, n, nauto;
+  bool b;
+  const char *s;
+  /* All arenas, both spellings: MALLCTL_ARENAS_ALL and arenas.narenas. */
+  sz = sizeof(n);
+  CHECK(mallctl("arenas.narenas", &n, &sz, NULL, 0) == 0);
+  sz = sizeof(nauto);
+  CHECK(mallctl("opt.narenas", &nauto, &sz, NULL, 0) == 0 && nauto >= 1 && n >= nauto);
+  CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.purge", n) == 0); /* what redis's MEMORY PURGE does */
+  CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.decay", n) == 0);
+  CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.purge", MALLCTL_ARENAS_ALL) == 0);
+  CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.decay", MALLCTL_ARENAS_ALL) == 0);
+  CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.purge", n + 1) == ENOENT);
+  CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.reset", n) == EFAULT);
+  refresh();
+  CHECK(sa_size(n, "pactive") == sa_size(MALLCTL_ARENAS_ALL, "pactive"));
+  CHECK(sa_size(n, "mapped") == sa_size(MALLCTL_ARENAS_ALL, "mapped"));
+  sz = sizeof(b);
+  CHECK(mallctl("arena.0.initialized", &b, &sz, NULL, 0) == 0 && b);
+  sz = sizeof(b);
+  CHECK(ctlf(&b, &sz, NULL, 0, "arena.%u.initialized", MALLCTL_ARENAS_ALL) == 0 && b);
+  /* Totals: small + large is everything; active is pactive pages. */
+  size_t allocated, active, resident, mapped, metadata, retained, page;
+  void *keep[3] = {mallocx(100, 0), mallocx(100000, 0), mallocx(5 << 20, 0)};
+  refresh();
+  sz = sizeof(size_t);
+  CHECK(mallctl("stats.allocated", &allocated, &sz, NULL, 0) == 0);
+  CHECK(mallctl("stats.active", &active, &sz, NULL, 0) == 0);
+  CHECK(mallctl("stats.resident", &resident, &sz, NULL, 0) == 0);
+  CHECK(mallctl("stats.mapped", &mapped, &sz, NULL, 0) == 0);
+  CHECK(mallctl("stats.metadata", &metadata, &sz, NULL, 0) == 0);
+  CHECK(mallctl("stats.retained", &retained, &sz, NULL, 0) == 0);
+  CHECK(mallctl("arenas.page", &page, &sz, NULL, 0) == 0);
+  CHECK(allocated >= (5 << 20) && allocated <= active && active <= resident && metadata > 0 && mapped > 0);
+  CHECK(allocated == sa_size(MALLCTL_ARENAS_ALL, "small.allocated") + sa_size(MALLCTL_ARENAS_ALL, "large.allocated"));
+  CHECK(active == sa_size(MALLCTL_ARENAS_ALL, "pactive") * page);
+  (void)sa_size(MALLCTL_ARENAS_ALL, "pdirty");
+  (void)sa_size(MALLCTL_ARENAS_ALL, "pmuzzy");
+  (void)sa_size(MALLCTL_ARENAS_ALL, "resident");
+  for (int i = 0; i < 3; i++) dallocx(keep[i], 0);
+  /* opt.* in jemalloc's types, read-only. */
+  sz = sizeof(z);
+  CHECK(mallctl("opt.tcache_max", &z, &sz, NULL, 0) == 0 && z > 0);
+  sz = sizeof(s);
+  CHECK(mallctl("opt.junk", &s, &sz, NULL, 0) == 0 && s != NULL);
+  sz = sizeof(s);
+  CHECK(mallctl("opt.dss", &s, &sz, NULL, 0) == 0 && s != NULL);
+  sz = sizeof(s);
+  CHECK(mallctl("opt.zero_realloc", &s, &sz, NULL, 0) == 0 && s != NULL);
+  b = true;
+  CHECK(mallctl("opt.abort", NULL, NULL, &b, sizeof(b)) == EPERM);
+  CHECK(mallctl("opt.narenas", NULL, NULL, &u, sizeof(u)) == EPERM);
+  /* A partial MIB, completed by the caller (the man page's loop). */
+  size_t mib[4], miblen = 2, full[4], fulllen = 4;
+  CHECK(mallctlnametomib("arenas.bin.0.size", full, &fulllen) == 0 && fulllen == 4);
+  CHECK(mallctlnametomib("arenas.bin.0.size", mib, &miblen) == 0 && miblen == 2);
+  unsigned nbins;
+  sz = sizeof(nbins);
+  CHECK(mallctl("arenas.nbins", &nbins, &sz, NULL, 0) == 0 && nbins > 0);
+  size_t prev = 0;
+  for (unsigned i = 0; i < nbins; i++) {
+    mib[2] = i;
+    mib[3] = full[3];
+    size_t bsize, slab;
+    uint32_t nregs;
+    sz = sizeof(bsize);
+    CHECK(mallctlbymib(mib, 4, &bsize, &sz, NULL, 0) == 0 && bsize > prev);
+    prev = bsize;
+    sz = sizeof(nregs);
+    CHECK(ctlf(&nregs, &sz, NULL, 0, "arenas.bin.%u.nregs", i) == 0);
+    sz = sizeof(slab);
+    CHECK(ctlf(&slab, &sz, NULL, 0, "arenas.bin.%u.slab_size", i) == 0 && slab >= (size_t)nregs * bsize);
+  }
+  sz = sizeof(z);
+  CHECK(mallctl("arenas.lextent.0.size", &z, &sz, NULL, 0) == 0 && z > prev);
+  /* thread.arena: a wrong *oldlenp is refused before the thread moves. */
+  unsigned ai, cur, cur2;
+  sz = sizeof(ai);
+  CHECK(mallctl("arenas.create", &ai, &sz, NULL, 0) == 0);
+  sz = sizeof(cur);
+  CHECK(mallctl("thread.arena", &cur, &sz, NULL, 0) == 0);
+  sz = 1;
+  CHECK(mallctl("thread.arena", &cur2, &sz, &ai, sizeof(ai)) == EINVAL);
+  sz = sizeof(cur2);
+  CHECK(mallctl("thread.arena", &cur2, &sz, NULL, 0) == 0 && cur2 == cur);
+  /* arenas.lookup. */
+  void *lp = mallocx(3000, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+  sz = sizeof(u);
+  CHECK(mallctl("arenas.lookup", &u, &sz, &lp, sizeof(lp)) == 0 && u == ai);
+  dallocx(lp, MALLOCX_TCACHE_NONE);
+  /* Decay times: per arena, and the defaults for new arenas. */
+  ssize_t d0, d, v = 5000;
+  sz = sizeof(d0);
+  CHECK(mallctl("arenas.dirty_decay_ms", &d0, &sz, NULL, 0) == 0);
+  CHECK(mallctl("arenas.dirty_decay_ms", NULL, NULL, &v, sizeof(v)) == 0);
+  unsigned aj;
+  sz = sizeof(aj);
+  CHECK(mallctl("arenas.create", &aj, &sz, NULL, 0) == 0);
+  sz = sizeof(d);
+  CHECK(ctlf(&d, &sz, NULL, 0, "arena.%u.dirty_decay_ms", aj) == 0 && d == 5000);
+  CHECK(mallctl("arenas.dirty_decay_ms", NULL, NULL, &d0, sizeof(d0)) == 0);
+  dirty_pages(aj);
+  refresh();
+  CHECK(sa_size(aj, "pdirty") >= 16 * 200000 / page); /* kept for 5 s */
+  v = 0; /* purged as they are freed */
+  CHECK(ctlf(NULL, NULL, &v, sizeof(v), "arena.%u.dirty_decay_ms", aj) == 0);
+  CHECK(ctlf(NULL, NULL, &v, sizeof(v), "arena.%u.muzzy_decay_ms", aj) == 0);
+  dirty_pages(aj);
+  refresh();
+  CHECK(sa_size(aj, "pdirty") == 0);
+  CHECK(sa_size(aj, "pmuzzy") == 0);
+  sz = sizeof(d);
+  CHECK(ctlf(&d, &sz, NULL, 0, "stats.arenas.%u.dirty_decay_ms", aj) == 0 && d == 0);
+  v = -2;
+  CHECK(ctlf(NULL, NULL, &v, sizeof(v), "arena.%u.dirty_decay_ms", aj) == EFAULT);
+  sz = sizeof(d);
+  CHECK(ctlf(&d, &sz, NULL, 0, "arena.%u.muzzy_decay_ms", MALLCTL_ARENAS_ALL) == EFAULT);
+  /* Destroyed arenas: figures at MALLCTL_ARENAS_DESTROYED, index recycled. */
+  void *dp[50];
+  for (int i = 0; i < 50; i++) dp[i] = mallocx(64, MALLOCX_ARENA(ai) | MALLOCX_TCACHE_NONE);
+  for (int i = 0; i < 50; i++) dallocx(dp[i], MALLOCX_TCACHE_NONE);
+  CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", ai) == 0);
+  CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", aj) == 0);
+  sz = sizeof(b);
+  CHECK(ctlf(&b, &sz, NULL, 0, "arena.%u.initialized", ai) == 0 && !b);
+  sz = sizeof(b);
+  CHECK(ctlf(&b, &sz, NULL, 0, "arena.%u.initialized", MALLCTL_ARENAS_DESTROYED) == 0 && b);
+  refresh();
+  uint64_t nm = 0;
+  sz = sizeof(nm);
+  CHECK(ctlf(&nm, &sz, NULL, 0, "stats.arenas.%u.small.nmalloc", MALLCTL_ARENAS_DESTROYED) == 0 && nm >= 50);
+  CHECK(sa_size(MALLCTL_ARENAS_DESTROYED, "pactive") == 0);
+  sz = sizeof(z);
+  CHECK(ctlf(&z, &sz, NULL, 0, "stats.arenas.%u.pactive", ai) == ENOENT);
+  unsigned first = 0;
+  for (int cycle = 0; cycle < 300; cycle++) {
+    unsigned job;
+    sz = sizeof(job);
+    CHECK(mallctl("arenas.create", &job, &sz, NULL, 0) == 0);
+    if (cycle == 0) first = job;
+    CHECK(job == first);
+    void *jp = mallocx(5000, MALLOCX_ARENA(job) | MALLOCX_TCACHE_NONE);
+    CHECK(jp != NULL);
+    dallocx(jp, MALLOCX_TCACHE_NONE);
+    CHECK(ctlf(NULL, NULL, NULL, 0, "arena.%u.destroy", job) == 0);
+  }
+  /* Thread counters, also as pointers. */
+  uint64_t *ap = NULL, *dpp = NULL, a;
+  sz = sizeof(ap);
+  CHECK(mallctl("thread.allocatedp", &ap, &sz, NULL, 0) == 0 && ap != NULL);
+  sz = sizeof(dpp);
+  CHECK(mallctl("thread.deallocatedp", &dpp, &sz, NULL, 0) == 0 && dpp != NULL);
+  if (ap != NULL && dpp != NULL) {
+    uint64_t a0 = *ap, d1 = *dpp;
+    void *big = mallocx(1 << 20, MALLOCX_TCACHE_NONE);
+    CHECK(*ap - a0 >= (1 << 20));
+    dallocx(big, MALLOCX_TCACHE_NONE);
+    CHECK(*dpp - d1 >= (1 << 20));
+    sz = sizeof(a);
+    CHECK(mallctl("thread.allocated", &a, &sz, NULL, 0) == 0 && a == *ap);
+  }
+  CHECK(mallctl("thread.idle", NULL, NULL, NULL, 0) == 0);
+  /* The background thread, switched at run time. */
+  bool on = true, off = false;
+  CHECK(mallctl("background_thread", NULL, NULL, &on, sizeof(on)) == 0);
+  sz = sizeof(b);
+  CHECK(mallctl("background_thread", &b, &sz, NULL, 0) == 0 && b);
+  refresh();
+  sz = sizeof(z);
+  CHECK(mallctl("stats.background_thread.num_threads", &z, &sz, NULL, 0) == 0 && z >= 1);
+  uint64_t runs;
+  sz = sizeof(runs);
+  CHECK(mallctl("stats.background_thread.num_runs", &runs, &sz, NULL, 0) == 0);
+  CHECK(mallctl("background_thread", NULL, NULL, &off, sizeof(off)) == 0);
+  sz = sizeof(b);
+  CHECK(mallctl("background_thread", &b, &sz, NULL, 0) == 0 && !b);
+  refresh();
+  sz = sizeof(z);
+  CHECK(mallctl("stats.background_thread.num_threads", &z, &sz, NULL, 0) == 0 && z == 0);
+  sz = sizeof(z);
+  CHECK(mallctl("max_background_threads", &z, &sz, NULL, 0) == 0 && z >= 1);
+  z = 1;
+  CHECK(mallctl("max_background_threads", NULL, NULL, &z, sizeof(z)) == 0);
+  /* dss: the one setting both can take. */
+  const char *dis = "disabled";
+  CHECK(mallctl("arena.0.dss", NULL, NULL, &dis, sizeof(dis)) == 0);
+  sz = sizeof(s);
+  CHECK(mallctl("stats.arenas.0.dss", &s, &sz, NULL, 0) == 0 && s != NULL);
+}
 
 int main(void) {
   /* mallocx with each flag. */
@@ -199,6 +431,8 @@ int main(void) {
   snprintf(hname, sizeof(hname), "arena.%u.destroy", hi);
   CHECK(mallctl(hname, NULL, NULL, NULL, 0) == 0);
   CHECK(hook_live == 0);
+
+  jemalloc_names();
 
   /* Statistics to a callback. */
   malloc_stats_print(write_cb, &printed, NULL);

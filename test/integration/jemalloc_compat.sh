@@ -30,6 +30,6 @@ if ! nm -D --undefined-only "$tmp/with-xalloc" | grep -q ' mallctl$'; then
   failures=$((failures + 1))
 fi
 "$tmp/with-xalloc" || { echo "FAIL: the program fails with xalloc"; failures=$((failures + 1)); }
-ldd "$tmp/with-xalloc" | grep -q jemalloc && { echo "FAIL: the xalloc build links jemalloc"; failures=$((failures + 1)); }
+ldd "$tmp/with-xalloc" | grep -q "libjemalloc" && { echo "FAIL: the xalloc build links jemalloc"; failures=$((failures + 1)); }
 [ "$failures" -eq 0 ] || exit 1
 echo "jemalloc_compat: passes with both"

@@ -50,6 +50,40 @@ static void test_reset_destroy_invariants(void **state) {
   assert_true(pages_mapped() <= mapped0 + (1 << 20)); /* all but metadata growth */
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) assert_true(arena_validate(arenas[i]));
+  /* The next arenas.create recycles the index and the arena_t itself, as
+   * new: no figures, nothing mapped, default decay times. */
+  unsigned ai2;
+  sz = sizeof(ai2);
+  assert_int_equal(mallctl("arenas.create", &ai2, &sz, NULL, 0), 0);
+  assert_int_equal(ai2, ai);
+  assert_ptr_equal(arenas[ai2], a);
+  assert_true(arena_validate(a));
+  assert_true(chunk_validate(&a->chunks));
+  static const arena_stats_t zero_stats;
+  assert_memory_equal(&a->stats, &zero_stats, sizeof(zero_stats));
+  static const arena_bin_stats_t zero_bin;
+  for (unsigned i = 0; i < SZ_NBINS; i++) {
+    assert_memory_equal(&a->bins[i].stats, &zero_bin, sizeof(zero_bin));
+    assert_null(a->bins[i].runcur);
+  }
+  assert_int_equal(a->chunks.reserved, 0);
+  assert_int_equal(a->chunks.npurged, 0);
+  assert_int_equal(a->chunks.nmadvise, 0);
+  assert_int_equal(a->chunks.grow_size, 2 * sz_chunksize);
+  assert_null(a->chunks.hooks);
+  assert_int_equal(a->decay_dirty.time_ms, opt_dirty_decay_ms);
+  assert_int_equal(a->chunks.decay_muzzy.time_ms, opt_muzzy_decay_ms);
+  assert_int_equal(a->nthreads, 0);
+  for (int i = 0; i < 200; i++) {
+    size_t n = i % 50 == 0 ? (size_t)5 << 20 : i % 4 == 0 ? 70000 : 16 + (size_t)i * 24;
+    p[i] = mallocx(n, MALLOCX_ARENA(ai2) | MALLOCX_TCACHE_NONE);
+    assert_non_null(p[i]);
+  }
+  assert_true(arena_validate(a));
+  for (int i = 0; i < 200; i++) dallocx(p[i], MALLOCX_TCACHE_NONE);
+  assert_true(arena_validate(a));
+  snprintf(name, sizeof(name), "arena.%u.destroy", ai2);
+  assert_int_equal(mallctl(name, NULL, NULL, NULL, 0), 0);
 }
 
 static void test_opt_matches_table(void **state) {
@@ -62,8 +96,24 @@ static void test_opt_matches_table(void **state) {
     assert_int_equal(miblen, 2);
     assert_int_equal(mib[1], i);
     const char *want = conf_value_str(&conf_table[i], buf, sizeof(buf));
+    /* opt.narenas reads the effective number of automatic arenas. */
+    if (conf_table[i].ptr == &opt_narenas) {
+      snprintf(buf, sizeof(buf), "%u", narenas_auto);
+      want = buf;
+    }
     char got[64];
-    if (conf_table[i].kind == CONF_BOOL) {
+    /* jemalloc's types: tcache_max a size_t, junk a string. */
+    if (conf_table[i].ptr == &opt_tcache_max) {
+      size_t z;
+      size_t sz = sizeof(z);
+      assert_int_equal(mallctl(name, &z, &sz, NULL, 0), 0);
+      snprintf(got, sizeof(got), "%zu", z);
+    } else if (conf_table[i].ptr == &opt_junk) {
+      const char *s;
+      size_t sz = sizeof(s);
+      assert_int_equal(mallctl(name, &s, &sz, NULL, 0), 0);
+      snprintf(got, sizeof(got), "%s", s);
+    } else if (conf_table[i].kind == CONF_BOOL) {
       bool b;
       size_t sz = sizeof(b);
       assert_int_equal(mallctl(name, &b, &sz, NULL, 0), 0);

@@ -200,10 +200,14 @@ struct arena_s {
   arena_freed_t freed_large[ARENA_FREED_RING]; /* arena lock */
   arena_freed_t freed_huge[ARENA_FREED_RING];  /* huge_mtx */
   unsigned freed_large_next, freed_huge_next;
+  arena_t *recycle_next;   /* destroyed, waiting for arenas.create (arenas_lock) */
+  uint64_t create_ns;      /* when it was made (or recycled), decay_now_ns() */
   arena_bin_t bins[SZ_NBINS];
 };
 
 #define ARENAS_MAX 4096
+/* The highest arena index: MALLOCX_ARENA(i) stores i + 1 in 12 bits. */
+#define ARENA_IND_MAX (ARENAS_MAX - 2)
 extern arena_t *arenas[ARENAS_MAX];
 extern unsigned narenas;      /* arenas created (arenas[0..narenas) ) */
 extern unsigned narenas_auto; /* arenas threads are spread over */
@@ -214,18 +218,33 @@ arena_t *arena_new(unsigned ind);
  * count raised; NULL on OOM. */
 arena_t *arena_choose(void);
 void arena_unchoose(arena_t *arena);
-/* A new explicit arena (arenas.create), at an index past the automatic
- * ones; never chosen for threads automatically. NULL if none can be made. */
+/* A new explicit arena (arenas.create): a destroyed one recycled (its index
+ * and metadata, newest first), else one at the next index past the
+ * automatic ones, up to ARENA_IND_MAX; never chosen for threads
+ * automatically. NULL if none can be made. */
 arena_t *arena_create_explicit(extent_hooks_t *hooks);
 /* Whether the arena is one threads are spread over. */
 bool arena_is_auto(const arena_t *arena);
 /* arenas[ind], or NULL if there is no such arena (or it is retired:
  * destroyed or being destroyed). */
 arena_t *arena_get(unsigned ind);
-/* Move a thread from arena from (may be NULL) to arenas[ind]; true (and
- * nothing changed) if there is no such arena. */
+/* Move a thread from arena from (may be NULL) to arenas[ind] (an automatic
+ * arena not made yet is made); true (and nothing changed) if there is no
+ * such arena. */
 bool arena_migrate(arena_t *from, unsigned ind, arena_t **to);
+/* Hand a destroyed arena (emptied and released by arena_destroy) to the
+ * next arenas.create: its index and its arena_t are reused. */
+void arena_recycle(arena_t *arena);
 unsigned arena_nthreads(const arena_t *arena);
+/* arenas.dirty_decay_ms / muzzy_decay_ms ([0] dirty, [1] muzzy): the decay
+ * times arenas start with when they are made (opt.* at start; atomic). */
+extern ssize_t arenas_decay_ms[2];
+/* arena.<i>.dirty_decay_ms / muzzy_decay_ms: the arena's decay time for
+ * dirty (muzzy false) or muzzy pages, in its runs and its chunk ranges. */
+ssize_t arena_decay_ms_get(arena_t *arena, bool muzzy);
+/* Set it (-1 .. DECAY_MS_MAX); as jemalloc, the pages of that kind free
+ * now count as fully decayed, so they are purged at once (unless -1). */
+void arena_decay_ms_set(arena_t *arena, bool muzzy, ssize_t ms);
 
 /* Start lifecycle operation op (ARENA_OP_*) on the arena; false if it may
  * not run now (see the rules at the top of this file): dead, a reset or

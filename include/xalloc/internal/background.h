@@ -1,5 +1,6 @@
 /*
- * background: the optional purging thread (background_thread:true). It
+ * background: the optional purging thread (background_thread:true, or
+ * mallctl("background_thread") at run time). It
  * wakes when the next decay epoch of some arena ends (at least every
  * BACKGROUND_MIN_NS, at most every BACKGROUND_MAX_NS), calls arena_decay on
  * every arena, and sleeps again, so an idle process returns its freed
@@ -28,6 +29,20 @@
 void background_boot(void);
 /* Ask the thread to stop if it runs (for good); never waits for it. */
 void background_stop(void);
+/* mallctl("background_thread") written: true starts the thread now (and
+ * lets later ticks restart it), false stops and joins it (until enabled
+ * again). True (and off) if the thread cannot be created. One call at a
+ * time (its own lock, taken before the thread's). */
+bool background_set_enabled(bool enable);
+/* mallctl("background_thread") read: whether the thread is switched on
+ * (opt.background_thread, then the last write). */
+bool background_enabled(void);
+/* The average time between two passes, ns (0 before the first). */
+uint64_t background_run_interval_ns(void);
+/* Whether the thread is running (for tests). */
+bool background_running(void);
+/* Passes over the arenas made so far (for tests). */
+uint64_t background_npasses(void);
 
 void background_prefork(void);
 void background_postfork_parent(void);

@@ -142,6 +142,11 @@ unsigned chunk_purge_pages(chunk_arena_t *ca, void *base, size_t bsize, size_t o
 bool chunk_split_allocated(chunk_arena_t *ca, void *addr, size_t size, size_t size_a);
 
 void chunk_arena_init(chunk_arena_t *ca);
+/* Make the released chunk arena ca (chunk_arena_release: nothing free,
+ * nothing reserved) as new, for a recycled arena: counters zero, decay
+ * times dirty_ms and muzzy_ms, hooks (NULL: the pages layer). Its locks are
+ * kept (and taken). */
+void chunk_arena_renew(chunk_arena_t *ca, extent_hooks_t *hooks, ssize_t dirty_ms, ssize_t muzzy_ms);
 /*
  * Allocate size bytes (a chunk multiple) at alignment (a power of two >=
  * chunk size). *zeroed tells whether the range reads as zero. NULL with

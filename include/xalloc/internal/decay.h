@@ -35,6 +35,13 @@ typedef struct {
 /* Monotonic clock, nanoseconds. */
 uint64_t decay_now_ns(void);
 void decay_init(decay_t *d, ssize_t time_ms, uint64_t now);
+/* Give d the decay time time_ms, the npages pages of its kind there are
+ * now counting as fully decayed: the next decay_advance lets none of them
+ * stay (unless time_ms is -1). */
+void decay_reset(decay_t *d, ssize_t time_ms, uint64_t now, size_t npages);
+/* The longest decay time (ms) a decay_t takes: its epoch length in ns
+ * must fit in 64 bits. */
+#define DECAY_MS_MAX ((ssize_t)(INT64_MAX / 1000000))
 /*
  * Advance d to now, npages being the pages of its kind that exist now.
  * Returns true if an epoch ended (or time_ms is 0), with *limit the pages

@@ -62,7 +62,10 @@ typedef struct {
   uint64_t nmalloc_large, ndalloc_large;
   size_t allocated_huge, nhuge;
   uint64_t nmalloc_huge, ndalloc_huge;
+  ssize_t dirty_decay_ms, muzzy_decay_ms; /* one arena's (not merged) */
+  uint64_t uptime_ns;    /* since the arena was made; merged: the longest */
   arena_bin_stats_t bins[SZ_NBINS];
+  size_t bin_nonfull[SZ_NBINS]; /* runs of the class with free regions */
 } stats_arena_t;
 
 /* Free bytes that may be resident, content unknown: runs and ranges. */

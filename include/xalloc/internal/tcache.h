@@ -67,6 +67,11 @@ struct tsd_s {
   uint64_t nfill[TCACHE_NBINS_MAX];
   uint64_t nflush[TCACHE_NBINS_MAX];
   tsd_t *prev, *next;   /* all live tsds */
+  /* thread.allocatedp / deallocatedp: copies of tsd_allocated and
+   * tsd_deallocated, refreshed on this thread's slow paths once a pointer
+   * to them was handed out (counters_published). */
+  bool counters_published;
+  uint64_t allocatedp, deallocatedp;
 };
 
 extern __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec")));
@@ -101,6 +106,9 @@ void tcache_event(tsd_t *t);
 /* Bytes this thread allocated / freed (thread.allocated). */
 uint64_t tsd_allocated(const tsd_t *t);
 uint64_t tsd_deallocated(const tsd_t *t);
+/* Start keeping t->allocatedp and t->deallocatedp up to date (the first
+ * read of thread.allocatedp or thread.deallocatedp). */
+void tsd_publish_counters(tsd_t *t);
 /* Count an allocation or free served outside the bins. */
 void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize);
 /*
