@@ -164,8 +164,8 @@ arena_t *arena_new(unsigned ind) {
   a->ind = ind;
   xmutex_init(&a->lock);
   rb_init(&a->runs_avail, arena_cmp_avail);
-  a->dirty.dirty_next = a->dirty.dirty_prev = &a->dirty;
-  a->muzzy.muzzy_next = a->muzzy.muzzy_prev = &a->muzzy;
+  arena_run_list_init(&a->dirty);
+  arena_run_list_init(&a->muzzy);
   xmutex_init(&a->purge_mtx);
   uint64_t now = decay_now_ns();
   decay_init(&a->decay_dirty, opt_dirty_decay_ms, now);
@@ -297,17 +297,11 @@ static void arena_run_desc_free(arena_run_t *run) { base_pool_free(&arena_run_po
 static void arena_avail_insert(arena_t *a, arena_run_t *run) {
   rb_insert(&a->runs_avail, &run->link);
   if (run->ndirty != 0) {
-    run->dirty_prev = a->dirty.dirty_prev;
-    run->dirty_next = &a->dirty;
-    a->dirty.dirty_prev->dirty_next = run;
-    a->dirty.dirty_prev = run;
+    arena_run_list_append(&a->dirty, &run->dirty_link);
     a->ndirty += run->ndirty;
   }
   if (run->nmuzzy != 0) {
-    run->muzzy_prev = a->muzzy.muzzy_prev;
-    run->muzzy_next = &a->muzzy;
-    a->muzzy.muzzy_prev->muzzy_next = run;
-    a->muzzy.muzzy_prev = run;
+    arena_run_list_append(&a->muzzy, &run->muzzy_link);
     a->nmuzzy += run->nmuzzy;
   }
 }
@@ -315,15 +309,11 @@ static void arena_avail_insert(arena_t *a, arena_run_t *run) {
 static void arena_avail_remove(arena_t *a, arena_run_t *run) {
   rb_remove(&a->runs_avail, &run->link);
   if (run->ndirty != 0) {
-    run->dirty_prev->dirty_next = run->dirty_next;
-    run->dirty_next->dirty_prev = run->dirty_prev;
-    run->dirty_prev = run->dirty_next = NULL;
+    arena_run_list_remove(&run->dirty_link);
     a->ndirty -= run->ndirty;
   }
   if (run->nmuzzy != 0) {
-    run->muzzy_prev->muzzy_next = run->muzzy_next;
-    run->muzzy_next->muzzy_prev = run->muzzy_prev;
-    run->muzzy_prev = run->muzzy_next = NULL;
+    arena_run_list_remove(&run->muzzy_link);
     a->nmuzzy -= run->nmuzzy;
   }
 }
@@ -588,15 +578,15 @@ static void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
  */
 static arena_run_t *arena_purge_collect(arena_t *a, size_t dirty_limit, size_t muzzy_limit, bool lazy) {
   arena_run_t *list = NULL, **tail = &list;
-  while (a->ndirty > dirty_limit && a->dirty.dirty_next != &a->dirty) {
-    arena_run_t *run = a->dirty.dirty_next;
+  while (a->ndirty > dirty_limit && a->dirty.next != &a->dirty) {
+    arena_run_t *run = arena_run_of(a->dirty.next, dirty_link);
     arena_avail_remove(a, run);
     run->purge_op = lazy ? ARENA_PURGE_LAZY : ARENA_PURGE_FORCED;
     *tail = run;
     tail = &run->purge_next;
   }
-  while (a->nmuzzy > muzzy_limit && a->muzzy.muzzy_next != &a->muzzy) {
-    arena_run_t *run = a->muzzy.muzzy_next;
+  while (a->nmuzzy > muzzy_limit && a->muzzy.next != &a->muzzy) {
+    arena_run_t *run = arena_run_of(a->muzzy.next, muzzy_link);
     arena_avail_remove(a, run);
     run->purge_op = ARENA_PURGE_FORCED;
     *tail = run;
@@ -1266,15 +1256,17 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
   CHECK(nfree_runs == a->runs_avail.n, "%zu free runs in chunks, %zu in the free tree", nfree_runs,
         a->runs_avail.n);
   size_t listed = 0, mlisted = 0, nlisted = 0;
-  for (arena_run_t *run = a->dirty.dirty_next; run != &a->dirty && nlisted <= a->runs_avail.n;
-       run = run->dirty_next, nlisted++) {
+  for (const arena_run_link_t *l = a->dirty.next; l != &a->dirty && nlisted <= a->runs_avail.n;
+       l = l->next, nlisted++) {
+    const arena_run_t *run = arena_run_of(l, dirty_link);
     CHECK(run->ndirty != 0 && run->state == RUN_FREE, "run on the dirty list is not free and dirty");
     listed += run->ndirty;
   }
   CHECK(listed == ndirty, "dirty list holds %zu pages, free runs %zu", listed, ndirty);
   nlisted = 0;
-  for (arena_run_t *run = a->muzzy.muzzy_next; run != &a->muzzy && nlisted <= a->runs_avail.n;
-       run = run->muzzy_next, nlisted++) {
+  for (const arena_run_link_t *l = a->muzzy.next; l != &a->muzzy && nlisted <= a->runs_avail.n;
+       l = l->next, nlisted++) {
+    const arena_run_t *run = arena_run_of(l, muzzy_link);
     CHECK(run->nmuzzy != 0 && run->state == RUN_FREE, "run on the muzzy list is not free and muzzy");
     mlisted += run->nmuzzy;
   }
