@@ -672,7 +672,9 @@ XA_EXPORT void malloc_stats_print(void (*write_cb)(void *, const char *), void *
 
 /* glibc's internal names, which a preloaded allocator must also cover. */
 #pragma GCC diagnostic push
+#ifndef __clang__ /* gcc's warning that an alias lacks malloc's attributes */
 #pragma GCC diagnostic ignored "-Wmissing-attributes"
+#endif
 XA_EXPORT void *__libc_malloc(size_t size) __attribute__((alias("malloc")));
 XA_EXPORT void __libc_free(void *ptr) __attribute__((alias("free")));
 XA_EXPORT void *__libc_calloc(size_t n, size_t size) __attribute__((alias("calloc")));
