@@ -6,6 +6,9 @@
  * class tables and the first arena, and calls nothing that could allocate
  * (no dlsym, no stdio, no TLS setup), so it is safe under LD_PRELOAD.
  */
+/* In a prefixed build, xalloc.h maps every public name (malloc, mallocx,
+ * ...) to its prefixed one, so the definitions below get those names. */
+#define XALLOC_MANGLE
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -670,7 +673,9 @@ XA_EXPORT void malloc_stats_print(void (*write_cb)(void *, const char *), void *
   stats_print(write_cb, cbopaque, opts);
 }
 
-/* glibc's internal names, which a preloaded allocator must also cover. */
+/* glibc's internal names, which a preloaded allocator must also cover (a
+ * prefixed build replaces nothing of the C library's). */
+#if !XALLOC_PREFIXED
 #pragma GCC diagnostic push
 #ifndef __clang__ /* gcc's warning that an alias lacks malloc's attributes */
 #pragma GCC diagnostic ignored "-Wmissing-attributes"
@@ -685,6 +690,7 @@ XA_EXPORT void *__libc_pvalloc(size_t size) __attribute__((alias("pvalloc")));
 XA_EXPORT int __posix_memalign(void **memptr, size_t alignment, size_t size)
     __attribute__((alias("posix_memalign")));
 #pragma GCC diagnostic pop
+#endif
 
 /* ---- glibc's malloc introspection ---- */
 
