@@ -138,14 +138,15 @@ tsd_t *tsd_fetch(void) {
 static uint64_t tsd_gone_nmalloc, tsd_gone_nfree;
 
 static uint64_t tsd_nmalloc(const tsd_t *t) {
-  uint64_t n = t->ndirect_malloc;
-  for (unsigned i = 0; i < tcache_nhbins; i++) n += t->nfill[i] + t->bins[i].nfree - t->nflush[i] - t->bins[i].ncached;
+  uint64_t n = TSD_LOAD(t->ndirect_malloc);
+  for (unsigned i = 0; i < tcache_nhbins; i++)
+    n += TSD_LOAD(t->nfill[i]) + TSD_LOAD(t->bins[i].nfree) - TSD_LOAD(t->nflush[i]) - TSD_LOAD(t->bins[i].ncached);
   return n;
 }
 
 static uint64_t tsd_nfree(const tsd_t *t) {
-  uint64_t n = t->ndirect_free;
-  for (unsigned i = 0; i < tcache_nhbins; i++) n += t->bins[i].nfree;
+  uint64_t n = TSD_LOAD(t->ndirect_free);
+  for (unsigned i = 0; i < tcache_nhbins; i++) n += TSD_LOAD(t->bins[i].nfree);
   return n;
 }
 
@@ -153,10 +154,10 @@ void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize) {
   if (t->state != TSD_NOMINAL) {
     __atomic_fetch_add(is_malloc ? &tsd_gone_nmalloc : &tsd_gone_nfree, 1, __ATOMIC_RELAXED);
   } else if (is_malloc) {
-    t->ndirect_malloc++;
+    TSD_STORE(t->ndirect_malloc, t->ndirect_malloc + 1);
     t->allocated += usize;
   } else {
-    t->ndirect_free++;
+    TSD_STORE(t->ndirect_free, t->ndirect_free + 1);
     t->deallocated += usize;
   }
 }
@@ -202,9 +203,9 @@ void *tcache_alloc_small_hard(tsd_t *t, unsigned ind) {
     return NULL;
   }
   for (unsigned i = 0; i + 1 < got; i++) tcache_set_tag(b->stack[i]);
-  b->ncached = got - 1;
+  TSD_STORE(b->ncached, got - 1);
   b->low_water = 0;
-  t->nfill[ind] += got;
+  TSD_STORE(t->nfill[ind], t->nfill[ind] + got);
   void *ret = b->stack[got - 1];
   tcache_clear_tag(ret);
   return ret;
@@ -250,8 +251,8 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
     nflush = m;
   }
   memmove(b->stack, b->stack + (b->ncached - rem), rem * sizeof(void *));
-  t->nflush[ind] += b->ncached - rem;
-  b->ncached = rem;
+  TSD_STORE(t->nflush[ind], t->nflush[ind] + b->ncached - rem);
+  TSD_STORE(b->ncached, rem);
   if (b->low_water > rem) b->low_water = rem;
 }
 
@@ -263,8 +264,9 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
   }
   tcache_set_tag(ptr);
   if (b->ncached >= b->ncached_max) tcache_flush_bin(t, ind, b->ncached_max / 2);
-  b->stack[b->ncached++] = ptr;
-  b->nfree++;
+  b->stack[b->ncached] = ptr;
+  TSD_STORE(b->ncached, b->ncached + 1);
+  TSD_STORE(b->nfree, b->nfree + 1);
 }
 
 void tcache_flush_all(tsd_t *t) {
@@ -310,11 +312,13 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
    * (and may be live): reported, never handed out (abort:false drops it and
    * takes the next one; the run still counts it as allocated). */
   while (b->ncached != 0 && unlikely(tcache_tag_lost(b->stack[b->ncached - 1]))) {
-    tcache_report_corrupt(b->stack[--b->ncached]);
+    TSD_STORE(b->ncached, b->ncached - 1);
+    tcache_report_corrupt(b->stack[b->ncached]);
     if (b->ncached < b->low_water) b->low_water = b->ncached;
   }
   if (b->ncached != 0) {
-    ret = b->stack[--b->ncached];
+    TSD_STORE(b->ncached, b->ncached - 1);
+    ret = b->stack[b->ncached];
     if (b->ncached < b->low_water) b->low_water = b->ncached;
     tcache_clear_tag(ret);
   } else if (ind < SZ_NBINS) {
@@ -322,7 +326,7 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
     ret = tcache_alloc_small_hard(t, ind);
   } else {
     ret = arena_malloc_large(arena, usize, PAGE, false);
-    if (ret != NULL) t->nfill[ind]++;
+    if (ret != NULL) TSD_STORE(t->nfill[ind], t->nfill[ind] + 1);
     b->low_water = 0;
   }
   return ret;

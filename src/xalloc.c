@@ -148,7 +148,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
       void *ret = b->stack[n - 1];
       if (unlikely(tcache_tag_lost(ret))) return xa_alloc_slow(size, false);
       tcache_clear_tag(ret);
-      b->ncached = --n;
+      TSD_STORE(b->ncached, --n);
       if (unlikely(n < b->low_water)) b->low_water = n;
       if (unlikely(--t->gc_ticker < 0)) tcache_event(t);
       return ret;
@@ -296,8 +296,8 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
       if (likely(n < b->ncached_max) && likely(!tcache_tagged(ptr))) {
         tcache_set_tag(ptr);
         b->stack[n] = ptr;
-        b->ncached = n + 1;
-        b->nfree++;
+        TSD_STORE(b->ncached, n + 1);
+        TSD_STORE(b->nfree, b->nfree + 1);
         return;
       }
     }
