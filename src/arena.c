@@ -73,8 +73,8 @@ arena_t *arena_new(unsigned ind) {
   a->ind = ind;
   xmutex_init(&a->lock);
   rb_init(&a->runs_avail, arena_cmp_avail);
-  a->dirty.dirty_next = a->dirty.dirty_prev = &a->dirty;
-  a->muzzy.muzzy_next = a->muzzy.muzzy_prev = &a->muzzy;
+  arena_run_list_init(&a->dirty);
+  arena_run_list_init(&a->muzzy);
   xmutex_init(&a->life_mtx);
   pthread_cond_init(&a->life_cond, NULL);
   uint64_t now = decay_now_ns();
@@ -445,6 +445,8 @@ void arenas_prefork_ops(void) {
 /* Destroyed arenas waiting to be recycled too: their locks are kept (a
  * purge that read the pointer before the destroy may still take one). */
 void arenas_prefork(void) {
+  /* Threads waiting for the fork to end wait on its cond (lock released). */
+  xmutex_prefork(&arenas_fork_mtx);
   xmutex_prefork(&arenas_lock);
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) arena_prefork(arenas[i]);
@@ -456,10 +458,9 @@ void arenas_postfork_parent(void) {
   for (unsigned i = 0; i < narenas; i++)
     if (arenas[i] != NULL) arena_postfork_parent(arenas[i]);
   xmutex_postfork_parent(&arenas_lock);
-  xmutex_lock(&arenas_fork_mtx);
   __atomic_store_n(&arenas_forking, false, __ATOMIC_SEQ_CST);
   pthread_cond_broadcast(&arenas_fork_cond);
-  xmutex_unlock(&arenas_fork_mtx);
+  xmutex_postfork_parent(&arenas_fork_mtx);
 }
 
 void arenas_postfork_child(void) {

@@ -156,6 +156,9 @@ void background_stop(void) {
   bg_stop = true;
   pthread_cond_signal(&bg_cond);
   xmutex_unlock(&bg_mtx);
+  /* Never joined from here on: it leaves by itself, or ends with the
+   * process. */
+  pthread_detach(bg_thread);
 }
 
 bool background_running(void) { return __atomic_load_n(&bg_state, __ATOMIC_ACQUIRE) == BG_RUNNING; }

@@ -156,15 +156,17 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
   CHECK(nfree_runs == a->runs_avail.n, "%zu free runs in chunks, %zu in the free tree", nfree_runs,
         a->runs_avail.n);
   size_t listed = 0, mlisted = 0, nlisted = 0;
-  for (arena_run_t *run = a->dirty.dirty_next; run != &a->dirty && nlisted <= a->runs_avail.n;
-       run = run->dirty_next, nlisted++) {
+  for (const arena_run_link_t *l = a->dirty.next; l != &a->dirty && nlisted <= a->runs_avail.n;
+       l = l->next, nlisted++) {
+    const arena_run_t *run = arena_run_of(l, dirty_link);
     CHECK(run->ndirty != 0 && run->state == RUN_FREE, "run on the dirty list is not free and dirty");
     listed += run->ndirty;
   }
   CHECK(listed == ndirty, "dirty list holds %zu pages, free runs %zu", listed, ndirty);
   nlisted = 0;
-  for (arena_run_t *run = a->muzzy.muzzy_next; run != &a->muzzy && nlisted <= a->runs_avail.n;
-       run = run->muzzy_next, nlisted++) {
+  for (const arena_run_link_t *l = a->muzzy.next; l != &a->muzzy && nlisted <= a->runs_avail.n;
+       l = l->next, nlisted++) {
+    const arena_run_t *run = arena_run_of(l, muzzy_link);
     CHECK(run->nmuzzy != 0 && run->state == RUN_FREE, "run on the muzzy list is not free and muzzy");
     mlisted += run->nmuzzy;
   }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "xalloc/internal/conf.h"
+#include "xalloc/xalloc.h" /* malloc_conf is PFXmalloc_conf in a prefixed build */
 
 #define OPT_DEFINE(kind, name, def, min, max, choices, help) OPT_CTYPE_##kind opt_##name = def;
 XALLOC_OPTIONS(OPT_DEFINE)
@@ -194,6 +195,7 @@ void conf_init(void) {
   unsigned bad = conf_parse(XALLOC_CONF_DEFAULT, "the build default");
   if (&malloc_conf != NULL) bad += conf_parse(malloc_conf, "malloc_conf");
   bad += conf_parse(getenv("XALLOC_CONF"), "XALLOC_CONF");
-  bad += conf_parse(getenv("MALLOC_CONF"), "MALLOC_CONF");
+  /* jemalloc's name; in a prefixed build it belongs to the process's malloc. */
+  if (!XALLOC_PREFIXED) bad += conf_parse(getenv("MALLOC_CONF"), "MALLOC_CONF");
   if (bad != 0 && opt_abort_conf) util_fatal("xalloc: aborting on invalid options (abort_conf:true)\n");
 }

@@ -17,15 +17,15 @@ static __thread int32_t arena_decay_ticks __attribute__((tls_model("initial-exec
  */
 static arena_run_t *arena_purge_collect(arena_t *a, size_t dirty_limit, size_t muzzy_limit, bool lazy) {
   arena_run_t *list = NULL, **tail = &list;
-  while (a->ndirty > dirty_limit && a->dirty.dirty_next != &a->dirty) {
-    arena_run_t *run = a->dirty.dirty_next;
+  while (a->ndirty > dirty_limit && a->dirty.next != &a->dirty) {
+    arena_run_t *run = arena_run_of(a->dirty.next, dirty_link);
     arena_avail_remove(a, run);
     run->purge_op = lazy ? ARENA_PURGE_LAZY : ARENA_PURGE_FORCED;
     *tail = run;
     tail = &run->purge_next;
   }
-  while (a->nmuzzy > muzzy_limit && a->muzzy.muzzy_next != &a->muzzy) {
-    arena_run_t *run = a->muzzy.muzzy_next;
+  while (a->nmuzzy > muzzy_limit && a->muzzy.next != &a->muzzy) {
+    arena_run_t *run = arena_run_of(a->muzzy.next, muzzy_link);
     arena_avail_remove(a, run);
     run->purge_op = ARENA_PURGE_FORCED;
     *tail = run;

@@ -18,17 +18,11 @@ void arena_run_desc_free(arena_run_t *run) { base_pool_free(&arena_run_pools[run
 void arena_avail_insert(arena_t *a, arena_run_t *run) {
   rb_insert(&a->runs_avail, &run->link);
   if (run->ndirty != 0) {
-    run->dirty_prev = a->dirty.dirty_prev;
-    run->dirty_next = &a->dirty;
-    a->dirty.dirty_prev->dirty_next = run;
-    a->dirty.dirty_prev = run;
+    arena_run_list_append(&a->dirty, &run->dirty_link);
     a->ndirty += run->ndirty;
   }
   if (run->nmuzzy != 0) {
-    run->muzzy_prev = a->muzzy.muzzy_prev;
-    run->muzzy_next = &a->muzzy;
-    a->muzzy.muzzy_prev->muzzy_next = run;
-    a->muzzy.muzzy_prev = run;
+    arena_run_list_append(&a->muzzy, &run->muzzy_link);
     a->nmuzzy += run->nmuzzy;
   }
 }
@@ -36,15 +30,11 @@ void arena_avail_insert(arena_t *a, arena_run_t *run) {
 void arena_avail_remove(arena_t *a, arena_run_t *run) {
   rb_remove(&a->runs_avail, &run->link);
   if (run->ndirty != 0) {
-    run->dirty_prev->dirty_next = run->dirty_next;
-    run->dirty_next->dirty_prev = run->dirty_prev;
-    run->dirty_prev = run->dirty_next = NULL;
+    arena_run_list_remove(&run->dirty_link);
     a->ndirty -= run->ndirty;
   }
   if (run->nmuzzy != 0) {
-    run->muzzy_prev->muzzy_next = run->muzzy_next;
-    run->muzzy_next->muzzy_prev = run->muzzy_prev;
-    run->muzzy_prev = run->muzzy_next = NULL;
+    arena_run_list_remove(&run->muzzy_link);
     a->nmuzzy -= run->nmuzzy;
   }
 }

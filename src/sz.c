@@ -41,7 +41,7 @@ bool sz_boot(unsigned lg_chunk) {
       sz_index2size_tab[i++] = ((size_t)1 << lg) + ((size_t)k << (lg - 2));
   }
   for (size_t s = 0; s <= SZ_LOOKUP_MAX; s += 8)
-    sz_size2index_tab[s >> 3] = (uint8_t)sz_size2index_compute(s);
+    __atomic_store_n(&sz_size2index_tab[s >> 3], (uint8_t)sz_size2index_compute(s), __ATOMIC_RELAXED);
   for (i = 0; i < SZ_NBINS; i++) {
     sz_bin_info_t *b = &sz_bin_info[i];
     b->reg_size = (uint32_t)sz_index2size_tab[i];

@@ -49,7 +49,8 @@ bool tcache_boot(void) {
   if (max > sz_large_max) max = sz_large_max;
   tcache_nhbins = SZ_NBINS;
   while (tcache_nhbins < TCACHE_NBINS_MAX && sz_index2size(tcache_nhbins) <= max) tcache_nhbins++;
-  tcache_maxclass = sz_index2size(tcache_nhbins - 1);
+  /* Read by the malloc fast path before it knows initialization is done. */
+  __atomic_store_n(&tcache_maxclass, sz_index2size(tcache_nhbins - 1), __ATOMIC_RELAXED);
   tsd_slots = 0;
   for (unsigned i = 0; i < tcache_nhbins; i++) tsd_slots += tcache_bin_slots(i);
   tsd_pool.size = sizeof(tsd_t) + tsd_slots * sizeof(void *);
@@ -120,7 +121,6 @@ static uint64_t tsd_gone_nmalloc, tsd_gone_nfree;
 
 /* Sums of counters that only go up, each changed by one store per call:
  * safe to read while the owner runs (see tcache_requests). */
-#define TSD_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 static uint64_t tsd_nmalloc(const tsd_t *t) {
   return TSD_LOAD(t->ndirect_malloc) + TSD_LOAD(t->nmalloc_fast) + TSD_LOAD(t->nmalloc_slow);
 }
@@ -213,7 +213,7 @@ static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
    * tags): only the one handed out is cleared. */
   b->ncached = got - 1;
   b->low_water = 0;
-  t->nfill[ind] += got;
+  TSD_STORE(t->nfill[ind], t->nfill[ind] + got);
   void *ret = b->stack[got - 1];
   tcache_clear_tag(ret);
   return ret;
@@ -268,8 +268,8 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
     nflush = m;
   }
   memmove(b->stack, b->stack + (b->ncached - rem), rem * sizeof(void *));
-  t->nflush[ind] += b->ncached - rem;
-  b->ncached = rem;
+  TSD_STORE(t->nflush[ind], t->nflush[ind] + b->ncached - rem);
+  TSD_STORE(b->ncached, rem);
   if (b->low_water > rem) b->low_water = rem;
 }
 
@@ -333,14 +333,15 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
     if (b->ncached < b->low_water) b->low_water = b->ncached;
   }
   if (b->ncached != 0) {
-    ret = b->stack[--b->ncached];
+    TSD_STORE(b->ncached, b->ncached - 1);
+    ret = b->stack[b->ncached];
     if (b->ncached < b->low_water) b->low_water = b->ncached;
     tcache_clear_tag(ret);
   } else if (ind < SZ_NBINS) {
     ret = tcache_alloc_small_hard(t, arena, ind);
   } else {
     ret = arena_malloc_large(arena, usize, PAGE, false);
-    if (ret != NULL) t->nfill[ind]++;
+    if (ret != NULL) TSD_STORE(t->nfill[ind], t->nfill[ind] + 1);
     b->low_water = 0;
   }
   if (ret != NULL) tsd_counter_inc(&t->nmalloc_slow);

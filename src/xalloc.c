@@ -6,6 +6,9 @@
  * class tables and the first arena, and calls nothing that could allocate
  * (no dlsym, no stdio, no TLS setup), so it is safe under LD_PRELOAD.
  */
+/* In a prefixed build, xalloc.h maps every public name (malloc, mallocx,
+ * ...) to its prefixed one, so the definitions below get those names. */
+#define XALLOC_MANGLE
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -211,8 +214,8 @@ XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret) {
 XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
   unsigned ind;
   if (likely(size <= SZ_LOOKUP_MAX))
-    ind = sz_size2index_tab[(size + 7) >> 3];
-  else if (size <= tcache_maxclass)
+    ind = sz_lookup(size);
+  else if (size <= __atomic_load_n(&tcache_maxclass, __ATOMIC_RELAXED))
     ind = sz_size2index_compute(size); /* a large class the caches hold */
   else
     goto slow;
@@ -445,7 +448,7 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
   /* The cached path: the object is zeroed here (thread caches cache
    * nothing with zero:true, junk:true or under valgrind). */
   if (likely(total <= SZ_LOOKUP_MAX)) {
-    unsigned ind = sz_size2index_tab[(total + 7) >> 3];
+    unsigned ind = sz_lookup(total);
     tsd_t *t = tsd_tls;
     bool gc;
     void *ret = xa_alloc_cached(t, ind, &gc);
@@ -537,7 +540,7 @@ XA_NOINLINE static void xa_free_sized_slow(void *ptr, size_t size) {
 }
 
 XA_EXPORT void free_sized(void *ptr, size_t size) {
-  if (likely(size <= SZ_LOOKUP_MAX) && likely(xa_free_fast(tsd_tls, ptr, sz_size2index_tab[(size + 7) >> 3])))
+  if (likely(size <= SZ_LOOKUP_MAX) && likely(xa_free_fast(tsd_tls, ptr, sz_lookup(size))))
     return;
   if (ptr == NULL) return;
   xa_free_sized_slow(ptr, size);
@@ -656,7 +659,7 @@ XA_NOINLINE static void xa_sdallocx_slow(void *ptr, size_t size, int flags) {
 
 XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
   if (likely(flags == 0) && likely(size <= SZ_LOOKUP_MAX) &&
-      likely(xa_free_fast(tsd_tls, ptr, sz_size2index_tab[(size + 7) >> 3])))
+      likely(xa_free_fast(tsd_tls, ptr, sz_lookup(size))))
     return;
   if (ptr == NULL) return;
   xa_sdallocx_slow(ptr, size, flags);
@@ -749,9 +752,13 @@ XA_EXPORT void malloc_stats_print(void (*write_cb)(void *, const char *), void *
   stats_print(write_cb, cbopaque, opts);
 }
 
-/* glibc's internal names, which a preloaded allocator must also cover. */
+/* glibc's internal names, which a preloaded allocator must also cover (a
+ * prefixed build replaces nothing of the C library's). */
+#if !XALLOC_PREFIXED
 #pragma GCC diagnostic push
+#ifndef __clang__ /* gcc's warning that an alias lacks malloc's attributes */
 #pragma GCC diagnostic ignored "-Wmissing-attributes"
+#endif
 XA_EXPORT void *__libc_malloc(size_t size) __attribute__((alias("malloc")));
 XA_EXPORT void __libc_free(void *ptr) __attribute__((alias("free")));
 XA_EXPORT void *__libc_calloc(size_t n, size_t size) __attribute__((alias("calloc")));
@@ -762,6 +769,7 @@ XA_EXPORT void *__libc_pvalloc(size_t size) __attribute__((alias("pvalloc")));
 XA_EXPORT int __posix_memalign(void **memptr, size_t alignment, size_t size)
     __attribute__((alias("posix_memalign")));
 #pragma GCC diagnostic pop
+#endif
 
 /* ---- glibc's malloc introspection ---- */
 

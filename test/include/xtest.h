@@ -16,6 +16,19 @@
 #include <unistd.h>
 
 /*
+ * In a prefixed build (configure --with-prefix: the ThreadSanitizer build,
+ * whose process malloc is the race detector's) the tests call xalloc by
+ * its prefixed names: the public header maps malloc, free, mallocx, ... to
+ * them (XALLOC_MANGLE). Memory from the C library (strdup, getline, ...)
+ * must then not be freed by a test.
+ */
+#include "xalloc/internal/config.h"
+#if defined(XALLOC_PREFIXED) && XALLOC_PREFIXED
+#define XALLOC_MANGLE
+#include "xalloc/xalloc.h"
+#endif
+
+/*
  * Run fn(arg) in a forked child with stderr captured. Returns the wait
  * status; the child's stderr (up to errsize - 1 bytes) is put in err.
  */

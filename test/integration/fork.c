@@ -127,24 +127,28 @@ static bool release_all(blk_t *slots, int nslots, uint64_t *rng) {
 
 /* ---- parent worker threads ---- */
 
-static volatile int stop_workers;
+/* Flags and counters shared between the main thread and the workers are
+ * read and written with relaxed atomics (they order nothing else). */
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+static int stop_workers;
 
 typedef struct {
   pthread_t tid;
   uint64_t rng;
-  volatile long iters;
-  volatile bool failed;
+  long iters;
+  bool failed;
 } worker_t;
 
 static void *worker_main(void *arg) {
   worker_t *w = arg;
   blk_t slots[NSLOTS];
   memset(slots, 0, sizeof(slots));
-  while (!stop_workers && !w->failed) {
-    if (!churn(slots, NSLOTS, 64, &w->rng)) w->failed = true;
-    w->iters += 64;
+  while (!LOAD(stop_workers) && !LOAD(w->failed)) {
+    if (!churn(slots, NSLOTS, 64, &w->rng)) STORE(w->failed, true);
+    STORE(w->iters, w->iters + 64);
   }
-  if (!release_all(slots, NSLOTS, &w->rng)) w->failed = true;
+  if (!release_all(slots, NSLOTS, &w->rng)) STORE(w->failed, true);
   return NULL;
 }
 
@@ -267,7 +271,7 @@ static void test_fork_while_allocating(void **state) {
   (void)state;
   worker_t w[NWORKERS];
   memset(w, 0, sizeof(w));
-  stop_workers = 0;
+  STORE(stop_workers, 0);
   for (int i = 0; i < NWORKERS; i++) {
     w[i].rng = (uint64_t)(i + 1) * 0x2545F4914F6CDD1DULL;
     assert_int_equal(pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
@@ -276,9 +280,9 @@ static void test_fork_while_allocating(void **state) {
   for (unsigned k = 0; k < NFORKS; k++) {
     alarm(60); /* a hang in the parent fails too (killed by SIGALRM) */
     /* Let the workers get going (and land somewhere random). */
-    long before = w[0].iters + w[1].iters + w[2].iters;
-    while (w[0].iters + w[1].iters + w[2].iters < before + 200 && !w[0].failed && !w[1].failed &&
-           !w[2].failed)
+    long before = LOAD(w[0].iters) + LOAD(w[1].iters) + LOAD(w[2].iters);
+    while (LOAD(w[0].iters) + LOAD(w[1].iters) + LOAD(w[2].iters) < before + 200 && !LOAD(w[0].failed) &&
+           !LOAD(w[1].failed) && !LOAD(w[2].failed))
       sched_yield();
     ts.tv_nsec = (long)(k % 7) * 300000;
     nanosleep(&ts, NULL);
@@ -301,14 +305,14 @@ static void test_fork_while_allocating(void **state) {
     if (!WIFEXITED(job.status) || WEXITSTATUS(job.status) != 0)
       fail_msg("fork %u: child exit status %d", k, WEXITSTATUS(job.status));
     for (int i = 0; i < NWORKERS; i++)
-      if (w[i].failed) fail_msg("worker %d failed after fork %u", i, k);
+      if (LOAD(w[i].failed)) fail_msg("worker %d failed after fork %u", i, k);
   }
   /* The parent's threads are still going after the last fork. */
   long before[NWORKERS];
-  for (int i = 0; i < NWORKERS; i++) before[i] = w[i].iters;
+  for (int i = 0; i < NWORKERS; i++) before[i] = LOAD(w[i].iters);
   for (int i = 0; i < NWORKERS; i++)
-    while (w[i].iters < before[i] + 1000 && !w[i].failed) sched_yield();
-  stop_workers = 1;
+    while (LOAD(w[i].iters) < before[i] + 1000 && !LOAD(w[i].failed)) sched_yield();
+  STORE(stop_workers, 1);
   for (int i = 0; i < NWORKERS; i++) assert_int_equal(pthread_join(w[i].tid, NULL), 0);
   for (int i = 0; i < NWORKERS; i++) assert_false(w[i].failed);
   alarm(0);

@@ -28,7 +28,7 @@ typedef struct {
 } queue_t;
 
 static queue_t queues[NTHREADS];
-static volatile int stop;
+static int stop; /* relaxed atomics: set by main or a failing worker */
 static unsigned long long nops[NTHREADS];
 static int failures;
 
@@ -60,7 +60,7 @@ static void fill(obj_t *o) {
 static void stress_fail(const char *what) {
   fprintf(stderr, "stress: %s\n", what);
   __atomic_store_n(&failures, 1, __ATOMIC_RELAXED);
-  stop = 1;
+  __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 }
 
 static void *worker(void *arg) {
@@ -68,7 +68,7 @@ static void *worker(void *arg) {
   uint64_t seed = 0x9e3779b97f4a7c15ULL * (id + 1);
   obj_t slots[SLOTS] = {{0}};
   queue_t *mine = &queues[id], *next = &queues[(id + 1) % NTHREADS];
-  while (!stop) {
+  while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
     /* Objects handed over by the previous thread. */
     pthread_mutex_lock(&mine->lock);
     while (mine->head != mine->tail) {
@@ -126,12 +126,12 @@ static void test_mixed_threads(void **state) {
   mallctl("epoch", NULL, NULL, &epoch, sizeof(epoch));
   assert_int_equal(mallctl("stats.allocated", &before, &len, NULL, 0), 0);
   pthread_t th[NTHREADS];
-  for (unsigned i = 0; i < NTHREADS; i++) {
-    pthread_mutex_init(&queues[i].lock, NULL);
+  /* Every queue is ready before any thread hands an object to the next. */
+  for (unsigned i = 0; i < NTHREADS; i++) pthread_mutex_init(&queues[i].lock, NULL);
+  for (unsigned i = 0; i < NTHREADS; i++)
     assert_int_equal(pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i), 0);
-  }
   sleep((unsigned)seconds);
-  stop = 1;
+  __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
   for (unsigned i = 0; i < NTHREADS; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
   for (unsigned i = 0; i < NTHREADS; i++) { /* leftovers in the queues */
     while (queues[i].head != queues[i].tail) {

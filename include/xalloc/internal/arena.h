@@ -93,11 +93,36 @@ typedef struct arena_s arena_t;
 typedef struct arena_chunk_s arena_chunk_t;
 typedef struct arena_run_s arena_run_t;
 
+/*
+ * A link in one of the arena's lists of free runs (dirty, muzzy): circular
+ * and doubly linked, with a bare link as each list's head in arena_t (a run
+ * descriptor ends in a flexible array, so it cannot be embedded as one).
+ */
+typedef struct arena_run_link_s arena_run_link_t;
+struct arena_run_link_s {
+  arena_run_link_t *prev, *next;
+};
+static inline void arena_run_list_init(arena_run_link_t *head) { head->prev = head->next = head; }
+/* Append l to the list headed by head (its newest end). */
+static inline void arena_run_list_append(arena_run_link_t *head, arena_run_link_t *l) {
+  l->prev = head->prev;
+  l->next = head;
+  head->prev->next = l;
+  head->prev = l;
+}
+static inline void arena_run_list_remove(arena_run_link_t *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->prev = l->next = NULL;
+}
+/* The run whose member (dirty_link or muzzy_link) is l. */
+#define arena_run_of(l, member) rb_entry(l, arena_run_t, member)
+
 struct arena_run_s {
   rb_node_t link;  /* free: arena->runs_avail; small and not full: bin->runs */
   arena_chunk_t *chunk;
-  arena_run_t *dirty_prev, *dirty_next; /* free and dirty: arena->dirty */
-  arena_run_t *muzzy_prev, *muzzy_next; /* free and muzzy: arena->muzzy */
+  arena_run_link_t dirty_link; /* free and dirty: on arena->dirty */
+  arena_run_link_t muzzy_link; /* free and muzzy: on arena->muzzy */
   arena_run_t *purge_next;              /* purging: the purger's list */
   uint32_t pageind; /* first page in the chunk */
   uint32_t npages;
@@ -175,9 +200,9 @@ struct arena_s {
   unsigned nthreads;       /* threads using this arena (arenas_lock) */
   xmutex_t lock;
   rb_tree_t runs_avail;    /* free runs by (npages, address) */
-  arena_run_t dirty;       /* sentinel: free dirty runs, oldest first */
+  arena_run_link_t dirty;  /* head: free dirty runs, oldest first */
   size_t ndirty;           /* dirty pages in free runs */
-  arena_run_t muzzy;       /* sentinel: free runs with muzzy pages, oldest first */
+  arena_run_link_t muzzy;  /* head: free runs with muzzy pages, oldest first */
   size_t nmuzzy;           /* muzzy pages in free runs */
   size_t npurging;         /* pages in runs being purged (RUN_PURGING) */
   decay_t decay_dirty, decay_muzzy; /* arena lock */

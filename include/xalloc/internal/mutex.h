@@ -38,8 +38,11 @@ static inline void xmutex_unlock(xmutex_t *m) { pthread_mutex_unlock(&m->lock); 
 static inline bool xmutex_trylock(xmutex_t *m) { return pthread_mutex_trylock(&m->lock) == 0; }
 static inline void xmutex_prefork(xmutex_t *m) { pthread_mutex_lock(&m->lock); }
 static inline void xmutex_postfork_parent(xmutex_t *m) { pthread_mutex_unlock(&m->lock); }
-/* The child has one thread; re-initializing is valid whatever state the
- * lock was copied in. */
-static inline void xmutex_postfork_child(xmutex_t *m) { pthread_mutex_init(&m->lock, NULL); }
+/* The child's one thread is the one that forked, which took every lock in
+ * the prefork step: it unlocks them. (Initializing a mutex again is
+ * undefined in POSIX, and ThreadSanitizer then still has the lock held by
+ * that thread, so that the child's next thread to take it is a "double
+ * lock".) */
+static inline void xmutex_postfork_child(xmutex_t *m) { pthread_mutex_unlock(&m->lock); }
 
 #endif

@@ -57,9 +57,17 @@ static inline unsigned sz_size2index_compute(size_t size) {
   return 5 + (lg - 6) * 4 + k - 1;
 }
 
+/* Class index of size <= SZ_LOOKUP_MAX, from the table. The fast paths
+ * read it before they know the allocator is initialized (a thread that
+ * comes first finds its cache empty and initializes on the slow path): a
+ * relaxed atomic read, which is the same instruction as a plain one. */
+static inline unsigned sz_lookup(size_t size) {
+  return __atomic_load_n(&sz_size2index_tab[(size + 7) >> 3], __ATOMIC_RELAXED);
+}
+
 /* Class index of size (size <= SZ_MAX). */
 static inline unsigned sz_size2index(size_t size) {
-  if (likely(size <= SZ_LOOKUP_MAX)) return sz_size2index_tab[(size + 7) >> 3];
+  if (likely(size <= SZ_LOOKUP_MAX)) return sz_lookup(size);
   return sz_size2index_compute(size);
 }
 static inline size_t sz_index2size(unsigned ind) { return sz_index2size_tab[ind]; }

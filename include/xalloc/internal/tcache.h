@@ -47,6 +47,11 @@ typedef struct {
 } tcache_bin_t;
 
 typedef struct tsd_s tsd_t;
+/* Counters of a live tsd that another thread reads (tcache_requests, for
+ * the statistics) are stored by their thread, and read by the other, with
+ * relaxed atomics: the snapshot may lag, but no read is torn. */
+#define TSD_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define TSD_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 struct tsd_s {
   tcache_bin_t bins[TCACHE_NBINS_MAX];
   /* Allocations served from the bins by the fast path; a GC step every
