@@ -366,7 +366,7 @@ static void arena_reset_runs(arena_t *a) {
       size_t n = run->npages;
       xassert(run->state != RUN_PURGING);
       if (run->state == RUN_FREE) arena_avail_remove(a, run);
-      arena_run_desc_free(run);
+      arena_run_desc_free(a, run);
       p += n;
     }
     rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);

@@ -9,8 +9,30 @@
 static base_pool_t chunk_node_pool = BASE_POOL_INITIALIZER(sizeof(extent_node_t));
 
 
-extent_node_t *chunk_node_alloc(void) { return base_pool_alloc(&chunk_node_pool); }
-void chunk_node_free(extent_node_t *node) { base_pool_free(&chunk_node_pool, node); }
+extent_node_t *chunk_node_alloc(chunk_arena_t *ca) {
+  xmutex_lock(&ca->node_mtx);
+  extent_node_t *n = ca->node_cache;
+  if (n != NULL) {
+    ca->node_cache = n->dirty_next;
+    ca->nnode_cache--;
+  }
+  xmutex_unlock(&ca->node_mtx);
+  if (n == NULL) return base_pool_alloc(&chunk_node_pool);
+  memset(n, 0, sizeof(*n)); /* as base's pools give them */
+  return n;
+}
+
+void chunk_node_free(chunk_arena_t *ca, extent_node_t *node) {
+  xmutex_lock(&ca->node_mtx);
+  if (ca->nnode_cache < CHUNK_NODE_CACHE) {
+    node->dirty_next = ca->node_cache;
+    ca->node_cache = node;
+    ca->nnode_cache++;
+    node = NULL;
+  }
+  xmutex_unlock(&ca->node_mtx);
+  if (node != NULL) base_pool_free(&chunk_node_pool, node);
+}
 
 static int chunk_cmp_szad(const rb_node_t *a, const rb_node_t *b) {
   const extent_node_t *x = rb_entry(a, extent_node_t, szad);
@@ -30,6 +52,7 @@ static int chunk_cmp_ad(const rb_node_t *a, const rb_node_t *b) {
 void chunk_arena_init(chunk_arena_t *ca) {
   memset(ca, 0, sizeof(*ca));
   xmutex_init(&ca->mtx);
+  xmutex_init(&ca->node_mtx);
   pthread_cond_init(&ca->purge_cond, NULL);
   rb_init(&ca->szad, chunk_cmp_szad);
   rb_init(&ca->ad, chunk_cmp_ad);
@@ -297,7 +320,7 @@ static bool chunk_merge_unlocked(chunk_arena_t *ca, extent_node_t *node, extent_
   }
   if (nb_first) node->addr = nb->addr;
   node->size += nb->size;
-  chunk_node_free(nb);
+  chunk_node_free(ca, nb);
   return true;
 }
 
@@ -326,7 +349,7 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
         chunk_remove(ca, prev);
         node->addr = prev->addr;
         node->size += prev->size;
-        chunk_node_free(prev);
+        chunk_node_free(ca, prev);
       }
     }
   }
@@ -340,7 +363,7 @@ static void chunk_insert_coalesce(chunk_arena_t *ca, extent_node_t *node, char *
       } else {
         chunk_remove(ca, next);
         node->size += next->size;
-        chunk_node_free(next);
+        chunk_node_free(ca, next);
       }
     }
   }
@@ -472,7 +495,7 @@ static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t s
   size_t trail = n->size - lead - size;
   char *start = n->addr;
   chunk_remove(ca, n);
-  chunk_node_free(n);
+  chunk_node_free(ca, n);
   if (lead != 0) {
     extent_node_t *l = *spare1;
     *spare1 = NULL;
@@ -532,7 +555,7 @@ static int chunk_take_hooked(chunk_arena_t *ca, extent_node_t *n, char *addr, si
     chunk_insert(ca, n);
     return -1;
   }
-  chunk_node_free(n);
+  chunk_node_free(ca, n);
   if (trail != 0) {
     extent_node_t *t = *spare2;
     *spare2 = NULL;
@@ -571,7 +594,7 @@ static extent_node_t *chunk_find(chunk_arena_t *ca, size_t size, size_t alignmen
 static bool chunk_reserve(chunk_arena_t *ca, size_t size, size_t alignment) {
   size_t rsize = size;
   if (opt_retain && ca->grow_size > size) rsize = ca->grow_size;
-  extent_node_t *node = chunk_node_alloc();
+  extent_node_t *node = chunk_node_alloc(ca);
   if (node == NULL) return true;
   char *p = pages_map_aligned(rsize, alignment);
   if (p == NULL && rsize != size) {
@@ -579,7 +602,7 @@ static bool chunk_reserve(chunk_arena_t *ca, size_t size, size_t alignment) {
     p = pages_map_aligned(rsize, alignment);
   }
   if (p == NULL) {
-    chunk_node_free(node);
+    chunk_node_free(ca, node);
     errno = ENOMEM;
     return true;
   }
@@ -596,7 +619,7 @@ static bool chunk_reserve(chunk_arena_t *ca, size_t size, size_t alignment) {
 void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed) {
   xassert(size != 0 && (size & (sz_chunksize - 1)) == 0);
   if (alignment < sz_chunksize) alignment = sz_chunksize;
-  extent_node_t *s1 = chunk_node_alloc(), *s2 = chunk_node_alloc();
+  extent_node_t *s1 = chunk_node_alloc(ca), *s2 = chunk_node_alloc(ca);
   char *ret = NULL;
   if (s1 == NULL || s2 == NULL) goto out;
   xmutex_lock(&ca->mtx);
@@ -618,8 +641,8 @@ void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed
   /* User hooks: exactly this range from the hook, straight to the caller. */
   if (ret == NULL && h != NULL) ret = chunk_hook_alloc(ca, h, size, alignment, zeroed);
 out:
-  if (s1 != NULL) chunk_node_free(s1);
-  if (s2 != NULL) chunk_node_free(s2);
+  if (s1 != NULL) chunk_node_free(ca, s1);
+  if (s2 != NULL) chunk_node_free(ca, s2);
   if (ret == NULL) errno = ENOMEM;
   return ret;
 }
@@ -628,7 +651,7 @@ bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
   /* User hooks: growing an allocated range in place would need a merge of
    * an allocated and a free range; not done (the caller moves). */
   if (chunk_hooked(ca)) return true;
-  extent_node_t *s1 = chunk_node_alloc(), *s2 = chunk_node_alloc();
+  extent_node_t *s1 = chunk_node_alloc(ca), *s2 = chunk_node_alloc(ca);
   bool err = true;
   if (s1 == NULL || s2 == NULL) goto out;
   xmutex_lock(&ca->mtx);
@@ -644,14 +667,14 @@ bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
   }
   xmutex_unlock(&ca->mtx);
 out:
-  if (s1 != NULL) chunk_node_free(s1);
-  if (s2 != NULL) chunk_node_free(s2);
+  if (s1 != NULL) chunk_node_free(ca, s1);
+  if (s2 != NULL) chunk_node_free(ca, s2);
   return err;
 }
 
 void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned state) {
   xassert(size != 0 && (size & (sz_chunksize - 1)) == 0);
-  extent_node_t *node = chunk_node_alloc();
+  extent_node_t *node = chunk_node_alloc(ca);
   if (node == NULL) {
     /* No metadata for the range: purge it and let it go (it stays mapped
      * and counted by the pages layer). */
@@ -698,7 +721,7 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
     ca->reserved -= node->size;
     ca->nunmapped += node->size;
     xmutex_unlock(&ca->mtx);
-    chunk_node_free(node);
+    chunk_node_free(ca, node);
     return;
   }
   /* Kept, and reused: clean (retained) if the pages layer purged it. */
@@ -751,7 +774,7 @@ void chunk_arena_release(chunk_arena_t *ca) {
   xmutex_unlock(&ca->mtx);
   for (extent_node_t *n = list, *next; n != NULL; n = next) {
     next = n->dirty_next;
-    chunk_node_free(n);
+    chunk_node_free(ca, n);
   }
 }
 
@@ -815,9 +838,14 @@ bool chunk_validate(chunk_arena_t *ca) {
 void chunk_prefork(chunk_arena_t *ca) {
   xmutex_prefork(&ca->mtx);
   while (ca->purging) pthread_cond_wait(&ca->purge_cond, &ca->mtx.lock);
+  xmutex_prefork(&ca->node_mtx);
 }
-void chunk_postfork_parent(chunk_arena_t *ca) { xmutex_postfork_parent(&ca->mtx); }
+void chunk_postfork_parent(chunk_arena_t *ca) {
+  xmutex_postfork_parent(&ca->node_mtx);
+  xmutex_postfork_parent(&ca->mtx);
+}
 void chunk_postfork_child(chunk_arena_t *ca) {
+  xmutex_postfork_child(&ca->node_mtx);
   xmutex_postfork_child(&ca->mtx);
   pthread_cond_init(&ca->purge_cond, NULL);
 }

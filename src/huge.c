@@ -13,7 +13,7 @@ void *huge_malloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  extent_node_t *node = chunk_node_alloc();
+  extent_node_t *node = chunk_node_alloc(&a->chunks);
   if (node == NULL) {
     errno = ENOMEM;
     return NULL;
@@ -21,7 +21,7 @@ void *huge_malloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
   bool zeroed;
   char *addr = chunk_alloc(&a->chunks, csize, alignment, &zeroed);
   if (addr == NULL) {
-    chunk_node_free(node);
+    chunk_node_free(&a->chunks, node);
     errno = ENOMEM;
     return NULL;
   }
@@ -32,7 +32,7 @@ void *huge_malloc(arena_t *a, size_t usize, size_t alignment, bool zero) {
   node->usize = usize;
   if (rtree_set_range((uintptr_t)addr, csize, node)) {
     chunk_dalloc(&a->chunks, addr, csize, !zeroed);
-    chunk_node_free(node);
+    chunk_node_free(&a->chunks, node);
     errno = ENOMEM;
     return NULL;
   }
@@ -73,7 +73,7 @@ void huge_dalloc(extent_node_t *node, void *ptr) {
   xmutex_unlock(&a->huge_mtx);
   rtree_set_range((uintptr_t)node->addr, node->size, NULL);
   chunk_dalloc(&a->chunks, node->addr, node->size, true);
-  chunk_node_free(node);
+  chunk_node_free(&a->chunks, node);
   arena_decay_tick(a);
 }
 

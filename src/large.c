@@ -93,7 +93,7 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
   if (new_np == old_np) {
     err = false;
   } else if (new_np < old_np) {
-    arena_run_t *tail = arena_run_desc_alloc(0);
+    arena_run_t *tail = arena_run_desc_alloc(a, 0);
     if (tail == NULL) goto out;
     tail->chunk = chunk;
     tail->pageind = run->pageind + new_np;
@@ -110,10 +110,10 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
     if (next_ind >= arena_chunk_npages) goto out;
     arena_run_t *fr = chunk->map[next_ind];
     if (fr == NULL || fr->state != RUN_FREE || fr->npages < extra) goto out;
-    arena_run_t *spare = arena_run_desc_alloc(0);
+    arena_run_t *spare = arena_run_desc_alloc(a, 0);
     if (spare == NULL) goto out;
     bool zeroed = arena_pages_take(a, fr, 0, extra, &spare);
-    if (spare != NULL) arena_run_desc_free(spare);
+    if (spare != NULL) arena_run_desc_free(a, spare);
     for (uint32_t i = old_np; i < new_np; i++) chunk->map[run->pageind + i] = run;
     run->npages = new_np;
     arena_large_mark(run);

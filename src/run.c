@@ -6,13 +6,37 @@
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/vg.h"
 
-arena_run_t *arena_run_desc_alloc(unsigned nwords) {
-  arena_run_t *run = base_pool_alloc(&arena_run_pools[nwords]);
-  if (run != NULL) run->pool = (uint8_t)nwords;
+arena_run_t *arena_run_desc_alloc(arena_t *a, unsigned nwords) {
+  arena_run_t *run = a->desc_cache[nwords];
+  if (run != NULL) {
+    a->desc_cache[nwords] = run->purge_next;
+    a->ndesc_cache[nwords]--;
+    memset(run, 0, sizeof(*run) + nwords * sizeof(uint64_t)); /* as base's pools give them */
+  } else {
+    run = base_pool_alloc(&arena_run_pools[nwords]);
+    if (run == NULL) return NULL;
+  }
+  run->pool = (uint8_t)nwords;
   return run;
 }
 
-void arena_run_desc_free(arena_run_t *run) { base_pool_free(&arena_run_pools[run->pool], run); }
+void arena_run_desc_free(arena_t *a, arena_run_t *run) {
+  unsigned w = run->pool;
+  if (a->ndesc_cache[w] < ARENA_DESC_CACHE) {
+    run->purge_next = a->desc_cache[w];
+    a->desc_cache[w] = run;
+    a->ndesc_cache[w]++;
+    return;
+  }
+  base_pool_free(&arena_run_pools[w], run);
+}
+
+/* For a chunk being made, with no lock held: straight from base. */
+static arena_run_t *arena_run_desc_alloc_unlocked(void) {
+  arena_run_t *run = base_pool_alloc(&arena_run_pools[0]);
+  if (run != NULL) run->pool = 0;
+  return run;
+}
 
 /* runs_avail and the dirty and muzzy lists. Arena lock held. */
 void arena_avail_insert(arena_t *a, arena_run_t *run) {
@@ -112,7 +136,7 @@ static arena_chunk_t *arena_chunk_new(arena_t *a) {
   char *addr = chunk_alloc(&a->chunks, sz_chunksize, sz_chunksize, &zeroed);
   if (addr == NULL) return NULL;
   arena_chunk_t *chunk = base_pool_alloc(&arena_chunk_pool);
-  arena_run_t *run = arena_run_desc_alloc(0);
+  arena_run_t *run = arena_run_desc_alloc_unlocked();
   if (chunk == NULL || run == NULL) goto fail;
   chunk->kind = META_ARENA_CHUNK;
   chunk->arena = a;
@@ -140,7 +164,7 @@ static arena_chunk_t *arena_chunk_new(arena_t *a) {
   return chunk;
 fail:
   if (chunk != NULL) base_pool_free(&arena_chunk_pool, chunk);
-  if (run != NULL) arena_run_desc_free(run);
+  if (run != NULL) base_pool_free(&arena_run_pools[0], run);
   chunk_dalloc(&a->chunks, addr, sz_chunksize, !zeroed);
   errno = ENOMEM;
   return NULL;
@@ -164,7 +188,7 @@ static void arena_chunk_dalloc(arena_t *a, arena_chunk_t *chunk) {
   xassert(run->state == RUN_FREE && run->npages == arena_chunk_npages);
   arena_avail_remove(a, run);
   chunk->out_state = run->ndirty != 0 ? CHUNK_DIRTY : run->nmuzzy != 0 ? CHUNK_MUZZY : CHUNK_CLEAN;
-  arena_run_desc_free(run);
+  arena_run_desc_free(a, run);
   rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
   arena_chunk_list_remove(a, chunk);
   a->nchunks--;
@@ -208,7 +232,7 @@ bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages
   } else if (trail != 0) {
     tr = fr;
   } else {
-    arena_run_desc_free(fr);
+    arena_run_desc_free(a, fr);
   }
   if (lr != NULL) {
     lr->pageind = start;
@@ -250,11 +274,11 @@ arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsi
     return NULL;
   }
   arena_run_t *fr = rb_entry(r, arena_run_t, link);
-  arena_run_t *run = arena_run_desc_alloc(nwords);
-  arena_run_t *spare = arena_run_desc_alloc(0);
+  arena_run_t *run = arena_run_desc_alloc(a, nwords);
+  arena_run_t *spare = arena_run_desc_alloc(a, 0);
   if (run == NULL || spare == NULL) {
-    if (run != NULL) arena_run_desc_free(run);
-    if (spare != NULL) arena_run_desc_free(spare);
+    if (run != NULL) arena_run_desc_free(a, run);
+    if (spare != NULL) arena_run_desc_free(a, spare);
     errno = ENOMEM;
     return NULL;
   }
@@ -267,7 +291,7 @@ arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsi
   run->zeroed = arena_pages_take(a, fr, off, npages, &spare);
   for (uint32_t i = 0; i < npages; i++) chunk->map[run->pageind + i] = run;
   a->nactive += npages;
-  if (spare != NULL) arena_run_desc_free(spare);
+  if (spare != NULL) arena_run_desc_free(a, spare);
   return run;
 }
 
@@ -296,7 +320,7 @@ void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
       run->npages += prev->npages;
       run->ndirty += prev->ndirty;
       run->nmuzzy += prev->nmuzzy;
-      arena_run_desc_free(prev);
+      arena_run_desc_free(a, prev);
     }
   }
   uint32_t next_ind = run->pageind + run->npages;
@@ -309,7 +333,7 @@ void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
       run->npages += next->npages;
       run->ndirty += next->ndirty;
       run->nmuzzy += next->nmuzzy;
-      arena_run_desc_free(next);
+      arena_run_desc_free(a, next);
     }
   }
   chunk->map[run->pageind] = run;

@@ -420,8 +420,8 @@ static void test_mmap_failure(void **state) {
   bool z;
   /* Prime the metadata pools so that only chunk memory needs mmap. */
   void *warm[8];
-  for (int i = 0; i < 8; i++) warm[i] = chunk_node_alloc();
-  for (int i = 0; i < 8; i++) chunk_node_free(warm[i]);
+  for (int i = 0; i < 8; i++) warm[i] = chunk_node_alloc(ca);
+  for (int i = 0; i < 8; i++) chunk_node_free(ca, warm[i]);
   char *a = chunk_alloc(ca, C, C, &z);
   assert_non_null(a);
   assert_int_equal(ca->free_bytes, C); /* the first reservation is 2 chunks */

@@ -190,6 +190,7 @@ typedef struct {
 /* A recently freed large or huge allocation (so that a second free of it
  * can be told from a wild free, with its size; see report.h). */
 #define ARENA_FREED_RING 32
+#define ARENA_DESC_CACHE 32
 typedef struct {
   uintptr_t addr_x;
   size_t usize;
@@ -222,6 +223,10 @@ struct arena_s {
   xmutex_t huge_mtx;
   rb_tree_t huge;          /* huge allocations by address */
   rb_tree_t chunk_list;    /* arena chunks by address */
+  /* Free run descriptors kept for reuse, per bitmap size (arena lock):
+   * linked through their purge_next, at most ARENA_DESC_CACHE each. */
+  arena_run_t *desc_cache[SZ_BITMAP_WORDS + 1];
+  uint8_t ndesc_cache[SZ_BITMAP_WORDS + 1];
   arena_freed_t freed_large[ARENA_FREED_RING]; /* arena lock */
   arena_freed_t freed_huge[ARENA_FREED_RING];  /* huge_mtx */
   unsigned freed_large_next, freed_huge_next;

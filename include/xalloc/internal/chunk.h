@@ -60,6 +60,8 @@
 #define CHUNK_GROW_K (opt_retain_grow_k)
 /* retain:false: free bytes kept mapped (in chunks) before unmapping. */
 #define CHUNK_CACHE_CHUNKS 4
+/* Free range records a chunk arena keeps for reuse. */
+#define CHUNK_NODE_CACHE 32
 /* States of a free range. */
 enum { CHUNK_CLEAN = 0, CHUNK_MUZZY = 1, CHUNK_DIRTY = 2 };
 
@@ -114,6 +116,9 @@ typedef struct {
   uint64_t nhook_alloc;  /* successful hooks->alloc calls */
   uint64_t nhook_dalloc; /* ranges given back (dalloc or destroy) */
   uint64_t nhook_refused; /* split/merge/purge/dalloc calls the hook refused */
+  xmutex_t node_mtx;     /* the node cache: a leaf lock */
+  extent_node_t *node_cache; /* free records, linked through dirty_next */
+  unsigned nnode_cache;
 } chunk_arena_t;
 
 /* Purge operations (results of chunk_purge_pages). */
@@ -176,8 +181,12 @@ uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now);
 bool chunk_contains(chunk_arena_t *ca, const void *addr);
 /* Check the trees (order, coalescing, counters); false if broken. */
 bool chunk_validate(chunk_arena_t *ca);
-extent_node_t *chunk_node_alloc(void);
-void chunk_node_free(extent_node_t *node);
+/* Range records (free ranges, huge allocations), from the chunk arena's
+ * own cache (a leaf lock of its own: any other lock may be held), base
+ * memory when it is empty or full: the global base lock is not taken in
+ * the steady state. */
+extent_node_t *chunk_node_alloc(chunk_arena_t *ca);
+void chunk_node_free(chunk_arena_t *ca, extent_node_t *node);
 
 void chunk_prefork(chunk_arena_t *ca);
 void chunk_postfork_parent(chunk_arena_t *ca);

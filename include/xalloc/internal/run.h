@@ -30,8 +30,11 @@ static inline char *arena_run_addr(const arena_run_t *run) {
 int arena_cmp_addr(const rb_node_t *a, const rb_node_t *b);
 int arena_cmp_chunk(const rb_node_t *a, const rb_node_t *b);
 
-arena_run_t *arena_run_desc_alloc(unsigned nwords);
-void arena_run_desc_free(arena_run_t *run);
+/* Run descriptors with nwords bitmap words, from the arena's own cache
+ * (base memory when it is empty or full): the global base lock is not
+ * taken in the steady state. Arena lock held. */
+arena_run_t *arena_run_desc_alloc(arena_t *a, unsigned nwords);
+void arena_run_desc_free(arena_t *a, arena_run_t *run);
 /* runs_avail and the dirty and muzzy lists. */
 void arena_avail_insert(arena_t *a, arena_run_t *run);
 void arena_avail_remove(arena_t *a, arena_run_t *run);
