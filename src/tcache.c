@@ -243,7 +243,8 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
         objs[m++] = objs[j];
     }
     if (ind < SZ_NBINS) {
-      arena_dalloc_small_batch(owner, ind, batch, k);
+      /* To another arena: handed over without its lock (arena.h). */
+      arena_dalloc_small_flush(owner, ind, batch, k, owner != t->arena);
     } else {
       for (unsigned j = 0; j < k; j++) arena_dalloc(rtree_get((uintptr_t)batch[j]), batch[j]);
     }
