@@ -112,7 +112,7 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
 }
 
 /* arena_bin_region, ptr in chunk (one of the arena's). */
-static inline int arena_bin_region_in(arena_chunk_t *chunk, unsigned binind, const void *ptr, arena_run_t **runp,
+XA_ALWAYS_INLINE int arena_bin_region_in(arena_chunk_t *chunk, unsigned binind, const void *ptr, arena_run_t **runp,
                                       size_t *idxp) {
   const sz_bin_info_t *info = &sz_bin_info[binind];
   size_t pageind = (size_t)((const char *)ptr - chunk->addr) >> LG_PAGE;
@@ -135,7 +135,7 @@ int arena_bin_region(arena_t *a, unsigned binind, const void *ptr, arena_run_t *
 /* Region idx (at ptr) of run, allocated, becomes free; bin lock held. A
  * run that becomes wholly free goes back to the arena (chunks_out may get
  * a chunk: the caller calls arena_chunks_flush once it holds no lock). */
-static void arena_bin_region_free(arena_t *a, arena_bin_t *bin, const sz_bin_info_t *info, arena_run_t *run,
+XA_ALWAYS_INLINE void arena_bin_region_free(arena_t *a, arena_bin_t *bin, const sz_bin_info_t *info, arena_run_t *run,
                                   size_t idx, void *ptr) {
   run->bitmap[idx >> 6] |= (uint64_t)1 << (idx & 63);
   vg_freelike(ptr);
@@ -189,26 +189,27 @@ static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned bin
 }
 
 /*
- * Take bin's remote stack (bin lock held; see arena.h) and walk it. Every
- * object is checked before anything is read from it (a region of this
- * bin, allocated) and before it is used (its free tag); the first n - *filled
- * good ones go to ptrs[n - 1 - *filled] (a refill: handed out as they are,
- * tagged), the rest back into their runs. The walk stops at an object met
+ * Walk a list of pending objects from p (bin lock held; see arena.h).
+ * Every object is checked before anything is read from it (a region of
+ * this bin, allocated) and before it is used (its free tag), and marked
+ * taken. Good ones go to ptrs[n - 1 - *filled] while *filled < n (a refill:
+ * handed out as they are, tagged); once the refill is full the walk stops
+ * and returns the rest of the list, unchecked. Without ptrs (n == 0) every
+ * good object goes back to its run. The walk also stops at an object met
  * before (pushed twice: a double free), at a link to something that is not
  * a pending object of this bin (the link was written over: a write after
  * free), and after curregs objects (no list is longer): what is left of the
  * list is reported and stays allocated. An object that lost its tag is
- * reported and stays allocated (it may be live: see tag.h) and untouched.
+ * reported and stays allocated (it may be live: see tag.h), untouched.
  */
-static void arena_bin_remote_take(arena_t *a, arena_bin_t *bin, unsigned binind, void **ptrs, unsigned n,
-                                  unsigned *filled) {
-  void *p = __atomic_exchange_n(&bin->remote, NULL, __ATOMIC_ACQUIRE);
-  if (p == NULL) return;
+static void *arena_bin_remote_walk(arena_t *a, arena_bin_t *bin, unsigned binind, void *p, void **ptrs,
+                                   unsigned n, unsigned *filled) {
   const sz_bin_info_t *info = &sz_bin_info[binind];
   const uintptr_t key = arena_remote_key();
   size_t budget = bin->stats.curregs;
   void *prev = NULL;
   while (p != NULL) {
+    if (n != 0 && *filled == n) return p;
     arena_run_t *run;
     size_t idx;
     int st = budget-- == 0 ? ARENA_REGION_NOT_RUN : arena_bin_region(a, binind, p, &run, &idx);
@@ -218,7 +219,7 @@ static void arena_bin_remote_take(arena_t *a, arena_bin_t *bin, unsigned binind,
       else
         report_bad("remote free", BAD_TAG_LOST, prev != NULL ? prev : p, info->reg_size, a->ind,
                    "its link to the next object freed with it was overwritten (the rest stay allocated)");
-      return;
+      return NULL;
     }
     uintptr_t *w = arena_remote_word(p);
     void *next = (void *)(*w ^ key);
@@ -228,11 +229,11 @@ static void arena_bin_remote_take(arena_t *a, arena_bin_t *bin, unsigned binind,
     } else if (unlikely(*w == ARENA_REMOTE_TAKEN)) {
       /* Pushed twice (freed twice, its tag written over in between). */
       report_bad("free", BAD_FREED, p, info->reg_size, a->ind, NULL);
-      return;
+      return NULL;
     } else {
       *w = ARENA_REMOTE_TAKEN;
       bin->stats.nremote++;
-      if (*filled < n) {
+      if (n != 0) {
         /* Straight into the refilling cache: returned and handed out again. */
         ptrs[n - 1 - (*filled)++] = p;
         bin->stats.ndalloc++;
@@ -244,11 +245,44 @@ static void arena_bin_remote_take(arena_t *a, arena_bin_t *bin, unsigned binind,
     prev = p;
     p = next;
   }
+  return NULL;
+}
+
+/*
+ * Take the objects pending on bin (bin lock held): what a refill left last
+ * time (remote_rest) first, then the stack, taken whole with one exchange.
+ * A refill (n > 0) takes what fits and keeps the rest in remote_rest for
+ * the next one (not in the runs: it would only take them out again); a
+ * drain (n == 0) puts everything back into the runs.
+ */
+static void arena_bin_remote_take(arena_t *a, arena_bin_t *bin, unsigned binind, void **ptrs, unsigned n,
+                                  unsigned *filled) {
+  void *p = bin->remote_rest;
+  bool took = p != NULL;
+  if (p != NULL) {
+    p = arena_bin_remote_walk(a, bin, binind, p, ptrs, n, filled);
+    if (p != NULL || (n != 0 && *filled == n)) goto out; /* the refill is full */
+  }
+  p = __atomic_exchange_n(&bin->remote, NULL, __ATOMIC_ACQUIRE);
+  if (p != NULL) {
+    took = true;
+    p = arena_bin_remote_walk(a, bin, binind, p, ptrs, n, filled);
+  }
+out:
+  __atomic_store_n(&bin->remote_rest, p, __ATOMIC_RELAXED);
+  if (took) __atomic_store_n(&bin->remote_ntakes, bin->remote_ntakes + 1, __ATOMIC_RELAXED);
+}
+
+/* Whether objects freed remotely are pending on bin (a hint without its
+ * lock). */
+static inline bool arena_bin_remote_pending(arena_bin_t *bin) {
+  return __atomic_load_n(&bin->remote, __ATOMIC_RELAXED) != NULL ||
+         __atomic_load_n(&bin->remote_rest, __ATOMIC_RELAXED) != NULL;
 }
 
 /* Take bin's remote stack into the runs; bin lock held. */
 static inline void arena_bin_remote_drain(arena_t *a, arena_bin_t *bin, unsigned binind) {
-  if (__atomic_load_n(&bin->remote, __ATOMIC_RELAXED) != NULL) {
+  if (arena_bin_remote_pending(bin)) {
     unsigned none = 0;
     arena_bin_remote_take(a, bin, binind, NULL, 0, &none);
   }
@@ -258,10 +292,18 @@ void arena_bin_remote_take_locked(arena_t *a, unsigned binind) {
   arena_bin_remote_drain(a, &a->bins[binind], binind);
 }
 
-void arena_remote_drain(arena_t *a) {
+void arena_remote_drain(arena_t *a, bool stale) {
   for (unsigned i = 0; i < SZ_NBINS; i++) {
     arena_bin_t *bin = &a->bins[i];
-    if (__atomic_load_n(&bin->remote, __ATOMIC_RELAXED) == NULL) continue;
+    if (!arena_bin_remote_pending(bin)) continue;
+    if (stale) {
+      /* Taken since the last look: its owner is at work, leave it. */
+      uint64_t n = __atomic_load_n(&bin->remote_ntakes, __ATOMIC_RELAXED);
+      if (n != __atomic_load_n(&bin->remote_tick_seen, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&bin->remote_tick_seen, n, __ATOMIC_RELAXED);
+        continue;
+      }
+    }
     xmutex_lock(&bin->lock);
     arena_bin_remote_drain(a, bin, i);
     xmutex_unlock(&bin->lock);
@@ -343,7 +385,7 @@ void arena_dalloc_small_flush(arena_t *a, unsigned binind, void **ptrs, unsigned
 /* Regions that lost their tags, reported after the bin lock is dropped. */
 #define ARENA_FILL_BAD_MAX 8
 
-unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
+unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n, unsigned nmax) {
   arena_bin_t *bin = &a->bins[binind];
   const sz_bin_info_t *info = &sz_bin_info[binind];
   unsigned filled = 0, nbad;
@@ -354,8 +396,8 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) 
     xmutex_lock(&bin->lock);
     /* Objects freed remotely first: straight into the cache (counted by
      * the drain). */
-    if (__atomic_load_n(&bin->remote, __ATOMIC_RELAXED) != NULL) {
-      arena_bin_remote_take(a, bin, binind, ptrs, n, &filled);
+    if (arena_bin_remote_pending(bin)) {
+      arena_bin_remote_take(a, bin, binind, ptrs, nmax, &filled);
       start = filled;
     }
     while (filled < n && nbad < ARENA_FILL_BAD_MAX) {
@@ -379,7 +421,7 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) 
           if (unlikely(tcache_tag_lost_peek(r)))
             bad[nbad++] = r;
           else
-            ptrs[n - 1 - filled++] = r;
+            ptrs[nmax - 1 - filled++] = r;
         }
         run->bitmap[w] = bits;
       }
@@ -391,7 +433,7 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) 
   } while (nbad == ARENA_FILL_BAD_MAX && filled < n);
   /* Filled from the top: move down so that ptrs[0..filled) hold them,
    * the lowest address last. */
-  if (filled < n) memmove(ptrs, ptrs + (n - filled), filled * sizeof(void *));
+  if (filled < nmax) memmove(ptrs, ptrs + (nmax - filled), filled * sizeof(void *));
   arena_chunks_flush(a);
   arena_decay_tick(a);
   return filled;

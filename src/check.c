@@ -71,13 +71,14 @@ static void arena_check_small_run(arena_checker_t *c, arena_chunk_t *chunk, aren
 }
 
 /*
- * The objects on bin i's remote stack (those pushed since the drain, for
- * the heap check; all of them for arena_validate). They are allocated as
- * far as their runs know (the bitmaps and curregs count them): each must be
- * the start of an allocated region of the bin, carry its free tag
- * (contents), and the list cannot be longer than the regions in use. Bin
- * lock held: no one else takes the list, pushers only add on top of the
- * one loaded here, so it holds still.
+ * The objects pending on bin i: left by a refill (remote_rest) and on its
+ * remote stack (those pushed since the heap check took them, or all of them
+ * for arena_validate). They are allocated as far as their runs know (the
+ * bitmaps and curregs count them): each must be the start of an allocated
+ * region of the bin, carry its free tag (contents), not be marked taken,
+ * and the lists cannot be longer than the regions in use. Bin lock held: no
+ * one else takes them, pushers only add on top of the stack loaded here,
+ * so both hold still. True if all is well.
  */
 static bool arena_check_remote(arena_checker_t *c, unsigned i, bool contents) {
   unsigned nbad = c->nbad;
@@ -85,31 +86,34 @@ static bool arena_check_remote(arena_checker_t *c, unsigned i, bool contents) {
   const sz_bin_info_t *info = &sz_bin_info[i];
   const uintptr_t key = arena_remote_key();
   size_t n = 0;
-  for (void *p = __atomic_load_n(&bin->remote, __ATOMIC_ACQUIRE); p != NULL; n++) {
-    arena_run_t *run;
-    size_t idx;
-    if (n == bin->stats.curregs) {
-      arena_check_say(c, "bin %u (size class %u): remote stack longer than the %zu regions in use", i,
-                      info->reg_size, bin->stats.curregs);
-      return false;
+  void *lists[2] = {bin->remote_rest, __atomic_load_n(&bin->remote, __ATOMIC_ACQUIRE)};
+  for (unsigned l = 0; l < 2; l++) {
+    for (void *p = lists[l]; p != NULL; n++) {
+      arena_run_t *run;
+      size_t idx;
+      if (n == bin->stats.curregs) {
+        arena_check_say(c, "bin %u (size class %u): more objects pending than the %zu regions in use", i,
+                        info->reg_size, bin->stats.curregs);
+        return false;
+      }
+      int st = arena_bin_region(c->a, i, p, &run, &idx);
+      if (st != ARENA_REGION_OK) {
+        arena_check_say(c, "bin %u (size class %u): %p pending on the remote stack is not %s", i,
+                        info->reg_size, p, st == ARENA_REGION_FREE ? "allocated (freed twice)" : "a region of the bin");
+        return false;
+      }
+      uintptr_t w = *arena_remote_word(p);
+      if (contents && config_heap_checks && tcache_tag_lost(p)) {
+        arena_check_say(c, "object %p (size class %u) pending on the remote stack lost its free tag: written after free",
+                        p, info->reg_size);
+      }
+      if (w == ARENA_REMOTE_TAKEN) {
+        arena_check_say(c, "bin %u (size class %u): %p pending on the remote stack was taken off it already", i,
+                        info->reg_size, p);
+        return false;
+      }
+      p = (void *)(w ^ key);
     }
-    int st = arena_bin_region(c->a, i, p, &run, &idx);
-    if (st != ARENA_REGION_OK) {
-      arena_check_say(c, "bin %u (size class %u): %p on the remote stack is not %s", i, info->reg_size, p,
-                      st == ARENA_REGION_FREE ? "allocated (freed twice)" : "a region of the bin");
-      return false;
-    }
-    uintptr_t w = *arena_remote_word(p);
-    if (contents && config_heap_checks && tcache_tag_lost(p)) {
-      arena_check_say(c, "object %p (size class %u) on the remote stack lost its free tag: written after free", p,
-                      info->reg_size);
-    }
-    if (w == ARENA_REMOTE_TAKEN) {
-      arena_check_say(c, "bin %u (size class %u): %p on the remote stack was taken off it already", i,
-                      info->reg_size, p);
-      return false;
-    }
-    p = (void *)(w ^ key);
   }
   return c->nbad == nbad;
 }
@@ -124,7 +128,7 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
   bool remote_bad[SZ_NBINS] = {false};
   if (contents) {
     for (unsigned i = 0; i < SZ_NBINS; i++) {
-      if (__atomic_load_n(&a->bins[i].remote, __ATOMIC_RELAXED) == NULL) continue;
+      if (__atomic_load_n(&a->bins[i].remote, __ATOMIC_RELAXED) == NULL && a->bins[i].remote_rest == NULL) continue;
       if (arena_check_remote(c, i, true))
         arena_bin_remote_take_locked(a, i);
       else

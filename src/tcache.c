@@ -186,7 +186,8 @@ static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
   tcache_bin_t *b = &t->bins[ind];
   unsigned n = b->ncached_max >> b->lg_fill_div;
   if (n == 0) n = 1;
-  unsigned got = arena_fill_small(arena, ind, b->stack, n);
+  /* The bin is empty: objects freed remotely may fill all of it. */
+  unsigned got = arena_fill_small(arena, ind, b->stack, n, b->ncached_max > n ? b->ncached_max : n);
   if (got == 0) {
     errno = ENOMEM;
     return NULL;

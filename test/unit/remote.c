@@ -76,7 +76,11 @@ static bool arena_check_ok(unsigned ind) {
 
 /* Read without taking anything: what is pending, and the bin's stats. */
 static bool pending(unsigned ind, unsigned binind) {
-  return __atomic_load_n(&arenas[ind]->bins[binind].remote, __ATOMIC_ACQUIRE) != NULL;
+  arena_bin_t *bin = &arenas[ind]->bins[binind];
+  xmutex_lock(&bin->lock);
+  bool p = __atomic_load_n(&bin->remote, __ATOMIC_ACQUIRE) != NULL || bin->remote_rest != NULL;
+  xmutex_unlock(&bin->lock);
+  return p;
 }
 static arena_bin_stats_t bin_stats_peek(unsigned ind, unsigned binind) {
   arena_bin_t *bin = &arenas[ind]->bins[binind];
@@ -455,6 +459,16 @@ static void takers_child(void *arg) {
   expect_taken(P, size, 0);
   EXPECT(nactive_peek(P) == 0);
 
+  /* A decay tick takes only a stack no one took since the previous tick
+   * looked (the owner's refills keep up with it otherwise). */
+  hand_over(P, C, size);
+  uint64_t takes = __atomic_load_n(&arenas[P]->bins[binind].remote_ntakes, __ATOMIC_RELAXED);
+  arenas[P]->bins[binind].remote_tick_seen = takes - 1; /* as if taken since */
+  arena_remote_drain(arenas[P], true);
+  EXPECT(pending(P, binind) || !tcache_active); /* left: its owner is at work */
+  arena_remote_drain(arenas[P], true);
+  expect_taken(P, size, 0); /* nothing took it since: stale, taken */
+
   /* The heap check. */
   hand_over(P, C, size);
   EXPECT(arena_check_ok(P));
@@ -468,9 +482,22 @@ static void takers_child(void *arg) {
   for (int i = 0; i < NOBJ; i++) found |= objs[i] == p;
   if (tcache_active) {
     EXPECT(found);
-    /* The refill took what it needed, the rest went back to the runs. */
-    EXPECT(!pending(P, binind));
-    EXPECT(bin_stats_peek(P, binind).curregs == tsd_tls->bins[binind].ncached + 1);
+    /* The refill filled the whole cache from the stack, and kept the rest
+     * for the next refill (still pending: in use for the runs). */
+    EXPECT(tsd_tls->bins[binind].ncached + 1 == tsd_tls->bins[binind].ncached_max);
+    EXPECT(pending(P, binind));
+    EXPECT(bin_stats_peek(P, binind).curregs == NOBJ);
+    /* The next refill starts with them. */
+    void *q[256];
+    unsigned nq = tsd_tls->bins[binind].ncached_max + 1;
+    EXPECT(nq <= 256);
+    for (unsigned i = 0; i < nq; i++) {
+      q[i] = malloc(size);
+      found = false;
+      for (int j = 0; j < NOBJ; j++) found |= objs[j] == q[i];
+      EXPECT(found);
+    }
+    for (unsigned i = 0; i < nq; i++) free(q[i]);
   }
   EXPECT(arena_validate(arenas[P]));
   free(p);

@@ -152,9 +152,14 @@ typedef struct {
  * it links the batch through the objects' second words and pushes it onto
  * the bin's remote stack with one compare-and-swap (release). The stack is
  * taken whole, with one exchange (acquire), only by a holder of the bin
- * lock: a refill (which hands the objects straight to the refilling cache),
- * a flush, a single free or allocation, a purge or decay tick, the heap
- * check, a stats read; a reset or destroy discards it. So the only writers
+ * lock: a refill (which hands the objects straight to the refilling cache,
+ * filling all of it, and keeps what does not fit in remote_rest, for the
+ * next refill: they never go back to their runs), a flush, a single free or
+ * allocation, a purge or decay, the heap check, a stats read -- these put
+ * them back into their runs -- and a decay tick, which only drains a bin
+ * whose objects no one took since the previous tick looked (remote_ntakes,
+ * remote_tick_seen: the owner's refills are left what they keep taking, an
+ * idle arena's objects go back). A reset or destroy discards both. So the only writers
  * of a list below the top are pushers prepending to it, and a lock holder
  * sees a stable list under the top it loaded (no ABA: nothing is ever
  * popped one by one).
@@ -185,7 +190,13 @@ typedef struct {
   arena_run_t *runcur; /* run allocations come from, or NULL */
   rb_tree_t runs;      /* other runs with free regions, by address */
   arena_bin_stats_t stats;
+  /* Pending objects a refill took off the stack and had no room for, for
+   * the next one (unchecked yet, like the stack's); written under the
+   * lock, read as a hint without it. */
+  void *remote_rest;
   _Alignas(64) void *remote; /* atomic: top of the stack of objects freed remotely */
+  uint64_t remote_ntakes;    /* atomic (written under the lock): takes that found objects */
+  uint64_t remote_tick_seen; /* atomic: remote_ntakes when a decay tick last looked */
 } arena_bin_t;
 
 typedef struct {
@@ -276,8 +287,10 @@ void arena_chunks_flush(arena_t *arena);
 
 
 /* Up to n regions of bin binind into ptrs (lowest address last, so that it
- * is handed out first); returns the number filled. */
-unsigned arena_fill_small(arena_t *arena, unsigned binind, void **ptrs, unsigned n);
+ * is handed out first); returns the number filled. Objects freed remotely
+ * and pending on the bin's stack come first, and up to nmax (>= n) of them
+ * are taken (ptrs has room for nmax). */
+unsigned arena_fill_small(arena_t *arena, unsigned binind, void **ptrs, unsigned n, unsigned nmax);
 /* Free a batch of small regions of class binind that all belong to arena
  * (under one bin lock). Bad pointers are reported one by one. */
 void arena_dalloc_small_batch(arena_t *arena, unsigned binind, void **ptrs, unsigned n);
@@ -290,14 +303,17 @@ void arena_dalloc_small_batch(arena_t *arena, unsigned binind, void **ptrs, unsi
  */
 void arena_dalloc_small_flush(arena_t *arena, unsigned binind, void **ptrs, unsigned n, bool remote);
 /* Take every bin's remote stack back into the runs (each bin lock taken
- * in turn; no lock held on entry). */
-void arena_remote_drain(arena_t *arena);
+ * in turn; no lock held on entry). With stale, only the stacks no one took
+ * since the previous such call looked (a decay tick: a stack its owner's
+ * refills keep taking is left to them, an idle arena's is taken). */
+void arena_remote_drain(arena_t *arena, bool stale);
 /* The stats of bin binind, its remote stack drained first. */
 void arena_bin_stats_read(arena_t *arena, unsigned binind, arena_bin_stats_t *out);
 /* Forget bin's remote stack (reset and destroy: every run goes anyway);
  * bin lock held. */
 static inline void arena_bin_remote_discard(arena_bin_t *bin) {
   __atomic_store_n(&bin->remote, NULL, __ATOMIC_RELAXED);
+  __atomic_store_n(&bin->remote_rest, NULL, __ATOMIC_RELAXED);
 }
 
 void *arena_malloc_small(arena_t *arena, unsigned binind, bool zero);
