@@ -386,6 +386,7 @@ static void arena_reset_runs(arena_t *a) {
     arena_bin_t *bin = &a->bins[i];
     bin->runcur = NULL;
     rb_init(&bin->runs, arena_cmp_addr);
+    arena_bin_remote_discard(bin); /* objects freed remotely: their runs are gone */
     bin->stats.ndalloc = bin->stats.nmalloc;
     bin->stats.curregs = 0;
     bin->stats.curruns = 0;

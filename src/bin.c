@@ -7,6 +7,8 @@
 #include "xalloc/internal/tag.h"
 #include "xalloc/internal/vg.h"
 
+static inline void arena_bin_remote_drain(arena_t *a, arena_bin_t *bin, unsigned binind);
+
 static void *arena_run_reg_alloc(arena_run_t *run, const sz_bin_info_t *info) {
   for (unsigned w = 0; w < info->nwords; w++) {
     uint64_t bits = run->bitmap[w];
@@ -78,11 +80,13 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
   void *ret;
   for (;;) {
     xmutex_lock(&bin->lock);
+    arena_bin_remote_drain(a, bin, binind);
     arena_run_t *run = bin->runcur;
     if (run == NULL || run->nfree == 0) {
       run = arena_bin_nonfull_run(a, bin, binind);
       if (run == NULL) {
         xmutex_unlock(&bin->lock);
+        arena_chunks_flush(a);
         errno = ENOMEM;
         return NULL;
       }
@@ -97,6 +101,7 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
     if (likely(!tcache_tag_lost_peek(ret))) break;
     report_bad("malloc", BAD_TAG_LOST, ret, info->reg_size, a->ind, NULL);
   }
+  arena_chunks_flush(a);
   vg_undefined(ret, info->reg_size);
   if (zero)
     memset(ret, 0, info->reg_size);
@@ -106,33 +111,33 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
   return ret;
 }
 
-/*
- * Free one small region of bin binind of arena a; the bin lock is held.
- * Everything is checked against the metadata first: the page must be in a
- * small run of this class, the pointer must be a region's start, and the
- * region must be allocated.
- */
-static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned binind,
-                                      arena_chunk_t *chunk, void *ptr) {
+/* arena_bin_region, ptr in chunk (one of the arena's). */
+XA_ALWAYS_INLINE int arena_bin_region_in(arena_chunk_t *chunk, unsigned binind, const void *ptr, arena_run_t **runp,
+                                      size_t *idxp) {
   const sz_bin_info_t *info = &sz_bin_info[binind];
-  size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
+  size_t pageind = (size_t)((const char *)ptr - chunk->addr) >> LG_PAGE;
   arena_run_t *run = chunk->map[pageind];
-  if (run == NULL || run->state != RUN_SMALL || run->binind != binind) {
-    report_unallocated(a, ptr, "free");
-    return;
-  }
-  size_t off = (size_t)((char *)ptr - arena_run_addr(run));
+  if (run == NULL || run->state != RUN_SMALL || run->binind != binind) return ARENA_REGION_NOT_RUN;
+  size_t off = (size_t)((const char *)ptr - arena_run_addr(run));
   size_t idx = (size_t)((off * info->div_magic) >> 32);
-  if (idx >= info->nregs || idx * info->reg_size != off) {
-    report_bad("free", BAD_INTERIOR, ptr, info->reg_size, a->ind, NULL);
-    return;
-  }
-  uint64_t mask = (uint64_t)1 << (idx & 63);
-  if (run->bitmap[idx >> 6] & mask) {
-    report_bad("free", BAD_FREED, ptr, info->reg_size, a->ind, NULL);
-    return;
-  }
-  run->bitmap[idx >> 6] |= mask;
+  if (idx >= info->nregs || idx * info->reg_size != off) return ARENA_REGION_INTERIOR;
+  *runp = run;
+  *idxp = idx;
+  return run->bitmap[idx >> 6] & ((uint64_t)1 << (idx & 63)) ? ARENA_REGION_FREE : ARENA_REGION_OK;
+}
+
+int arena_bin_region(arena_t *a, unsigned binind, const void *ptr, arena_run_t **runp, size_t *idxp) {
+  arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
+  if (chunk == NULL || chunk->kind != META_ARENA_CHUNK || chunk->arena != a) return ARENA_REGION_NOT_RUN;
+  return arena_bin_region_in(chunk, binind, ptr, runp, idxp);
+}
+
+/* Region idx (at ptr) of run, allocated, becomes free; bin lock held. A
+ * run that becomes wholly free goes back to the arena (chunks_out may get
+ * a chunk: the caller calls arena_chunks_flush once it holds no lock). */
+XA_ALWAYS_INLINE void arena_bin_region_free(arena_t *a, arena_bin_t *bin, const sz_bin_info_t *info, arena_run_t *run,
+                                  size_t idx, void *ptr) {
+  run->bitmap[idx >> 6] |= (uint64_t)1 << (idx & 63);
   vg_freelike(ptr);
   vg_undefined(ptr, info->reg_size);
   if (unlikely(opt_junk)) memset(ptr, JUNK_FREE, info->reg_size);
@@ -164,6 +169,158 @@ static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned bin
   }
 }
 
+/*
+ * Free one small region of bin binind of arena a; the bin lock is held.
+ * Everything is checked against the metadata first: the page must be in a
+ * small run of this class, the pointer must be a region's start, and the
+ * region must be allocated.
+ */
+static void arena_dalloc_small_locked(arena_t *a, arena_bin_t *bin, unsigned binind, arena_chunk_t *chunk,
+                                      void *ptr) {
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  arena_run_t *run;
+  size_t idx;
+  switch (arena_bin_region_in(chunk, binind, ptr, &run, &idx)) {
+  case ARENA_REGION_OK: arena_bin_region_free(a, bin, info, run, idx, ptr); return;
+  case ARENA_REGION_NOT_RUN: report_unallocated(a, ptr, "free"); return;
+  case ARENA_REGION_INTERIOR: report_bad("free", BAD_INTERIOR, ptr, info->reg_size, a->ind, NULL); return;
+  default: report_bad("free", BAD_FREED, ptr, info->reg_size, a->ind, NULL); return;
+  }
+}
+
+/*
+ * Walk a list of pending objects from p (bin lock held; see arena.h).
+ * Every object is checked before anything is read from it (a region of
+ * this bin, allocated) and before it is used (its free tag), and marked
+ * taken. Good ones go to ptrs[n - 1 - *filled] while *filled < n (a refill:
+ * handed out as they are, tagged); once the refill is full the walk stops
+ * and returns the rest of the list, unchecked. Without ptrs (n == 0) every
+ * good object goes back to its run. The walk also stops at an object met
+ * before (pushed twice: a double free), at a link to something that is not
+ * a pending object of this bin (the link was written over: a write after
+ * free), and after curregs objects (no list is longer): what is left of the
+ * list is reported and stays allocated. An object that lost its tag is
+ * reported and stays allocated (it may be live: see tag.h), untouched.
+ */
+static void *arena_bin_remote_walk(arena_t *a, arena_bin_t *bin, unsigned binind, void *p, void **ptrs,
+                                   unsigned n, unsigned *filled) {
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  const uintptr_t key = arena_remote_key();
+  size_t budget = bin->stats.curregs;
+  void *prev = NULL;
+  while (p != NULL) {
+    if (n != 0 && *filled == n) return p;
+    arena_run_t *run;
+    size_t idx;
+    int st = budget-- == 0 ? ARENA_REGION_NOT_RUN : arena_bin_region(a, binind, p, &run, &idx);
+    if (unlikely(st != ARENA_REGION_OK)) {
+      if (st == ARENA_REGION_FREE)
+        report_bad("free", BAD_FREED, p, info->reg_size, a->ind, NULL);
+      else
+        report_bad("remote free", BAD_TAG_LOST, prev != NULL ? prev : p, info->reg_size, a->ind,
+                   "its link to the next object freed with it was overwritten (the rest stay allocated)");
+      return NULL;
+    }
+    uintptr_t *w = arena_remote_word(p);
+    void *next = (void *)(*w ^ key);
+    if (unlikely(tcache_tag_lost(p))) {
+      /* Written after free while pending, or live: left alone. */
+      report_bad("remote free", BAD_TAG_LOST, p, info->reg_size, a->ind, NULL);
+    } else if (unlikely(*w == ARENA_REMOTE_TAKEN)) {
+      /* Pushed twice (freed twice, its tag written over in between). */
+      report_bad("free", BAD_FREED, p, info->reg_size, a->ind, NULL);
+      return NULL;
+    } else {
+      *w = ARENA_REMOTE_TAKEN;
+      bin->stats.nremote++;
+      if (n != 0) {
+        /* Straight into the refilling cache: returned and handed out again. */
+        ptrs[n - 1 - (*filled)++] = p;
+        bin->stats.ndalloc++;
+        bin->stats.nmalloc++;
+      } else {
+        arena_bin_region_free(a, bin, info, run, idx, p);
+      }
+    }
+    prev = p;
+    p = next;
+  }
+  return NULL;
+}
+
+/*
+ * Take the objects pending on bin (bin lock held): what a refill left last
+ * time (remote_rest) first, then the stack, taken whole with one exchange.
+ * A refill (n > 0) takes what fits and keeps the rest in remote_rest for
+ * the next one (not in the runs: it would only take them out again); a
+ * drain (n == 0) puts everything back into the runs.
+ */
+static void arena_bin_remote_take(arena_t *a, arena_bin_t *bin, unsigned binind, void **ptrs, unsigned n,
+                                  unsigned *filled) {
+  void *p = bin->remote_rest;
+  bool took = p != NULL;
+  if (p != NULL) {
+    p = arena_bin_remote_walk(a, bin, binind, p, ptrs, n, filled);
+    if (p != NULL || (n != 0 && *filled == n)) goto out; /* the refill is full */
+  }
+  p = __atomic_exchange_n(&bin->remote, NULL, __ATOMIC_ACQUIRE);
+  if (p != NULL) {
+    took = true;
+    p = arena_bin_remote_walk(a, bin, binind, p, ptrs, n, filled);
+  }
+out:
+  __atomic_store_n(&bin->remote_rest, p, __ATOMIC_RELAXED);
+  if (took) __atomic_store_n(&bin->remote_ntakes, bin->remote_ntakes + 1, __ATOMIC_RELAXED);
+}
+
+/* Whether objects freed remotely are pending on bin (a hint without its
+ * lock). */
+static inline bool arena_bin_remote_pending(arena_bin_t *bin) {
+  return __atomic_load_n(&bin->remote, __ATOMIC_RELAXED) != NULL ||
+         __atomic_load_n(&bin->remote_rest, __ATOMIC_RELAXED) != NULL;
+}
+
+/* Take bin's remote stack into the runs; bin lock held. */
+static inline void arena_bin_remote_drain(arena_t *a, arena_bin_t *bin, unsigned binind) {
+  if (arena_bin_remote_pending(bin)) {
+    unsigned none = 0;
+    arena_bin_remote_take(a, bin, binind, NULL, 0, &none);
+  }
+}
+
+void arena_bin_remote_take_locked(arena_t *a, unsigned binind) {
+  arena_bin_remote_drain(a, &a->bins[binind], binind);
+}
+
+void arena_remote_drain(arena_t *a, bool stale) {
+  for (unsigned i = 0; i < SZ_NBINS; i++) {
+    arena_bin_t *bin = &a->bins[i];
+    if (!arena_bin_remote_pending(bin)) continue;
+    if (stale) {
+      /* Taken since the last look: its owner is at work, leave it. */
+      uint64_t n = __atomic_load_n(&bin->remote_ntakes, __ATOMIC_RELAXED);
+      if (n != __atomic_load_n(&bin->remote_tick_seen, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&bin->remote_tick_seen, n, __ATOMIC_RELAXED);
+        continue;
+      }
+    }
+    xmutex_lock(&bin->lock);
+    arena_bin_remote_drain(a, bin, i);
+    xmutex_unlock(&bin->lock);
+  }
+  arena_chunks_flush(a);
+}
+
+void arena_bin_stats_read(arena_t *a, unsigned binind, arena_bin_stats_t *out, size_t *nonfull) {
+  arena_bin_t *bin = &a->bins[binind];
+  xmutex_lock(&bin->lock);
+  arena_bin_remote_drain(a, bin, binind);
+  *out = bin->stats;
+  *nonfull = bin->runs.n + (bin->runcur != NULL && bin->runcur->nfree != 0);
+  xmutex_unlock(&bin->lock);
+  arena_chunks_flush(a);
+}
+
 void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr) {
   unsigned binind = run->binind;
   if (binind >= SZ_NBINS) {
@@ -172,14 +329,16 @@ void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void
   }
   arena_bin_t *bin = &a->bins[binind];
   xmutex_lock(&bin->lock);
+  arena_bin_remote_drain(a, bin, binind);
   arena_dalloc_small_locked(a, bin, binind, chunk, ptr);
   xmutex_unlock(&bin->lock);
   arena_chunks_flush(a);
 }
 
-void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
-  arena_bin_t *bin = &a->bins[binind];
-  xmutex_lock(&bin->lock);
+/* Free ptrs[0..n) into bin binind; bin lock held. */
+static void arena_dalloc_small_batch_locked(arena_t *a, arena_bin_t *bin, unsigned binind, void **ptrs,
+                                            unsigned n) {
+  arena_bin_remote_drain(a, bin, binind);
   for (unsigned i = 0; i < n; i++) {
     arena_chunk_t *chunk = rtree_get((uintptr_t)ptrs[i]);
     if (chunk == NULL || chunk->kind != META_ARENA_CHUNK || chunk->arena != a) {
@@ -188,15 +347,46 @@ void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned
     }
     arena_dalloc_small_locked(a, bin, binind, chunk, ptrs[i]);
   }
+}
+
+void arena_dalloc_small_batch(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
+  arena_bin_t *bin = &a->bins[binind];
+  xmutex_lock(&bin->lock);
+  arena_dalloc_small_batch_locked(a, bin, binind, ptrs, n);
   xmutex_unlock(&bin->lock);
   arena_chunks_flush(a);
+  arena_decay_tick(a);
+}
+
+void arena_dalloc_small_flush(arena_t *a, unsigned binind, void **ptrs, unsigned n, bool remote) {
+  if (n == 0) return;
+  arena_bin_t *bin = &a->bins[binind];
+  if (sz_bin_info[binind].reg_size < ARENA_REMOTE_MIN) {
+    arena_dalloc_small_batch(a, binind, ptrs, n);
+    return;
+  }
+  if (!remote && xmutex_trylock(&bin->lock)) {
+    arena_dalloc_small_batch_locked(a, bin, binind, ptrs, n);
+    xmutex_unlock(&bin->lock);
+    arena_chunks_flush(a);
+  } else {
+    /* One push: link the batch through the second words (the first keep
+     * their tags), the last one to the current top, then swing the top. */
+    const uintptr_t key = arena_remote_key();
+    for (unsigned i = 0; i + 1 < n; i++) *arena_remote_word(ptrs[i]) = (uintptr_t)ptrs[i + 1] ^ key;
+    uintptr_t *last = arena_remote_word(ptrs[n - 1]);
+    void *top = __atomic_load_n(&bin->remote, __ATOMIC_RELAXED);
+    do {
+      *last = (uintptr_t)top ^ key;
+    } while (!__atomic_compare_exchange_n(&bin->remote, &top, ptrs[0], true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  }
   arena_decay_tick(a);
 }
 
 /* Regions that lost their tags, reported after the bin lock is dropped. */
 #define ARENA_FILL_BAD_MAX 8
 
-unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) {
+unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n, unsigned nmax) {
   arena_bin_t *bin = &a->bins[binind];
   const sz_bin_info_t *info = &sz_bin_info[binind];
   unsigned filled = 0, nbad;
@@ -205,6 +395,12 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) 
     unsigned start = filled;
     nbad = 0;
     xmutex_lock(&bin->lock);
+    /* Objects freed remotely first: straight into the cache (counted by
+     * the drain). */
+    if (arena_bin_remote_pending(bin)) {
+      arena_bin_remote_take(a, bin, binind, ptrs, nmax, &filled);
+      start = filled;
+    }
     while (filled < n && nbad < ARENA_FILL_BAD_MAX) {
       arena_run_t *run = bin->runcur;
       if (run == NULL || run->nfree == 0) {
@@ -226,7 +422,7 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) 
           if (unlikely(tcache_tag_lost_peek(r)))
             bad[nbad++] = r;
           else
-            ptrs[n - 1 - filled++] = r;
+            ptrs[nmax - 1 - filled++] = r;
         }
         run->bitmap[w] = bits;
       }
@@ -238,7 +434,8 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n) 
   } while (nbad == ARENA_FILL_BAD_MAX && filled < n);
   /* Filled from the top: move down so that ptrs[0..filled) hold them,
    * the lowest address last. */
-  if (filled < n) memmove(ptrs, ptrs + (n - filled), filled * sizeof(void *));
+  if (filled < nmax) memmove(ptrs, ptrs + (nmax - filled), filled * sizeof(void *));
+  arena_chunks_flush(a);
   arena_decay_tick(a);
   return filled;
 }

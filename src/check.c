@@ -70,9 +70,71 @@ static void arena_check_small_run(arena_checker_t *c, arena_chunk_t *chunk, aren
   curruns[run->binind]++;
 }
 
+/*
+ * The objects pending on bin i: left by a refill (remote_rest) and on its
+ * remote stack (those pushed since the heap check took them, or all of them
+ * for arena_validate). They are allocated as far as their runs know (the
+ * bitmaps and curregs count them): each must be the start of an allocated
+ * region of the bin, carry its free tag (contents), not be marked taken,
+ * and the lists cannot be longer than the regions in use. Bin lock held: no
+ * one else takes them, pushers only add on top of the stack loaded here,
+ * so both hold still. True if all is well.
+ */
+static bool arena_check_remote(arena_checker_t *c, unsigned i, bool contents) {
+  unsigned nbad = c->nbad;
+  arena_bin_t *bin = &c->a->bins[i];
+  const sz_bin_info_t *info = &sz_bin_info[i];
+  const uintptr_t key = arena_remote_key();
+  size_t n = 0;
+  void *lists[2] = {bin->remote_rest, __atomic_load_n(&bin->remote, __ATOMIC_ACQUIRE)};
+  for (unsigned l = 0; l < 2; l++) {
+    for (void *p = lists[l]; p != NULL; n++) {
+      arena_run_t *run;
+      size_t idx;
+      if (n == bin->stats.curregs) {
+        arena_check_say(c, "bin %u (size class %u): more objects pending than the %zu regions in use", i,
+                        info->reg_size, bin->stats.curregs);
+        return false;
+      }
+      int st = arena_bin_region(c->a, i, p, &run, &idx);
+      if (st != ARENA_REGION_OK) {
+        arena_check_say(c, "bin %u (size class %u): %p pending on the remote stack is not %s", i,
+                        info->reg_size, p, st == ARENA_REGION_FREE ? "allocated (freed twice)" : "a region of the bin");
+        return false;
+      }
+      uintptr_t w = *arena_remote_word(p);
+      if (contents && config_heap_checks && tcache_tag_lost(p)) {
+        arena_check_say(c, "object %p (size class %u) pending on the remote stack lost its free tag: written after free",
+                        p, info->reg_size);
+      }
+      if (w == ARENA_REMOTE_TAKEN) {
+        arena_check_say(c, "bin %u (size class %u): %p pending on the remote stack was taken off it already", i,
+                        info->reg_size, p);
+        return false;
+      }
+      p = (void *)(w ^ key);
+    }
+  }
+  return c->nbad == nbad;
+}
+
 static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
   arena_checker_t cc = {a, verbose, 0}, *c = &cc;
   for (unsigned i = 0; i < SZ_NBINS; i++) xmutex_lock(&a->bins[i].lock);
+  /* The heap check takes the objects freed remotely back to their runs
+   * (so that runs they empty are free), once it has checked them: a stack
+   * with a bad object is left as it is, reported here as one line, and
+   * reported again by whoever takes it. arena_validate leaves them. */
+  bool remote_bad[SZ_NBINS] = {false};
+  if (contents) {
+    for (unsigned i = 0; i < SZ_NBINS; i++) {
+      if (__atomic_load_n(&a->bins[i].remote, __ATOMIC_RELAXED) == NULL && a->bins[i].remote_rest == NULL) continue;
+      if (arena_check_remote(c, i, true))
+        arena_bin_remote_take_locked(a, i);
+      else
+        remote_bad[i] = true;
+    }
+  }
   xmutex_lock(&a->lock);
   size_t nactive = 0, ndirty = 0, nmuzzy = 0, npurging = 0, nfree_runs = 0;
   size_t curregs[SZ_NBINS] = {0}, curruns[SZ_NBINS] = {0};
@@ -177,6 +239,8 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
           sz_bin_info[i].reg_size, curregs[i], bin->stats.curregs);
     CHECK(bin->stats.curruns == curruns[i], "bin %u (size class %u): %zu runs, stats say %zu", i,
           sz_bin_info[i].reg_size, curruns[i], bin->stats.curruns);
+    /* What was pushed since it was taken (all of it for arena_validate). */
+    if (!remote_bad[i]) arena_check_remote(c, i, contents);
     if (!rb_validate(&bin->runs)) {
       arena_check_say(c, "bin %u: the tree of non-full runs is broken", i);
       continue;
@@ -190,6 +254,7 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
   }
   xmutex_unlock(&a->lock);
   for (unsigned i = SZ_NBINS; i-- > 0;) xmutex_unlock(&a->bins[i].lock);
+  arena_chunks_flush(a); /* runs the stacks emptied may have freed a chunk */
   /* Huge allocations: records mapped from every chunk they cover. */
   xmutex_lock(&a->huge_mtx);
   CHECK(rb_validate(&a->huge), "the tree of huge allocations is broken");

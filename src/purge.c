@@ -81,6 +81,10 @@ static void arena_purge_finish(arena_t *a, arena_run_t *list) {
 
 static void arena_decay_impl(arena_t *a, bool wait) {
   if (!arena_op_begin(a, ARENA_OP_PURGE, wait)) return;
+  /* Objects freed remotely go back to their runs first: runs they empty
+   * are purged like any other. A tick (!wait) leaves the stacks the
+   * arena's own refills keep taking. */
+  arena_remote_drain(a, !wait);
   uint64_t now = decay_now_ns();
   xmutex_lock(&a->lock);
   size_t dl = SIZE_MAX, ml = SIZE_MAX;
@@ -122,6 +126,7 @@ uint64_t arena_decay_ns_until(arena_t *a, uint64_t now) {
 
 void arena_purge_all(arena_t *a) {
   if (!arena_op_begin(a, ARENA_OP_PURGE, true)) return;
+  arena_remote_drain(a, false);
   xmutex_lock(&a->lock);
   arena_run_t *list = arena_purge_collect(a, 0, 0, false);
   xmutex_unlock(&a->lock);

@@ -34,7 +34,9 @@ void report_bad(const char *op, report_kind_t kind, const void *ptr, size_t size
     break;
   case BAD_TAG_LOST:
     n = util_format(buf, sizeof(buf), "xalloc: write after free (or double free) detected %s",
-                    strcmp(op, "malloc") == 0 ? "at malloc" : "leaving the thread cache");
+                    strcmp(op, "malloc") == 0        ? "at malloc"
+                    : strcmp(op, "remote free") == 0 ? "on its way back from another thread"
+                                                     : "leaving the thread cache");
     break;
   case BAD_SIZE: n = util_format(buf, sizeof(buf), "xalloc: mis-sized free"); break;
   case BAD_ALIGN: n = util_format(buf, sizeof(buf), "xalloc: mis-aligned free"); break;

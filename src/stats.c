@@ -9,11 +9,8 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   memset(s, 0, sizeof(*s));
   s->nthreads = arena_nthreads(a);
   for (unsigned b = 0; b < SZ_NBINS; b++) {
-    arena_bin_t *bin = &a->bins[b];
-    xmutex_lock(&bin->lock);
-    s->bins[b] = bin->stats;
-    s->bin_nonfull[b] = bin->runs.n + (bin->runcur != NULL && bin->runcur->nfree != 0);
-    xmutex_unlock(&bin->lock);
+    /* Remote frees drained first. */
+    arena_bin_stats_read(a, b, &s->bins[b], &s->bin_nonfull[b]);
     s->allocated_small += s->bins[b].curregs * sz_bin_info[b].reg_size;
     s->nmalloc_small += s->bins[b].nmalloc;
     s->ndalloc_small += s->bins[b].ndalloc;

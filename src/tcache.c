@@ -204,7 +204,8 @@ static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
   tcache_bin_t *b = &t->bins[ind];
   unsigned n = b->ncached_max >> b->lg_fill_div;
   if (n == 0) n = 1;
-  unsigned got = arena_fill_small(arena, ind, b->stack, n);
+  /* The bin is empty: objects freed remotely may fill all of it. */
+  unsigned got = arena_fill_small(arena, ind, b->stack, n, b->ncached_max > n ? b->ncached_max : n);
   if (got == 0) {
     errno = ENOMEM;
     return NULL;
@@ -261,7 +262,8 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
         objs[m++] = objs[j];
     }
     if (ind < SZ_NBINS) {
-      arena_dalloc_small_batch(owner, ind, batch, k);
+      /* To another arena: handed over without its lock (arena.h). */
+      arena_dalloc_small_flush(owner, ind, batch, k, owner != t->arena);
     } else {
       for (unsigned j = 0; j < k; j++) arena_dalloc(rtree_get((uintptr_t)batch[j]), batch[j]);
     }

@@ -58,10 +58,12 @@
  *     flight.
  * Reset and destroy require what jemalloc requires: no thread allocates
  * from or frees into the arena meanwhile, and objects of the arena held in
- * thread caches have been flushed.
+ * thread caches have been flushed. Objects pending on its bins' remote
+ * stacks are discarded with the runs (arena_bin_remote_discard).
  *
  * Locks: each bin's lock protects its runcur, its runs tree, the bitmaps
- * and nfree of its runs, and its stats. The arena lock protects runs_avail,
+ * and nfree of its runs, and its stats, and is needed to take its remote
+ * stack (pushing onto it takes no lock: see Remote frees below). The arena lock protects runs_avail,
  * the dirty list, page maps, spare, chunks_out and the large stats. Lock
  * order: life_mtx (never held while taking another lock), then bin, then
  * arena, then the arena's chunk mtx; the huge mtx nests inside none of
@@ -167,15 +169,62 @@ struct arena_chunk_s {
 typedef struct {
   uint64_t nmalloc, ndalloc; /* regions handed out / returned */
   uint64_t nruns;            /* runs ever created */
-  size_t curregs;            /* regions in use */
+  size_t curregs;            /* regions in use (objects pending on the remote stack included) */
   size_t curruns;            /* runs in use */
+  uint64_t nremote;          /* regions that came back through the remote stack */
 } arena_bin_stats_t;
 
+/*
+ * Remote frees. A thread cache that flushes objects of another arena (or
+ * of its own arena while the bin lock is busy) does not take the bin lock:
+ * it links the batch through the objects' second words and pushes it onto
+ * the bin's remote stack with one compare-and-swap (release). The stack is
+ * taken whole, with one exchange (acquire), only by a holder of the bin
+ * lock: a refill (which hands the objects straight to the refilling cache,
+ * filling all of it, and keeps what does not fit in remote_rest, for the
+ * next refill: they never go back to their runs), a flush, a single free or
+ * allocation, a purge or decay, the heap check, a stats read -- these put
+ * them back into their runs -- and a decay tick, which only drains a bin
+ * whose objects no one took since the previous tick looked (remote_ntakes,
+ * remote_tick_seen: the owner's refills are left what they keep taking, an
+ * idle arena's objects go back). A reset or destroy discards both. So the only writers
+ * of a list below the top are pushers prepending to it, and a lock holder
+ * sees a stable list under the top it loaded (no ABA: nothing is ever
+ * popped one by one).
+ *
+ * Pending objects are allocated as far as their runs know (their bitmap
+ * bits are clear, curregs counts them) and keep their free tag in the first
+ * word (a free of one is a double free, caught as for a cached object).
+ * Links are stored xor a key derived from the tag key; a drain checks every
+ * object against the run metadata (this arena, a small run of this class,
+ * a region's start, allocated), its tag, and marks it taken, so that a list
+ * corrupted by a write after free or a double free is reported, not
+ * followed: an object is never handed out twice. Only classes of at least
+ * two words (ARENA_REMOTE_MIN) go through it; 8-byte regions are freed
+ * under the bin lock as before.
+ *
+ * fork: pushes take no lock, so the prepare handler's bin locks do not
+ * stop them; a push is one CAS of the top after the links are written, so
+ * the child sees it done or not begun. A batch another thread was linking
+ * at the fork is lost with that thread's cache: its objects stay allocated
+ * in their runs (consistent, like the other threads' cached objects).
+ *
+ * remote sits on a cache line of its own: pushers never touch the line of
+ * the bin lock, the runs or the stats.
+ */
+#define ARENA_REMOTE_MIN (2 * sizeof(void *))
 typedef struct {
   xmutex_t lock;
   arena_run_t *runcur; /* run allocations come from, or NULL */
   rb_tree_t runs;      /* other runs with free regions, by address */
   arena_bin_stats_t stats;
+  /* Pending objects a refill took off the stack and had no room for, for
+   * the next one (unchecked yet, like the stack's); written under the
+   * lock, read as a hint without it. */
+  void *remote_rest;
+  _Alignas(64) void *remote; /* atomic: top of the stack of objects freed remotely */
+  uint64_t remote_ntakes;    /* atomic (written under the lock): takes that found objects */
+  uint64_t remote_tick_seen; /* atomic: remote_ntakes when a decay tick last looked */
 } arena_bin_t;
 
 typedef struct {
@@ -290,11 +339,34 @@ void arena_chunks_flush(arena_t *arena);
 
 
 /* Up to n regions of bin binind into ptrs (lowest address last, so that it
- * is handed out first); returns the number filled. */
-unsigned arena_fill_small(arena_t *arena, unsigned binind, void **ptrs, unsigned n);
+ * is handed out first); returns the number filled. Objects freed remotely
+ * and pending on the bin's stack come first, and up to nmax (>= n) of them
+ * are taken (ptrs has room for nmax). */
+unsigned arena_fill_small(arena_t *arena, unsigned binind, void **ptrs, unsigned n, unsigned nmax);
 /* Free a batch of small regions of class binind that all belong to arena
  * (under one bin lock). Bad pointers are reported one by one. */
 void arena_dalloc_small_batch(arena_t *arena, unsigned binind, void **ptrs, unsigned n);
+/*
+ * A thread cache's flush of n regions of class binind of arena, each
+ * holding its free tag. Of a class of at least ARENA_REMOTE_MIN bytes
+ * they are handed over without a lock (pushed onto the bin's remote stack)
+ * if remote (the arena is not the flushing thread's) or if the bin lock is
+ * busy; otherwise, and for smaller classes, freed under the bin lock.
+ */
+void arena_dalloc_small_flush(arena_t *arena, unsigned binind, void **ptrs, unsigned n, bool remote);
+/* Take every bin's remote stack back into the runs (each bin lock taken
+ * in turn; no lock held on entry). With stale, only the stacks no one took
+ * since the previous such call looked (a decay tick: a stack its owner's
+ * refills keep taking is left to them, an idle arena's is taken). */
+void arena_remote_drain(arena_t *arena, bool stale);
+/* The stats of bin binind, its remote stack drained first. */
+void arena_bin_stats_read(arena_t *arena, unsigned binind, arena_bin_stats_t *out, size_t *nonfull);
+/* Forget bin's remote stack (reset and destroy: every run goes anyway);
+ * bin lock held. */
+static inline void arena_bin_remote_discard(arena_bin_t *bin) {
+  __atomic_store_n(&bin->remote, NULL, __ATOMIC_RELAXED);
+  __atomic_store_n(&bin->remote_rest, NULL, __ATOMIC_RELAXED);
+}
 
 void *arena_malloc_small(arena_t *arena, unsigned binind, bool zero);
 void *arena_malloc_large(arena_t *arena, size_t usize, size_t alignment, bool zero);

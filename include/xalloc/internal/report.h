@@ -25,7 +25,7 @@ typedef enum {
   BAD_FREE_CHUNK, /* into free chunk memory */
   BAD_NOT_OURS,   /* not allocated by xalloc */
   BAD_NOT_BLOCK,  /* in a chunk of another arena's, or no block there */
-  BAD_TAG_LOST,   /* a free object lost its tag (op: "malloc" or "flush") */
+  BAD_TAG_LOST,   /* a free object lost its tag (op: "malloc", "flush" or "remote free") */
   BAD_SIZE,       /* a sized free with the wrong size */
   BAD_ALIGN,      /* an aligned sized free with the wrong alignment */
   BAD_TCACHE,     /* MALLOCX_TCACHE(i) of a cache that does not exist */

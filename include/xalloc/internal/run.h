@@ -13,6 +13,7 @@
 #include "xalloc/internal/arena.h"
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/report.h"
+#include "xalloc/internal/tag.h"
 
 /* Run descriptors, one pool per bitmap size; chunk descriptors. */
 extern base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
@@ -66,6 +67,29 @@ bool arena_chunk_add(arena_t *a);
  * lock. */
 void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty);
 void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk);
+
+/*
+ * Remote stacks (arena.h, bin.c). A pending object's second word is the
+ * next one's address xor arena_remote_key() (0 ends the list);
+ * ARENA_REMOTE_TAKEN, stored by the drain that took it, marks one that
+ * must not be met again in a list.
+ */
+static inline uintptr_t arena_remote_key(void) {
+  uintptr_t k = tcache_tag_key;
+  return ((k << 23) | (k >> 41)) ^ (uintptr_t)0x9e3779b97f4a7c15ULL;
+}
+#define ARENA_REMOTE_TAKEN ((uintptr_t)1)
+static inline uintptr_t *arena_remote_word(void *obj) { return (uintptr_t *)obj + 1; }
+
+/* What ptr is to bin binind of arena a (bin lock held): the start of an
+ * allocated region (ARENA_REGION_OK, with its run and index), or not.
+ * Nothing is reported. */
+enum { ARENA_REGION_OK = 0, ARENA_REGION_NOT_RUN, ARENA_REGION_INTERIOR, ARENA_REGION_FREE };
+int arena_bin_region(arena_t *a, unsigned binind, const void *ptr, arena_run_t **runp, size_t *idxp);
+
+/* Take bin binind's remote stack into the runs; its lock held, not the
+ * arena lock (the caller calls arena_chunks_flush once it holds none). */
+void arena_bin_remote_take_locked(arena_t *a, unsigned binind);
 
 /* Free ptr, in run (small, bin.c) or at page pageind (large, large.c) of
  * chunk; no lock held. */

@@ -12,7 +12,8 @@
  * large classes up to tcache_max. malloc pops; free pushes. An empty bin is
  * refilled with a batch from the thread's arena under one bin lock; a full
  * bin is flushed (its older half) back to the owning arenas, grouped by
- * arena, one lock acquisition per group. Incremental GC flushes three
+ * arena: to the thread's own arena under one bin lock, to any other with
+ * one atomic push onto the bin's remote stack (arena.h). Incremental GC flushes three
  * quarters of what a bin did not use since the last visit. Everything goes
  * back when the thread exits (a pthread key destructor). Objects in a bin
  * are "allocated" as far as their runs know, and are checked against the
