@@ -2,7 +2,6 @@
  * lifecycle (operations, reset, destroy) and fork (see arena.h; runs,
  * bins, large, purge and check have files of their own). */
 #include <errno.h>
-#include <sys/auxv.h>
 
 #include "xalloc/internal/huge.h"
 #include "xalloc/internal/run.h"
@@ -43,16 +42,9 @@ static int arena_cmp_huge(const rb_node_t *a, const rb_node_t *b) {
   return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-uintptr_t tcache_tag_key;
 
 bool arena_boot(void) {
-  /* The free tag key: the kernel's AT_RANDOM bytes, mixed with an address. */
-  const void *rnd = (const void *)getauxval(AT_RANDOM);
-  uint64_t r[2] = {0, 0};
-  if (rnd != NULL) memcpy(r, rnd, sizeof(r)); /* 16 bytes, not always 8-aligned */
-  uint64_t k = r[0] ^ (r[1] << 1);
-  k ^= (uintptr_t)&tcache_tag_key * 0x9E3779B97F4A7C15ULL;
-  tcache_tag_key = (uintptr_t)(k | 1);
+  tag_boot();
   for (unsigned i = 0; i <= SZ_BITMAP_WORDS; i++) {
     arena_run_pools[i].size = sizeof(arena_run_t) + i * sizeof(uint64_t);
     arena_run_pools[i].free = NULL;

@@ -66,7 +66,7 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
      * is free in the bitmap is caught even on the fast path. */
     char *base = arena_run_addr(run);
     vg_undefined(base, (size_t)run->npages << LG_PAGE);
-    for (unsigned i = 0; i < info->nregs; i++) tcache_set_tag(base + (size_t)i * info->reg_size);
+    for (unsigned i = 0; i < info->nregs; i++) tag_set(base + (size_t)i * info->reg_size);
     vg_noaccess(base, (size_t)run->npages << LG_PAGE);
   }
   bin->stats.nruns++;
@@ -98,7 +98,7 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
     xmutex_unlock(&bin->lock);
     /* A free region must still hold its tag. One that lost it is reported
      * and stays allocated (leaked: it may be live, see tag.h). */
-    if (likely(!tcache_tag_lost_peek(ret))) break;
+    if (likely(!tag_lost_peek(ret))) break;
     report_bad("malloc", BAD_TAG_LOST, ret, info->reg_size, a->ind, NULL);
   }
   arena_chunks_flush(a);
@@ -106,7 +106,7 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
   if (zero)
     memset(ret, 0, info->reg_size);
   else
-    tcache_clear_tag(ret);
+    tag_clear(ret);
   arena_decay_tick(a);
   return ret;
 }
@@ -141,7 +141,7 @@ XA_ALWAYS_INLINE void arena_bin_region_free(arena_t *a, arena_bin_t *bin, const 
   vg_freelike(ptr);
   vg_undefined(ptr, info->reg_size);
   if (unlikely(opt_junk)) memset(ptr, JUNK_FREE, info->reg_size);
-  tcache_set_tag(ptr);
+  tag_set(ptr);
   vg_noaccess(ptr, info->reg_size);
   run->nfree++;
   bin->stats.ndalloc++;
@@ -223,7 +223,7 @@ static void *arena_bin_remote_walk(arena_t *a, arena_bin_t *bin, unsigned binind
     }
     uintptr_t *w = arena_remote_word(p);
     void *next = (void *)(*w ^ key);
-    if (unlikely(tcache_tag_lost(p))) {
+    if (unlikely(tag_lost(p))) {
       /* Written after free while pending, or live: left alone. */
       report_bad("remote free", BAD_TAG_LOST, p, info->reg_size, a->ind, NULL);
     } else if (unlikely(*w == ARENA_REMOTE_TAKEN)) {
@@ -419,7 +419,7 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n, 
           /* Regions in runs hold their tags (checked, not rewritten): one
            * that lost it is reported and stays allocated (leaked: it may
            * be live, see tag.h). */
-          if (unlikely(tcache_tag_lost_peek(r)))
+          if (unlikely(tag_lost_peek(r)))
             bad[nbad++] = r;
           else
             ptrs[nmax - 1 - filled++] = r;

@@ -60,7 +60,7 @@ static void arena_check_small_run(arena_checker_t *c, arena_chunk_t *chunk, aren
     for (unsigned i = 0; i < info->nregs; i++) {
       if (!(run->bitmap[i >> 6] & ((uint64_t)1 << (i & 63)))) continue;
       char *r = base + (size_t)i * info->reg_size;
-      CHECK(vg_peek_word(r) == tcache_tag(r),
+      CHECK(vg_peek_word(r) == tag_of(r),
             "free region %p (size class %u) lost its free tag: written after free, or overrun by the "
             "region before it",
             r, info->reg_size);
@@ -103,7 +103,7 @@ static bool arena_check_remote(arena_checker_t *c, unsigned i, bool contents) {
         return false;
       }
       uintptr_t w = *arena_remote_word(p);
-      if (contents && config_heap_checks && tcache_tag_lost(p)) {
+      if (contents && config_heap_checks && tag_lost(p)) {
         arena_check_say(c, "object %p (size class %u) pending on the remote stack lost its free tag: written after free",
                         p, info->reg_size);
       }

@@ -64,7 +64,7 @@ void huge_dalloc(extent_node_t *node, void *ptr) {
   if (unlikely(opt_junk)) {
     vg_undefined(ptr, node->usize);
     memset(ptr, JUNK_FREE, node->usize);
-    tcache_set_tag(ptr);
+    tag_set(ptr);
     vg_noaccess(ptr, node->usize);
   }
   a->stats.ndalloc_huge++;

@@ -47,7 +47,7 @@ void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) 
   if (zero && !zeroed)
     memset(ret, 0, usize);
   else if (!zeroed)
-    tcache_clear_tag(ret);
+    tag_clear(ret);
   arena_decay_tick(a);
   return ret;
 }
@@ -67,7 +67,7 @@ void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t page
   vg_freelike(ptr);
   vg_undefined(ptr, size);
   if (unlikely(opt_junk)) memset(ptr, JUNK_FREE, size);
-  tcache_set_tag(ptr);
+  tag_set(ptr);
   vg_noaccess(ptr, size);
   report_freed_large(a, ptr, size);
   a->stats.ndalloc_large++;

@@ -19,7 +19,7 @@ size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op) {
       report_bad(op, BAD_INTERIOR, ptr, info->reg_size, a->ind, NULL);
       return 0;
     }
-    if (tcache_tagged_peek(ptr)) {
+    if (tag_present_peek(ptr)) {
       report_bad(op, BAD_FREED, ptr, info->reg_size, a->ind, NULL);
       return 0;
     }
@@ -31,7 +31,7 @@ size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op) {
       report_bad(op, BAD_INTERIOR, ptr, size, a->ind, NULL);
       return 0;
     }
-    if (tcache_tagged_peek(ptr)) {
+    if (tag_present_peek(ptr)) {
       report_bad(op, BAD_FREED, ptr, size, a->ind, NULL);
       return 0;
     }

@@ -83,14 +83,14 @@ void report_bad_find(const char *op, report_kind_t kind, const void *ptr, const 
  * the heap (for valgrind's leak check and conservative scanners). */
 static void report_freed_record(arena_freed_t *ring, unsigned *next, const void *ptr, size_t usize) {
   arena_freed_t *e = &ring[*next % ARENA_FREED_RING];
-  e->addr_x = (uintptr_t)ptr ^ tcache_tag_key;
+  e->addr_x = (uintptr_t)ptr ^ tag_key;
   e->usize = usize;
   (*next)++;
 }
 
 static size_t report_freed_find(const arena_freed_t *ring, const void *ptr) {
   for (unsigned i = 0; i < ARENA_FREED_RING; i++)
-    if (ring[i].usize != 0 && (ring[i].addr_x ^ tcache_tag_key) == (uintptr_t)ptr) return ring[i].usize;
+    if (ring[i].usize != 0 && (ring[i].addr_x ^ tag_key) == (uintptr_t)ptr) return ring[i].usize;
   return 0;
 }
 
@@ -128,7 +128,7 @@ void report_unowned(const char *op, const void *ptr) {
 }
 
 void report_unallocated(arena_t *a, const void *ptr, const char *op) {
-  if (tcache_tagged_peek(ptr)) {
+  if (tag_present_peek(ptr)) {
     xmutex_lock(&a->lock);
     size_t usize = report_freed_find(a->freed_large, ptr);
     xmutex_unlock(&a->lock);

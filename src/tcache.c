@@ -216,7 +216,7 @@ static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
   b->low_water = 0;
   TSD_STORE(t->nfill[ind], t->nfill[ind] + got);
   void *ret = b->stack[got - 1];
-  tcache_clear_tag(ret);
+  tag_clear(ret);
   return ret;
 }
 
@@ -240,7 +240,7 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
    * its tag is reported by the run bitmap. */
   unsigned keep = 0;
   for (unsigned j = 0; j < nflush; j++) {
-    if (unlikely(tcache_tag_lost(objs[j])))
+    if (unlikely(tag_lost(objs[j])))
       report_bad_find("flush", BAD_TAG_LOST, objs[j], NULL);
     else
       objs[keep++] = objs[j];
@@ -277,11 +277,11 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
 
 void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
   tcache_bin_t *b = &t->bins[ind];
-  if (tcache_tagged(ptr)) {
+  if (tag_present(ptr)) {
     report_bad_find("free", BAD_FREED, ptr, NULL);
     return;
   }
-  tcache_set_tag(ptr);
+  tag_set(ptr);
   if (b->ncached >= b->ncached_max) tcache_flush_bin(t, ind, b->ncached_max / 2);
   b->stack[b->ncached++] = ptr;
   tsd_counter_inc(&b->nfree);
@@ -330,7 +330,7 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
   /* An object whose tag is gone was written after free, or pushed twice
    * (and may be live): reported, never handed out (abort:false drops it and
    * takes the next one; the run still counts it as allocated). */
-  while (b->ncached != 0 && unlikely(tcache_tag_lost(b->stack[b->ncached - 1]))) {
+  while (b->ncached != 0 && unlikely(tag_lost(b->stack[b->ncached - 1]))) {
     report_bad_find("malloc", BAD_TAG_LOST, b->stack[--b->ncached], NULL);
     if (b->ncached < b->low_water) b->low_water = b->ncached;
   }
@@ -338,7 +338,7 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
     TSD_STORE(b->ncached, b->ncached - 1);
     ret = b->stack[b->ncached];
     if (b->ncached < b->low_water) b->low_water = b->ncached;
-    tcache_clear_tag(ret);
+    tag_clear(ret);
   } else if (ind < SZ_NBINS) {
     ret = tcache_alloc_small_hard(t, arena, ind);
   } else {

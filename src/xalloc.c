@@ -198,8 +198,8 @@ XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, unsigned ind, bool *gc) {
     b->low_water = n - 1;
   }
   void *ret = b->stack[n - 1];
-  if (unlikely(tcache_tag_lost(ret))) return NULL;
-  tcache_clear_tag(ret);
+  if (unlikely(tag_lost(ret))) return NULL;
+  tag_clear(ret);
   b->ncached = n - 1;
   *gc = unlikely((tsd_counter_inc(&t->nmalloc_fast) & (TCACHE_GC_INTERVAL - 1)) == 0);
   return ret;
@@ -295,7 +295,7 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
   /* Straight to the arena. An object sitting in some thread's cache is
    * allocated as far as its run knows, but carries the free tag: a free of
    * it here is a double free. */
-  if (config_heap_checks && unlikely(tcache_tagged_peek(ptr))) {
+  if (config_heap_checks && unlikely(tag_present_peek(ptr))) {
     report_bad_find("free", BAD_FREED, ptr, NULL);
     return;
   }
@@ -347,8 +347,8 @@ XA_ALWAYS_INLINE bool xa_free_fast(tsd_t *t, void *ptr, unsigned want) {
   if (config_heap_checks && unlikely(!xa_region_start(chunk, ptr, e))) return false;
   tcache_bin_t *b = &t->bins[ind];
   uint32_t n = b->ncached;
-  if (unlikely(n >= b->ncached_max) || unlikely(tcache_tagged(ptr))) return false;
-  tcache_set_tag(ptr);
+  if (unlikely(n >= b->ncached_max) || unlikely(tag_present(ptr))) return false;
+  tag_set(ptr);
   b->stack[n] = ptr;
   b->ncached = n + 1;
   tsd_counter_inc(&b->nfree);

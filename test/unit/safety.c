@@ -620,7 +620,7 @@ static void check_child(void *arg) {
   EXPECT(!arena_validate(arenas[0]));
   EXPECT(!arena_check(arenas[0], true));
   run->nfree--;
-  memcpy(p, &(uintptr_t){tcache_tag(p)}, sizeof(uintptr_t));
+  memcpy(p, &(uintptr_t){tag_of(p)}, sizeof(uintptr_t));
   EXPECT(arena_check(arenas[0], true));
   /* The public way: malloc_info runs the check on every arena. */
   FILE *f = tmpfile();

@@ -75,7 +75,7 @@ void arena_chunk_list_remove(arena_t *a, arena_chunk_t *chunk);
  * must not be met again in a list.
  */
 static inline uintptr_t arena_remote_key(void) {
-  uintptr_t k = tcache_tag_key;
+  uintptr_t k = tag_key;
   return ((k << 23) | (k >> 41)) ^ (uintptr_t)0x9e3779b97f4a7c15ULL;
 }
 #define ARENA_REMOTE_TAKEN ((uintptr_t)1)

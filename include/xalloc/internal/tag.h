@@ -4,9 +4,9 @@
 #include "xalloc/internal/vg.h"
 
 /*
- * Free tags. Every free small region (in a cache or in its run: a run
- * tags all its regions when it is created) and every free or cached large
- * object holds tcache_tag(ptr) in its first word; every object handed to
+ * tag: free tags (src/tag.c holds the key). Every free small region (in a
+ * cache or in its run: a run tags all its regions when it is created) and every free or cached large
+ * object holds tag_of(ptr) in its first word; every object handed to
  * the application has that word cleared. A free that finds the tag is a
  * double free, reported at once; a cached object whose tag is gone when it
  * is about to be handed out was written after free (or pushed twice), and
@@ -18,33 +18,35 @@
  * which every object meets again when it leaves the cache.
  *
  * ./configure --disable-heap-checks turns tags off (every function here
- * becomes a no-op and tcache_tagged() is false), to measure their cost.
+ * becomes a no-op and tag_present() is false), to measure their cost.
  */
-extern uintptr_t tcache_tag_key XA_HIDDEN;
-static inline uintptr_t tcache_tag(const void *ptr) { return tcache_tag_key ^ (uintptr_t)ptr; }
-static inline bool tcache_tagged(const void *ptr) {
-  return config_heap_checks && *(const uintptr_t *)ptr == tcache_tag(ptr);
+extern uintptr_t tag_key XA_HIDDEN;
+/* Choose the key (at initialization, before any object is tagged). */
+void tag_boot(void);
+static inline uintptr_t tag_of(const void *ptr) { return tag_key ^ (uintptr_t)ptr; }
+static inline bool tag_present(const void *ptr) {
+  return config_heap_checks && *(const uintptr_t *)ptr == tag_of(ptr);
 }
-static inline void tcache_set_tag(void *ptr) {
-  if (config_heap_checks) *(uintptr_t *)ptr = tcache_tag(ptr);
+static inline void tag_set(void *ptr) {
+  if (config_heap_checks) *(uintptr_t *)ptr = tag_of(ptr);
 }
-static inline void tcache_clear_tag(void *ptr) {
+static inline void tag_clear(void *ptr) {
   if (config_heap_checks) *(uintptr_t *)ptr = 0;
 }
 /* A cached object about to be handed out has lost its tag. */
-static inline bool tcache_tag_lost(const void *ptr) {
-  return config_heap_checks && *(const uintptr_t *)ptr != tcache_tag(ptr);
+static inline bool tag_lost(const void *ptr) {
+  return config_heap_checks && *(const uintptr_t *)ptr != tag_of(ptr);
 }
 /* A free region about to leave its run (a refill, or an allocation with
  * the cache off) has lost its tag: it was written after free, or it is
  * live (a double free pushed it into a cache and malloc handed it out).
  * Valgrind sees the region as free: the word is peeked. */
-static inline bool tcache_tag_lost_peek(const void *ptr) {
-  return config_heap_checks && vg_peek_word(ptr) != tcache_tag(ptr);
+static inline bool tag_lost_peek(const void *ptr) {
+  return config_heap_checks && vg_peek_word(ptr) != tag_of(ptr);
 }
 /* The tag test on memory that may be free as far as valgrind knows. */
-static inline bool tcache_tagged_peek(const void *ptr) {
-  return config_heap_checks && ((uintptr_t)ptr & 7) == 0 && vg_peek_word(ptr) == tcache_tag(ptr);
+static inline bool tag_present_peek(const void *ptr) {
+  return config_heap_checks && ((uintptr_t)ptr & 7) == 0 && vg_peek_word(ptr) == tag_of(ptr);
 }
 
 /* Junk bytes (junk:true): new memory, freed memory. */
