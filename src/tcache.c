@@ -353,6 +353,10 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
 
 /* ---- explicit caches (tcache.create) ---- */
 
+/* Explicit caches. Slots are written under tcaches_lock (release stores)
+ * and read without it (acquire loads): MALLOCX_TCACHE(i) costs no lock. As
+ * in jemalloc, a cache is used by one thread at a time and not while it is
+ * destroyed. */
 static tsd_t *tcaches[TCACHE_EXPLICIT_MAX];
 static xmutex_t tcaches_lock = XMUTEX_INITIALIZER;
 
@@ -365,7 +369,7 @@ bool tcache_explicit_create(unsigned *ind) {
   xmutex_lock(&tcaches_lock);
   unsigned i = 0;
   while (i < TCACHE_EXPLICIT_MAX && tcaches[i] != NULL) i++;
-  if (i < TCACHE_EXPLICIT_MAX) tcaches[i] = t;
+  if (i < TCACHE_EXPLICIT_MAX) __atomic_store_n(&tcaches[i], t, __ATOMIC_RELEASE);
   xmutex_unlock(&tcaches_lock);
   if (i == TCACHE_EXPLICIT_MAX) {
     base_pool_free(&tsd_pool, t);
@@ -377,10 +381,7 @@ bool tcache_explicit_create(unsigned *ind) {
 
 tsd_t *tcache_explicit_get(unsigned ind) {
   if (ind >= TCACHE_EXPLICIT_MAX) return NULL;
-  xmutex_lock(&tcaches_lock);
-  tsd_t *t = tcaches[ind];
-  xmutex_unlock(&tcaches_lock);
-  return t;
+  return __atomic_load_n(&tcaches[ind], __ATOMIC_ACQUIRE);
 }
 
 bool tcache_explicit_flush(unsigned ind) {
@@ -394,7 +395,7 @@ bool tcache_explicit_destroy(unsigned ind) {
   if (ind >= TCACHE_EXPLICIT_MAX) return true;
   xmutex_lock(&tcaches_lock);
   tsd_t *t = tcaches[ind];
-  tcaches[ind] = NULL;
+  __atomic_store_n(&tcaches[ind], NULL, __ATOMIC_RELEASE);
   xmutex_unlock(&tcaches_lock);
   if (t == NULL) return true;
   tcache_flush_all(t);
