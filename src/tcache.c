@@ -239,27 +239,45 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
    * stays allocated; abort:false leaks it). A copy pushed twice that kept
    * its tag is reported by the run bitmap. */
   unsigned keep = 0;
+  /* Each object's owner, looked up once; then one batch per owner (most
+   * flushes have one owner: given back as they are). */
+  arena_t *own[TCACHE_NSLOTS_SMALL_MAX];
+  bool mixed = false;
   for (unsigned j = 0; j < nflush; j++) {
-    if (unlikely(tag_lost(objs[j])))
+    if (unlikely(tag_lost(objs[j]))) {
       report_bad_find("flush", BAD_TAG_LOST, objs[j], NULL);
-    else
-      objs[keep++] = objs[j];
+      continue;
+    }
+    objs[keep] = objs[j];
+    own[keep] = tcache_owner(objs[j]);
+    mixed |= own[keep] != own[0];
+    keep++;
   }
   nflush = keep;
+  if (!mixed && nflush > 0 && own[0] != NULL) {
+    if (ind < SZ_NBINS)
+      arena_dalloc_small_flush(own[0], ind, objs, nflush, own[0] != t->arena);
+    else
+      for (unsigned j = 0; j < nflush; j++) arena_dalloc(rtree_get((uintptr_t)objs[j]), objs[j]);
+    nflush = 0;
+  }
   while (nflush > 0) {
-    arena_t *owner = tcache_owner(objs[0]);
+    arena_t *owner = own[0];
     if (owner == NULL) {
       /* Cannot happen for objects pushed by free; report and drop. */
       report_bad("free", BAD_NOT_BLOCK, objs[0], 0, ARENA_IND_NONE, NULL);
       objs[0] = objs[--nflush];
+      own[0] = own[nflush];
       continue;
     }
     unsigned k = 0, m = 0;
     for (unsigned j = 0; j < nflush; j++) {
-      if (tcache_owner(objs[j]) == owner)
+      if (own[j] == owner) {
         batch[k++] = objs[j];
-      else
+      } else {
+        own[m] = own[j];
         objs[m++] = objs[j];
+      }
     }
     if (ind < SZ_NBINS) {
       /* To another arena: handed over without its lock (arena.h). */
