@@ -482,6 +482,18 @@ uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
   return t;
 }
 
+/* Put [addr, addr+size) back into the trees in state, described by the
+ * spare node *spare (set to NULL: used). mtx held. */
+static void chunk_insert_piece(chunk_arena_t *ca, extent_node_t **spare, char *addr, size_t size,
+                               unsigned state) {
+  extent_node_t *n = *spare;
+  *spare = NULL;
+  n->addr = addr;
+  n->size = size;
+  chunk_node_set_state(n, state);
+  chunk_insert(ca, n);
+}
+
 /*
  * Take [addr, addr+size) out of the free node n, which contains it. The
  * lead and trail go back into the trees, described by *spare nodes (set to
@@ -497,20 +509,10 @@ static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t s
   chunk_remove(ca, n);
   chunk_node_free(ca, n);
   if (lead != 0) {
-    extent_node_t *l = *spare1;
-    *spare1 = NULL;
-    l->addr = start;
-    l->size = lead;
-    chunk_node_set_state(l, state);
-    chunk_insert(ca, l);
+    chunk_insert_piece(ca, spare1, start, lead, state);
   }
   if (trail != 0) {
-    extent_node_t *t = *spare2;
-    *spare2 = NULL;
-    t->addr = addr + size;
-    t->size = trail;
-    chunk_node_set_state(t, state);
-    chunk_insert(ca, t);
+    chunk_insert_piece(ca, spare2, addr + size, trail, state);
   }
   return state == CHUNK_CLEAN;
 }
@@ -540,12 +542,7 @@ static int chunk_take_hooked(chunk_arena_t *ca, extent_node_t *n, char *addr, si
     ca->purging_bytes -= nsize;
   }
   if (lead != 0 && lead_ok) {
-    extent_node_t *l = *spare1;
-    *spare1 = NULL;
-    l->addr = start;
-    l->size = lead;
-    chunk_node_set_state(l, state);
-    chunk_insert(ca, l);
+    chunk_insert_piece(ca, spare1, start, lead, state);
   }
   if (!lead_ok || !trail_ok) {
     /* Back as one hook range: all of n, or what follows the lead. */
@@ -557,12 +554,7 @@ static int chunk_take_hooked(chunk_arena_t *ca, extent_node_t *n, char *addr, si
   }
   chunk_node_free(ca, n);
   if (trail != 0) {
-    extent_node_t *t = *spare2;
-    *spare2 = NULL;
-    t->addr = addr + size;
-    t->size = trail;
-    chunk_node_set_state(t, state);
-    chunk_insert(ca, t);
+    chunk_insert_piece(ca, spare2, addr + size, trail, state);
   }
   return state == CHUNK_CLEAN ? 1 : 0;
 }

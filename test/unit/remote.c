@@ -27,17 +27,7 @@
 #include "xalloc/internal/run.h"
 #include "xalloc/internal/tcache.h"
 #include "xalloc/xalloc.h"
-
-/* In threads and children: cmocka's asserts only work on the test's own
- * thread. */
-#define EXPECT(c)                                                        \
-  do {                                                                   \
-    if (!(c)) {                                                          \
-      fprintf(stderr, "EXPECT failed at line %d: %s\n", __LINE__, #c);   \
-      fflush(stderr);                                                    \
-      _exit(5);                                                          \
-    }                                                                    \
-  } while (0)
+#include "xchild.h"
 
 static unsigned new_arena(void) {
   unsigned ind;
@@ -563,17 +553,6 @@ static void test_takers(void **state) {
 
 /* ---- bad frees of pending objects (abort:false, in a child) ---- */
 
-static char reports[8192];
-static size_t reports_len;
-static void collect_report(const char *line) {
-  size_t n = strlen(line);
-  if (reports_len + n < sizeof(reports)) {
-    memcpy(reports + reports_len, line, n + 1);
-    reports_len += n;
-  }
-  ssize_t w = write(2, line, n);
-  (void)w;
-}
 
 static bool reported(const char *what, const void *p) {
   char s[200];
@@ -581,26 +560,7 @@ static bool reported(const char *what, const void *p) {
   return strstr(reports, s) != NULL;
 }
 
-static int cmp_ptr(const void *a, const void *b) {
-  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-  return x < y ? -1 : x > y;
-}
 
-/* Allocate every free region of the class in P (and more): none is bad,
- * all distinct; then free them. */
-static void expect_never_handed_out(const void *bad, size_t size) {
-  enum { N = 4096 };
-  static void *q[N], *sorted[N];
-  for (int i = 0; i < N; i++) {
-    q[i] = malloc(size);
-    EXPECT(q[i] != NULL && q[i] != bad);
-    memset(q[i], 0x33, size);
-  }
-  memcpy(sorted, q, sizeof(q));
-  qsort(sorted, N, sizeof(void *), cmp_ptr);
-  for (int i = 1; i < N; i++) EXPECT(sorted[i - 1] != sorted[i]);
-  for (int i = 0; i < N; i++) free(q[i]);
-}
 
 static unsigned bad_C;
 static void *free_one_main(void *arg) {

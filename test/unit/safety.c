@@ -17,17 +17,9 @@
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tcache.h"
 #include "xalloc/xalloc.h"
+#include "xchild.h"
 
 #define CHUNK ((size_t)2 << 20)
-
-/* In the child: a failed expectation exits with a distinct status. */
-#define EXPECT(c)                                                             \
-  do {                                                                        \
-    if (!(c)) {                                                               \
-      fprintf(stderr, "EXPECT failed at line %d: %s\n", __LINE__, #c);        \
-      _exit(5);                                                               \
-    }                                                                         \
-  } while (0)
 
 static void *volatile sink;
 
@@ -64,18 +56,6 @@ typedef struct {
   int tags;                 /* TAGS_*: when the case needs the tags */
 } tag_case_t;
 
-/* Every report line of the child (abort:false), through report_hook. */
-static char reports[8192];
-static size_t reports_len;
-static void collect_report(const char *line) {
-  size_t n = strlen(line);
-  if (reports_len + n < sizeof(reports)) {
-    memcpy(reports + reports_len, line, n + 1);
-    reports_len += n;
-  }
-  ssize_t w = write(2, line, n);
-  (void)w;
-}
 
 /* With abort:false: some report named ptr. */
 static void expect_reported(const void *ptr) {
@@ -87,28 +67,7 @@ static void expect_reported(const void *ptr) {
 
 static void tflush(void) { EXPECT(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) == 0); }
 
-static int cmp_ptr(const void *a, const void *b) {
-  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-  return x < y ? -1 : x > y;
-}
 
-/* malloc(size) enough times to take every free region of its class out of
- * the runs of the thread's arena (refills, or one by one with the cache
- * off): none of them is ptr, all are distinct; then free them all. */
-static void expect_never_handed_out(const void *ptr, size_t size) {
-  enum { N = 4096 };
-  static void *q[N], *sorted[N];
-  for (int i = 0; i < N; i++) {
-    q[i] = malloc(size);
-    EXPECT(q[i] != NULL);
-    EXPECT(q[i] != ptr);
-    memset(q[i], 0x33, size);
-  }
-  memcpy(sorted, q, sizeof(q));
-  qsort(sorted, N, sizeof(void *), cmp_ptr);
-  for (int i = 1; i < N; i++) EXPECT(sorted[i - 1] != sorted[i]);
-  for (int i = 0; i < N; i++) free(q[i]);
-}
 
 /* With abort:false, the heap check of every arena, the public way. */
 static void expect_check_ok(void) {
@@ -308,7 +267,6 @@ static void if_large_cached(void) {
   char *p = malloc(20000);
   free(p + 16);
   free(p + 2048);
-  free(p + 4096);
   free(p);
 }
 static void sf_small_other_class(void) {
