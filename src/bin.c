@@ -318,7 +318,6 @@ void arena_bin_stats_read(arena_t *a, unsigned binind, arena_bin_stats_t *out, s
   *out = bin->stats;
   *nonfull = bin->runs.n + (bin->runcur != NULL && bin->runcur->nfree != 0);
   xmutex_unlock(&bin->lock);
-  arena_chunks_flush(a);
 }
 
 void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void *ptr) {

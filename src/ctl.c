@@ -63,21 +63,29 @@ static bool ctl_destroyed_any(void) {
   return any;
 }
 
+/* Set by ctl_refresh: its drains may have detached chunks, given back once
+ * ctl_mtx is released (ctl_unlock): giving a chunk back may call the
+ * dalloc hook, and the hook may call mallctl. */
+static bool ctl_flush_pending;
+
 static void ctl_refresh(void) {
   if (ctl_astats[CTL_ARENAS_ALL] == NULL) ctl_astats[CTL_ARENAS_ALL] = base_alloc(sizeof(stats_arena_t));
-  stats_arena_t *sum = ctl_astats[CTL_ARENAS_ALL];
-  if (sum != NULL) memset(sum, 0, sizeof(*sum));
+  stats_arena_t *sum = ctl_astats[CTL_ARENAS_ALL], sum_local;
   ctl_arena_live[CTL_ARENAS_ALL] = sum != NULL;
+  if (sum == NULL) sum = &sum_local; /* no room for the merged figures: totals only */
+  memset(sum, 0, sizeof(*sum));
+  ctl_flush_pending = true;
   unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
   for (unsigned i = 0; i < n; i++) {
     arena_t *a = arena_get(i);
     ctl_arena_live[i] = false;
     if (a == NULL) continue;
     if (ctl_astats[i] == NULL) ctl_astats[i] = base_alloc(sizeof(stats_arena_t));
-    if (ctl_astats[i] == NULL) continue;
-    stats_arena_get(a, ctl_astats[i]);
-    ctl_arena_live[i] = true;
-    if (sum != NULL) stats_arena_merge(sum, ctl_astats[i]);
+    /* No room for the arena's own figures: still counted in the totals. */
+    stats_arena_t one, *s = ctl_astats[i] != NULL ? ctl_astats[i] : &one;
+    stats_arena_get(a, s);
+    ctl_arena_live[i] = s != &one;
+    stats_arena_merge(sum, s);
   }
   for (unsigned i = n; i < ctl_narenas; i++) ctl_arena_live[i] = false;
   ctl_narenas = n;
@@ -91,10 +99,7 @@ static void ctl_refresh(void) {
     xmutex_unlock(&ctl_destroyed_mtx);
   }
   /* Totals from the same figures: a total is the merged arenas' figure. */
-  if (sum != NULL)
-    stats_totals_from(sum, &ctl_totals);
-  else
-    stats_totals(&ctl_totals);
+  stats_totals_from(sum, &ctl_totals);
   ctl_bg_nthreads = background_running() ? 1 : 0;
   ctl_bg_nruns = background_npasses();
   ctl_bg_interval = background_run_interval_ns();
@@ -940,18 +945,26 @@ static void ctl_init(void) {
 /* Run node's handler (NULL or not a leaf: ENOENT); ctl_mtx is held on
  * entry and released on return, before the handler runs unless the
  * handler needs it. */
+/* Release ctl_mtx; then give back what a refresh's drains freed. */
+static void ctl_unlock(void) {
+  bool flush = ctl_flush_pending;
+  ctl_flush_pending = false;
+  xmutex_unlock(&ctl_mtx);
+  if (flush) arenas_chunks_flush();
+}
+
 static int ctl_call(const ctl_node_t *node, const size_t *mib, void *oldp, size_t *oldlenp, void *newp,
                     size_t newlen) {
   if (node == NULL || node->handler == NULL) {
-    xmutex_unlock(&ctl_mtx);
+    ctl_unlock();
     return ENOENT;
   }
   if (ctl_root_locked(mib[0])) {
     int err = node->handler(mib, oldp, oldlenp, newp, newlen);
-    xmutex_unlock(&ctl_mtx);
+    ctl_unlock();
     return err;
   }
-  xmutex_unlock(&ctl_mtx);
+  ctl_unlock();
   return node->handler(mib, oldp, oldlenp, newp, newlen);
 }
 
@@ -969,7 +982,7 @@ int ctl_nametomib(const char *name, size_t *mibp, size_t *miblenp) {
   xmutex_lock(&ctl_mtx);
   ctl_init();
   const ctl_node_t *node = ctl_lookup(name, mib, &depth);
-  xmutex_unlock(&ctl_mtx);
+  ctl_unlock();
   if (node == NULL) return ENOENT;
   memcpy(mibp, mib, depth * sizeof(size_t));
   *miblenp = depth;

@@ -209,6 +209,14 @@ void arena_chunks_flush(arena_t *a) {
   }
 }
 
+void arenas_chunks_flush(void) {
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+  for (unsigned i = 0; i < n; i++) {
+    arena_t *a = arena_get(i);
+    if (a != NULL) arena_chunks_flush(a);
+  }
+}
+
 /*
  * Take pages [fr->pageind + off, + npages) out of the free run fr. What is
  * left before and after stays free; spare is a descriptor to use if both

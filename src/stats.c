@@ -133,6 +133,7 @@ void stats_totals(stats_totals_t *t) {
     stats_arena_merge(&all, &s);
   }
   stats_totals_from(&all, t);
+  arenas_chunks_flush();
 }
 
 /* ---- the report ---- */
@@ -434,6 +435,7 @@ void stats_print(stats_write_cb_t *write_cb, void *opaque, const char *opts) {
     }
     if (o->json) j_close(o, "}");
   }
+  arenas_chunks_flush(); /* what the drains of stats_arena_get freed */
   if (o->json) {
     j_close(o, "}"); /* stats */
     j_close(o, "}"); /* xalloc */

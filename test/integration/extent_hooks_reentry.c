@@ -455,7 +455,7 @@ static void run_child(const char *conf) {
   pid_t pid = fork();
   if (pid == 0) {
     setenv("XALLOC_CONF", conf, 1);
-    setenv("XALLOC_REENTRY_CHILD", "1", 1);
+    setenv("XALLOC_REENTRY_CHILD", strstr(conf, "retain:false") != NULL ? "retain" : "1", 1);
     execl("/proc/self/exe", "extent_hooks_reentry", (char *)NULL);
     _exit(127);
   }
@@ -465,6 +465,79 @@ static void run_child(const char *conf) {
   if (WIFSIGNALED(status)) fail_msg("child (%s) killed by signal %d", conf, WTERMSIG(status));
   assert_true(WIFEXITED(status));
   if (WEXITSTATUS(status) != 0) fail_msg("child (%s) exited with %d", conf, WEXITSTATUS(status));
+}
+
+/*
+ * The statistics refresh (mallctl "epoch", under ctl's lock) drains the
+ * objects freed remotely into the arena's bins; a drain that frees a whole
+ * chunk gives the previous spare chunk back, which with retain:false calls
+ * the dalloc hook, and the hook's own mallctl must not find ctl's lock
+ * held. Set up so that it happens on the first refresh: chunk C1 of the
+ * hooked arena becomes the spare (freed here), C2's objects are freed
+ * through this thread's cache (its arena is 0: they are pushed onto the
+ * hooked arena's remote stacks at the flush), then "epoch".
+ */
+static void test_stats_drain_gives_chunk_back(void **state) {
+  (void)state;
+  signal(SIGALRM, on_alarm);
+  unsigned ind = create_arena();
+  size_t cs = chunksize();
+  /* No decay on the arena: its ticks would drain the remote stacks. */
+  char name[64];
+  ssize_t never = -1;
+  snprintf(name, sizeof(name), "arena.%u.dirty_decay_ms", ind);
+  assert_int_equal(mallctl(name, NULL, NULL, &never, sizeof(never)), 0);
+  snprintf(name, sizeof(name), "arena.%u.muzzy_decay_ms", ind);
+  assert_int_equal(mallctl(name, NULL, NULL, &never, sizeof(never)), 0);
+  /* Fill the arena's cache of free chunks past what retain:false keeps,
+   * with ranges whose dalloc is refused (they stay): the next chunk given
+   * back goes to the dalloc hook. */
+  set_step("fill the free-chunk cache (dalloc refused)");
+  hk_refuse_dalloc = true;
+  void *h[8];
+  for (int i = 0; i < 8; i++) assert_non_null(h[i] = mallocx(cs, MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE));
+  for (int i = 0; i < 8; i++) dallocx(h[i], MALLOCX_TCACHE_NONE);
+  hk_refuse_dalloc = false;
+  enum { N = 4096 };
+  static char *obj[N];
+  size_t n = 0, first_c2 = 0;
+  uintptr_t c1 = 0;
+  set_step("fill two chunks of the hooked arena with small objects");
+  while (n < N) {
+    obj[n] = mallocx(4096, MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE);
+    assert_non_null(obj[n]);
+    uintptr_t c = (uintptr_t)obj[n] & ~(uintptr_t)(cs - 1);
+    if (n == 0) c1 = c;
+    n++;
+    if (c != c1) {
+      if (first_c2 == 0) first_c2 = n - 1;
+      if (n - first_c2 == 4) break;
+    }
+  }
+  if (first_c2 == 0) fail_msg("%zu objects of 4096 bytes all in one chunk", n);
+  for (size_t i = 0; i < first_c2; i++)
+    if (((uintptr_t)obj[i] & ~(uintptr_t)(cs - 1)) != c1) fail_msg("object %zu not in the first chunk", i);
+  set_step("free the first chunk's objects (it becomes the spare)");
+  for (size_t i = 0; i < first_c2; i++) dallocx(obj[i], MALLOCX_TCACHE_NONE);
+  set_step("free the second chunk's objects through the thread cache, flush (remote frees)");
+  for (size_t i = first_c2; i < n; i++) dallocx(obj[i], 0);
+  assert_int_equal(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0), 0);
+  uint64_t dallocs = hk_calls[H_DALLOC];
+  set_step("mallctl(epoch): the drain frees the second chunk, the spare goes back (dalloc hook)");
+  uint64_t epoch = 1;
+  size_t sz = sizeof(epoch);
+  assert_int_equal(mallctl("epoch", &epoch, &sz, &epoch, sizeof(epoch)), 0);
+  /* The spare's range went back through the hook (now or at the next
+   * call into the arena). */
+  set_step("purge the hooked arena");
+  ctl_arena(ind, "purge");
+  alarm(0);
+  check_hook_errors();
+  if (hk_calls[H_DALLOC] == dallocs) fail_msg("the first chunk never went back through the dalloc hook");
+  set_step("destroy the hooked arena");
+  ctl_arena(ind, "destroy");
+  alarm(0);
+  check_hook_errors();
 }
 
 static void test_decay_ticks(void **state) {
@@ -486,7 +559,16 @@ int main(void) {
       cmocka_unit_test(test_decay_ticks),     cmocka_unit_test(test_retain_false),
       cmocka_unit_test(test_background_thread),
   };
-  if (getenv("XALLOC_REENTRY_CHILD") != NULL)
+  /* With retain:false (a freed chunk goes back through dalloc at once). */
+  const struct CMUnitTest retain_false_tests[] = {
+      cmocka_unit_test(test_reentrant_hooks),
+      cmocka_unit_test(test_reentrant_hooks_dalloc_refused),
+      cmocka_unit_test(test_stats_drain_gives_chunk_back),
+  };
+  const char *child = getenv("XALLOC_REENTRY_CHILD");
+  if (child != NULL && strcmp(child, "retain") == 0)
+    return cmocka_run_group_tests_name("extent_hooks_reentry child (retain:false)", retain_false_tests, NULL, NULL);
+  if (child != NULL)
     return _cmocka_run_group_tests("extent_hooks_reentry child", tests, 2, NULL, NULL);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

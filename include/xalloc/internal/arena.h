@@ -336,6 +336,8 @@ void arena_op_end(arena_t *arena, bool dead);
 /* Give back the chunks detached under the arena lock (chunks_out) to the
  * chunk trees; no lock held. Cheap when there are none. */
 void arena_chunks_flush(arena_t *arena);
+/* The same for every arena. */
+void arenas_chunks_flush(void);
 
 
 /* Up to n regions of bin binind into ptrs (lowest address last, so that it
@@ -359,7 +361,10 @@ void arena_dalloc_small_flush(arena_t *arena, unsigned binind, void **ptrs, unsi
  * since the previous such call looked (a decay tick: a stack its owner's
  * refills keep taking is left to them, an idle arena's is taken). */
 void arena_remote_drain(arena_t *arena, bool stale);
-/* The stats of bin binind, its remote stack drained first. */
+/* The stats of bin binind, its remote stack drained first. A chunk the
+ * drain frees stays detached (chunks_out): giving it back may call the
+ * dalloc hook, and a statistics reader may hold ctl's lock. The reader
+ * calls arena_chunks_flush (or arenas_chunks_flush) once it holds none. */
 void arena_bin_stats_read(arena_t *arena, unsigned binind, arena_bin_stats_t *out, size_t *nonfull);
 /* Forget bin's remote stack (reset and destroy: every run goes anyway);
  * bin lock held. */

@@ -86,10 +86,14 @@ static inline size_t stats_allocated(const stats_arena_t *s) {
   return s->allocated_small + s->allocated_large + s->allocated_huge;
 }
 
-/* The totals, from the figures of every arena. */
+/* The totals, from the figures of every arena; no lock held (the chunks
+ * the drains free are given back, see arena_bin_stats_read). */
 void stats_totals(stats_totals_t *t);
 /* The totals, from all: the merged figures of every arena. */
 void stats_totals_from(const stats_arena_t *all, stats_totals_t *t);
+/* arena's figures, its remote stacks drained first; takes no step that may
+ * call a hook (the caller gives the chunks the drain freed back with
+ * arena_chunks_flush once it holds no lock). */
 void stats_arena_get(arena_t *arena, stats_arena_t *out);
 void stats_arena_merge(stats_arena_t *dst, const stats_arena_t *src);
 
