@@ -54,7 +54,7 @@ void chunk_arena_init(chunk_arena_t *ca) {
   xmutex_init(&ca->mtx);
   xmutex_init(&ca->node_mtx);
   pthread_cond_init(&ca->purge_cond, NULL);
-  rb_init(&ca->szad, chunk_cmp_szad);
+  for (unsigned s = 0; s < CHUNK_NSTATES; s++) rb_init(&ca->szad[s], chunk_cmp_szad);
   rb_init(&ca->ad, chunk_cmp_ad);
   ca->dirty.dirty_next = ca->dirty.dirty_prev = &ca->dirty;
   ca->muzzy.dirty_next = ca->muzzy.dirty_prev = &ca->muzzy;
@@ -67,7 +67,7 @@ void chunk_arena_init(chunk_arena_t *ca) {
 void chunk_arena_renew(chunk_arena_t *ca, extent_hooks_t *hooks, ssize_t dirty_ms, ssize_t muzzy_ms) {
   uint64_t now = decay_now_ns();
   xmutex_lock(&ca->mtx);
-  xassert(!ca->purging && ca->szad.n == 0 && ca->ad.n == 0 && ca->free_bytes == 0 && ca->reserved == 0 && ca->purging_bytes == 0);
+  xassert(!ca->purging && ca->ad.n == 0 && ca->free_bytes == 0 && ca->reserved == 0 && ca->purging_bytes == 0);
   ca->npurged = ca->nmadvise = ca->nunmapped = ca->nunmap_kept = 0;
   ca->nhook_alloc = ca->nhook_dalloc = ca->nhook_refused = 0;
   ca->grow_size = 2 * sz_chunksize;
@@ -286,14 +286,14 @@ static void chunk_list_remove(chunk_arena_t *ca, extent_node_t *n) {
 
 static void chunk_insert(chunk_arena_t *ca, extent_node_t *n) {
   n->kind = META_FREE;
-  rb_insert(&ca->szad, &n->szad);
+  rb_insert(&ca->szad[chunk_node_state(n)], &n->szad);
   rb_insert(&ca->ad, &n->ad);
   ca->free_bytes += n->size;
   chunk_list_insert(ca, n);
 }
 
 static void chunk_remove(chunk_arena_t *ca, extent_node_t *n) {
-  rb_remove(&ca->szad, &n->szad);
+  rb_remove(&ca->szad[chunk_node_state(n)], &n->szad);
   rb_remove(&ca->ad, &n->ad);
   ca->free_bytes -= n->size;
   chunk_list_remove(ca, n);
@@ -399,6 +399,7 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   while (ca->dirty_bytes > dirty_limit && ca->dirty.dirty_next != &ca->dirty) {
     extent_node_t *n = ca->dirty.dirty_next;
     chunk_remove(ca, n);
+    decay_removed(&ca->decay_dirty, n->size >> LG_PAGE);
     n->purge_op = lazy ? CHUNK_PURGE_LAZY : CHUNK_PURGE_FORCED;
     ca->purging_bytes += n->size;
     *tail = n;
@@ -407,6 +408,7 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   while (ca->muzzy_bytes > muzzy_limit && ca->muzzy.dirty_next != &ca->muzzy) {
     extent_node_t *n = ca->muzzy.dirty_next;
     chunk_remove(ca, n);
+    decay_removed(&ca->decay_muzzy, n->size >> LG_PAGE);
     n->purge_op = CHUNK_PURGE_FORCED;
     ca->purging_bytes += n->size;
     *tail = n;
@@ -463,6 +465,11 @@ void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
     xmutex_unlock(&ca->mtx);
     return;
   }
+  /* Not reused in the reuse window: for good, first (decay.h). */
+  size_t idle_d = decay_idle(&ca->decay_dirty, now, ca->dirty_bytes >> LG_PAGE);
+  size_t idle_m = decay_idle(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE);
+  if (idle_d != 0 || idle_m != 0)
+    chunk_purge(ca, ca->dirty_bytes - (idle_d << LG_PAGE), ca->muzzy_bytes - (idle_m << LG_PAGE), false);
   size_t dl = SIZE_MAX, ml = SIZE_MAX;
   bool d = decay_advance(&ca->decay_dirty, now, ca->dirty_bytes >> LG_PAGE, &dl);
   bool m = decay_advance(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE, &ml);
@@ -476,10 +483,27 @@ void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
 uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
   xmutex_lock(&ca->mtx);
   uint64_t t = UINT64_MAX, u;
-  if (ca->dirty_bytes != 0 && (u = decay_ns_until_epoch(&ca->decay_dirty, now)) < t) t = u;
-  if (ca->muzzy_bytes != 0 && (u = decay_ns_until_epoch(&ca->decay_muzzy, now)) < t) t = u;
+  if (ca->dirty_bytes != 0) {
+    if ((u = decay_ns_until_epoch(&ca->decay_dirty, now)) < t) t = u;
+    if ((u = decay_ns_until_step(&ca->decay_dirty, now)) < t) t = u;
+  }
+  if (ca->muzzy_bytes != 0) {
+    if ((u = decay_ns_until_epoch(&ca->decay_muzzy, now)) < t) t = u;
+    if ((u = decay_ns_until_step(&ca->decay_muzzy, now)) < t) t = u;
+  }
   xmutex_unlock(&ca->mtx);
   return t;
+}
+
+/* Reuse (decay.h): what is left after an allocation took a range; a range
+ * that leaves for good (unmapped). mtx held. */
+static void chunk_decay_note(chunk_arena_t *ca) {
+  decay_note(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
+  decay_note(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
+}
+static void chunk_decay_removed(chunk_arena_t *ca, const extent_node_t *n) {
+  if (n->dirty) decay_removed(&ca->decay_dirty, n->size >> LG_PAGE);
+  if (n->muzzy) decay_removed(&ca->decay_muzzy, n->size >> LG_PAGE);
 }
 
 /* Put [addr, addr+size) back into the trees in state, described by the
@@ -514,6 +538,7 @@ static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t s
   if (trail != 0) {
     chunk_insert_piece(ca, spare2, addr + size, trail, state);
   }
+  chunk_decay_note(ca);
   return state == CHUNK_CLEAN;
 }
 
@@ -556,23 +581,32 @@ static int chunk_take_hooked(chunk_arena_t *ca, extent_node_t *n, char *addr, si
   if (trail != 0) {
     chunk_insert_piece(ca, spare2, addr + size, trail, state);
   }
+  chunk_decay_note(ca);
   return state == CHUNK_CLEAN ? 1 : 0;
 }
 
-/* Best fit: smallest free range that holds size bytes at alignment. */
+/*
+ * Best fit: the smallest free range that holds size bytes at alignment,
+ * dirty ranges first, then muzzy, then clean: memory just freed is reused
+ * before memory purged (no page faults, and what the program reuses stays
+ * the working set the reuse window keeps: decay.h).
+ */
 static extent_node_t *chunk_find(chunk_arena_t *ca, size_t size, size_t alignment, char **addrp) {
+  static const unsigned order[CHUNK_NSTATES] = {CHUNK_DIRTY, CHUNK_MUZZY, CHUNK_CLEAN};
   extent_node_t key = {0};
   key.size = size;
   key.addr = NULL;
-  for (rb_node_t *r = rb_nsearch(&ca->szad, &key.szad); r != NULL; r = rb_next(r)) {
-    extent_node_t *n = rb_entry(r, extent_node_t, szad);
-    char *a = (char *)ALIGNMENT_CEILING((uintptr_t)n->addr, alignment);
-    if (a >= n->addr && a + size <= n->addr + n->size && a + size > a) {
-      *addrp = a;
-      return n;
+  for (unsigned k = 0; k < CHUNK_NSTATES; k++) {
+    for (rb_node_t *r = rb_nsearch(&ca->szad[order[k]], &key.szad); r != NULL; r = rb_next(r)) {
+      extent_node_t *n = rb_entry(r, extent_node_t, szad);
+      char *a = (char *)ALIGNMENT_CEILING((uintptr_t)n->addr, alignment);
+      if (a >= n->addr && a + size <= n->addr + n->size && a + size > a) {
+        *addrp = a;
+        return n;
+      }
+      /* A range at least size + alignment - chunk always fits: stop there. */
+      if (n->size >= size + alignment) break;
     }
-    /* A range at least size + alignment - chunk always fits: stop there. */
-    if (n->size >= size + alignment) break;
   }
   return NULL;
 }
@@ -682,6 +716,7 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
   /* retain:false and beyond the cache: unmap the (coalesced) range. It is
    * out of the trees while mtx is released; nothing else points to it. */
   chunk_remove(ca, node);
+  chunk_decay_removed(ca, node);
   ca->purging_bytes += node->size;
   xmutex_unlock(&ca->mtx);
   extent_hooks_t *h = chunk_hooks_load(ca);
@@ -788,7 +823,16 @@ bool chunk_validate(chunk_arena_t *ca) {
   /* With user hooks, neighbours the hook refused to merge stay apart. */
   bool hooked = chunk_hooked(ca);
   xmutex_lock(&ca->mtx);
-  bool ok = rb_validate(&ca->szad) && rb_validate(&ca->ad) && ca->szad.n == ca->ad.n;
+  bool ok = rb_validate(&ca->ad);
+  size_t nszad = 0;
+  for (unsigned s = 0; s < CHUNK_NSTATES; s++) {
+    ok = ok && rb_validate(&ca->szad[s]);
+    nszad += ca->szad[s].n;
+    /* Each tree holds the ranges of its state only. */
+    for (rb_node_t *r = rb_first(&ca->szad[s]); ok && r != NULL; r = rb_next(r))
+      if (chunk_node_state(rb_entry(r, extent_node_t, szad)) != s) ok = false;
+  }
+  ok = ok && nszad == ca->ad.n;
   size_t total = 0, dirty = 0, muzzy = 0;
   const extent_node_t *prev = NULL;
   for (rb_node_t *r = rb_first(&ca->ad); ok && r != NULL; r = rb_next(r)) {

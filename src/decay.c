@@ -2,6 +2,7 @@
 #include <time.h>
 
 #include "xalloc/internal/decay.h"
+#include "xalloc/internal/opts.h"
 
 uint64_t decay_now_ns(void) {
   struct timespec ts;
@@ -25,6 +26,42 @@ void decay_init(decay_t *d, ssize_t time_ms, uint64_t now) {
     if (d->interval_ns == 0) d->interval_ns = 1;
   }
   d->epoch_ns = now;
+  /* No reuse window when the curve never purges (-1) or purges at once. */
+  if (time_ms > 0 && opt_reuse_window_ms > 0) {
+    d->reuse_step_ns = (uint64_t)opt_reuse_window_ms * 1000000u / DECAY_REUSE_STEPS;
+    if (d->reuse_step_ns == 0) d->reuse_step_ns = 1;
+  }
+  d->reuse_epoch_ns = now;
+  /* (removed 0, every low 0: nothing was there before now.) */
+}
+
+size_t decay_idle(decay_t *d, uint64_t now, size_t npages) {
+  if (d->reuse_step_ns == 0) return 0;
+  decay_note(d, npages);
+  if (now < d->reuse_epoch_ns) d->reuse_epoch_ns = now;
+  uint64_t steps = (now - d->reuse_epoch_ns) / d->reuse_step_ns;
+  if (steps == 0) return 0;
+  const unsigned S = DECAY_REUSE_STEPS;
+  size_t *low = d->reuse_low, cur = low[S];
+  /* The current step closes; the steps that passed with no call get its
+   * low too (the lowest since it began: it may be lower than theirs, so
+   * this purges less, never more). */
+  unsigned k = steps > S ? S : (unsigned)steps;
+  memmove(low, low + k, (S + 1 - k) * sizeof(size_t));
+  for (unsigned i = S + 1 - k; i < S; i++) low[i] = cur;
+  low[S] = npages + d->removed;
+  d->reuse_epoch_ns += steps * d->reuse_step_ns;
+  size_t m = low[0];
+  for (unsigned i = 1; i < S; i++)
+    if (low[i] < m) m = low[i];
+  size_t idle = m > d->removed ? m - d->removed : 0;
+  return idle < npages ? idle : npages;
+}
+
+uint64_t decay_ns_until_step(const decay_t *d, uint64_t now) {
+  if (d->reuse_step_ns == 0) return UINT64_MAX;
+  uint64_t end = d->reuse_epoch_ns + d->reuse_step_ns;
+  return end > now ? end - now : 0;
 }
 
 void decay_reset(decay_t *d, ssize_t time_ms, uint64_t now, size_t npages) {

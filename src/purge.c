@@ -32,13 +32,27 @@ static arena_run_t *arena_purge_collect(arena_t *a, size_t dirty_limit, size_t m
     tail = &run->purge_next;
   }
   *tail = NULL;
+  size_t nd = 0, nm = 0;
   for (arena_run_t *run = list; run != NULL; run = run->purge_next) {
     /* Neither allocatable nor mergeable while out. */
     run->state = RUN_PURGING;
     a->npurging += run->npages;
+    nd += run->ndirty;
+    nm += run->nmuzzy;
     if (a->spare == run->chunk) a->spare = NULL;
   }
+  decay_removed(&a->decay_dirty, nd);
+  decay_removed(&a->decay_muzzy, nm);
   return list;
+}
+
+/* Append list b to list a (purge_next); returns the head. */
+static arena_run_t *arena_purge_concat(arena_run_t *a, arena_run_t *b) {
+  if (a == NULL) return b;
+  arena_run_t *t = a;
+  while (t->purge_next != NULL) t = t->purge_next;
+  t->purge_next = b;
+  return a;
 }
 
 /* madvise each run of list (no lock held), then free them again under the
@@ -79,6 +93,20 @@ static void arena_purge_finish(arena_t *a, arena_run_t *list) {
   arena_chunks_flush(a);
 }
 
+/* When the arena's run level next has purging to look at (arena lock). */
+static uint64_t arena_decay_next_locked(arena_t *a, uint64_t now) {
+  uint64_t t = UINT64_MAX, u;
+  if (a->ndirty != 0) {
+    if ((u = decay_ns_until_epoch(&a->decay_dirty, now)) < t) t = u;
+    if ((u = decay_ns_until_step(&a->decay_dirty, now)) < t) t = u;
+  }
+  if (a->nmuzzy != 0) {
+    if ((u = decay_ns_until_epoch(&a->decay_muzzy, now)) < t) t = u;
+    if ((u = decay_ns_until_step(&a->decay_muzzy, now)) < t) t = u;
+  }
+  return t;
+}
+
 static void arena_decay_impl(arena_t *a, bool wait) {
   if (!arena_op_begin(a, ARENA_OP_PURGE, wait)) return;
   /* Objects freed remotely go back to their runs first: runs they empty
@@ -87,18 +115,34 @@ static void arena_decay_impl(arena_t *a, bool wait) {
   arena_remote_drain(a, !wait);
   uint64_t now = decay_now_ns();
   xmutex_lock(&a->lock);
+  /* What the program did not reuse in the reuse window goes for good
+   * first (decay.h), then the curve's share goes lazily. */
+  size_t idle_d = decay_idle(&a->decay_dirty, now, a->ndirty);
+  size_t idle_m = decay_idle(&a->decay_muzzy, now, a->nmuzzy);
+  arena_run_t *list = NULL;
+  if (idle_d != 0 || idle_m != 0) list = arena_purge_collect(a, a->ndirty - idle_d, a->nmuzzy - idle_m, false);
   size_t dl = SIZE_MAX, ml = SIZE_MAX;
   bool d = decay_advance(&a->decay_dirty, now, a->ndirty, &dl);
   bool m = decay_advance(&a->decay_muzzy, now, a->nmuzzy, &ml);
-  arena_run_t *list = NULL;
-  if (d || m) list = arena_purge_collect(a, d ? dl : SIZE_MAX, m ? ml : SIZE_MAX, a->decay_muzzy.time_ms != 0);
+  if (d || m)
+    list = arena_purge_concat(
+        list, arena_purge_collect(a, d ? dl : SIZE_MAX, m ? ml : SIZE_MAX, a->decay_muzzy.time_ms != 0));
   xmutex_unlock(&a->lock);
   arena_purge_finish(a, list);
   chunk_decay(&a->chunks, now, wait);
+  /* The next look for arena_decay_event: when something is due, and at
+   * least every ARENA_DECAY_EVENT_NS (pages freed meanwhile have dates). */
+  uint64_t next = arena_decay_ns_until(a, now);
+  if (next > ARENA_DECAY_EVENT_NS) next = ARENA_DECAY_EVENT_NS;
+  __atomic_store_n(&a->decay_next_ns, now + next, __ATOMIC_RELAXED);
   arena_op_end(a, false);
 }
 
 void arena_decay(arena_t *a) { arena_decay_impl(a, true); }
+
+void arena_decay_event(arena_t *a) {
+  if (decay_now_ns() >= __atomic_load_n(&a->decay_next_ns, __ATOMIC_RELAXED)) arena_decay_impl(a, false);
+}
 
 void (*arena_tick_hook)(void);
 
@@ -115,12 +159,10 @@ void arena_decay_tick(arena_t *a) {
 }
 
 uint64_t arena_decay_ns_until(arena_t *a, uint64_t now) {
-  uint64_t t = UINT64_MAX, u;
   xmutex_lock(&a->lock);
-  if (a->ndirty != 0 && (u = decay_ns_until_epoch(&a->decay_dirty, now)) < t) t = u;
-  if (a->nmuzzy != 0 && (u = decay_ns_until_epoch(&a->decay_muzzy, now)) < t) t = u;
+  uint64_t t = arena_decay_next_locked(a, now);
   xmutex_unlock(&a->lock);
-  u = chunk_decay_ns_until(&a->chunks, now);
+  uint64_t u = chunk_decay_ns_until(&a->chunks, now);
   return u < t ? u : t;
 }
 

@@ -187,6 +187,9 @@ static void arena_chunk_dalloc(arena_t *a, arena_chunk_t *chunk) {
   arena_run_t *run = chunk->map[0];
   xassert(run->state == RUN_FREE && run->npages == arena_chunk_npages);
   arena_avail_remove(a, run);
+  /* Its pages leave the arena's count (to the chunk level's): not reuse. */
+  decay_removed(&a->decay_dirty, run->ndirty);
+  decay_removed(&a->decay_muzzy, run->nmuzzy);
   chunk->out_state = run->ndirty != 0 ? CHUNK_DIRTY : run->nmuzzy != 0 ? CHUNK_MUZZY : CHUNK_CLEAN;
   arena_run_desc_free(a, run);
   rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
@@ -222,8 +225,8 @@ void arenas_chunks_flush(void) {
  * left before and after stays free; spare is a descriptor to use if both
  * are left (set to NULL when used). Returns whether the pages read as zero.
  */
-bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages,
-                             arena_run_t **spare) {
+static bool arena_pages_take_impl(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages,
+                                  arena_run_t **spare) {
   arena_chunk_t *chunk = fr->chunk;
   arena_avail_remove(a, fr);
   uint32_t start = fr->pageind, lead = off, trail = fr->npages - off - npages;
@@ -260,6 +263,14 @@ bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages
     chunk->map[tr->pageind + trail - 1] = tr;
     arena_avail_insert(a, tr);
   }
+  return zeroed;
+}
+
+bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages, arena_run_t **spare) {
+  bool zeroed = arena_pages_take_impl(a, fr, off, npages, spare);
+  /* Reuse (decay.h): what is left after an allocation took pages. */
+  decay_note(&a->decay_dirty, a->ndirty);
+  decay_note(&a->decay_muzzy, a->nmuzzy);
   return zeroed;
 }
 

@@ -38,7 +38,7 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   s->chunk_dirty = a->chunks.dirty_bytes;
   s->chunk_muzzy = a->chunks.muzzy_bytes;
   s->chunk_purging = a->chunks.purging_bytes;
-  s->nfree_ranges += a->chunks.szad.n;
+  s->nfree_ranges += a->chunks.ad.n;
   s->npurged += a->chunks.npurged;
   s->nmadvise += a->chunks.nmadvise;
   xmutex_unlock(&a->chunks.mtx);

@@ -325,6 +325,9 @@ void tcache_event(tsd_t *t) {
     b->lg_fill_div--;
   }
   b->low_water = b->ncached;
+  /* A thread that only ever hits its cache still drives its arena's
+   * decay (the reuse window: decay.h). */
+  if (t->arena != NULL) arena_decay_event(t->arena);
 }
 
 uint64_t tsd_allocated(const tsd_t *t) {

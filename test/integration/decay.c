@@ -2,7 +2,10 @@
  * decay, through the public API: memory freed goes back to the kernel over
  * time (mincore on the freed ranges, which xalloc keeps mapped), at once
  * with dirty_decay_ms:0,muzzy_decay_ms:0, never with -1, and from the
- * background thread in a process that makes no allocator call at all.
+ * background thread in a process that makes no allocator call at all; and
+ * the reuse window: with the default (long) decay times, freed memory the
+ * program does not reuse goes within about the window, while a working set
+ * it keeps reusing stays resident.
  * Each case re-executes this program with its options appended to
  * XALLOC_CONF (so it also runs under the test suite's configurations).
  */
@@ -10,6 +13,7 @@
 
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define NBLK 48
@@ -53,6 +57,12 @@ static void fill_and_free(void) {
   for (int i = 0; i < NBLK; i++) free(blk[i]);
 }
 
+static long minor_faults(void) {
+  struct rusage ru;
+  CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
+  return ru.ru_minflt;
+}
+
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
   nanosleep(&ts, NULL);
@@ -89,6 +99,38 @@ static int child(const char *mode) {
     }
     fprintf(stderr, "decay: %zu -> %zu of %zu pages resident after %d ms\n", r0, r, total, ms);
     CHECK(r <= total / 10);
+  } else if (strcmp(mode, "reuse") == 0) {
+    /* Default decay times (10 s: at 3 s the curve would have purged a
+     * fifth, lazily), reuse_window_ms:300. */
+    CHECK(r0 >= total / 2);
+    size_t r = r0;
+    int ms = 0;
+    for (; ms < 3000 && r > total / 10; ms += 10) {
+      sleep_ms(10);
+      tick();
+      r = resident_pages();
+    }
+    fprintf(stderr, "reuse: %zu -> %zu of %zu pages resident after %d ms\n", r0, r, total, ms);
+    CHECK(r <= total / 10);
+  } else if (strcmp(mode, "reused") == 0) {
+    /* reuse_window_ms:1000: the same blocks asked for again every 10 ms
+     * for 2.5 s. Kept as the working set, they are not purged: writing
+     * them again faults (almost) nothing. Purged once a window, the whole
+     * set would fault in again two or three times. Counted after the
+     * first rounds (which may land on memory never touched: placement). */
+    long faults0 = 0;
+    for (int ms = 0; ms < 2500; ms += 10) {
+      sleep_ms(10);
+      if (ms == 100) faults0 = minor_faults();
+      for (int i = 0; i < NBLK; i++) CHECK((blk[i] = malloc(blksz[i])) != NULL);
+      for (int i = 0; i < NBLK; i++) {
+        memset(blk[i], 0x44, blksz[i]);
+        free(blk[i]);
+      }
+    }
+    long faults = minor_faults() - faults0;
+    fprintf(stderr, "reused: %ld page faults over 2.4 s of reusing a working set of %zu pages\n", faults, total);
+    CHECK(faults < (long)total);
   } else if (strcmp(mode, "background") == 0) {
     CHECK(r0 >= total / 2);
     size_t r = r0;
@@ -132,6 +174,14 @@ static void test_decay(void **s) {
   (void)s;
   run_mode("decay", "dirty_decay_ms:40,muzzy_decay_ms:40");
 }
+static void test_reuse_window(void **s) {
+  (void)s;
+  run_mode("reuse", "dirty_decay_ms:10000,muzzy_decay_ms:10000,reuse_window_ms:300");
+}
+static void test_reused_kept(void **s) {
+  (void)s;
+  run_mode("reused", "dirty_decay_ms:10000,muzzy_decay_ms:10000,reuse_window_ms:1000");
+}
 static void test_background(void **s) {
   (void)s;
   run_mode("background", "dirty_decay_ms:40,muzzy_decay_ms:40,background_thread:true");
@@ -144,6 +194,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_never),
       cmocka_unit_test(test_decay),
       cmocka_unit_test(test_background),
+      cmocka_unit_test(test_reuse_window),
+      cmocka_unit_test(test_reused_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,19 +47,25 @@ static bool overlaps_free(chunk_arena_t *ca, const char *a, size_t size) {
 
 /* Best fit by hand: smallest free range that holds size at alignment,
  * lowest address among equals. NULL if none. */
+/* Best fit (smallest, then lowest address) among the dirty ranges, else
+ * the muzzy ones, else the clean ones. */
 static char *expected_fit(chunk_arena_t *ca, size_t size, size_t align) {
-  const extent_node_t *best = NULL;
-  char *best_addr = NULL;
-  extent_node_t *n;
-  FOR_EACH_FREE(ca, n) {
-    char *a = (char *)ALIGNMENT_CEILING((uintptr_t)n->addr, align);
-    if (a + size > n->addr + n->size) continue;
-    if (best == NULL || n->size < best->size || (n->size == best->size && n->addr < best->addr)) {
-      best = n;
-      best_addr = a;
+  for (int k = 0; k < 3; k++) {
+    const extent_node_t *best = NULL;
+    char *best_addr = NULL;
+    extent_node_t *n;
+    FOR_EACH_FREE(ca, n) {
+      if (k == 0 ? !n->dirty : k == 1 ? !n->muzzy : n->dirty || n->muzzy) continue;
+      char *a = (char *)ALIGNMENT_CEILING((uintptr_t)n->addr, align);
+      if (a + size > n->addr + n->size) continue;
+      if (best == NULL || n->size < best->size || (n->size == best->size && n->addr < best->addr)) {
+        best = n;
+        best_addr = a;
+      }
     }
+    if (best != NULL) return best_addr;
   }
-  return best_addr;
+  return NULL;
 }
 
 /* No page of a clean free range is resident (clean = purged or never
@@ -735,7 +741,7 @@ static void test_user_hooks(void **state) {
   hb_refuse_merge = true;
   chunk_dalloc(&ca, a, C, true);
   chunk_dalloc(&ca, b, C, true);
-  assert_int_equal(ca.szad.n, 2);
+  assert_int_equal(ca.ad.n, 2);
   assert_true(chunk_validate(&ca));
   char *c = chunk_alloc(&ca, 2 * C, C, &z);
   assert_int_equal(hb_nalloc, 3);
@@ -751,7 +757,7 @@ static void test_user_hooks(void **state) {
   unsigned nsplit = hb_nsplit;
   char *d = chunk_alloc(&ca, C, 2 * C, &z);
   assert_ptr_equal(d, a);
-  assert_int_equal(ca.szad.n, 1); /* [a + C, a + 4C) */
+  assert_int_equal(ca.ad.n, 1); /* [a + C, a + 4C) */
   assert_int_equal(hb_nsplit, nsplit);
   assert_int_equal(hb_nalloc, 3);
   /* Split refused: a fresh range from the hook. */
@@ -760,7 +766,7 @@ static void test_user_hooks(void **state) {
   char *e = chunk_alloc(&ca, C, C, &z);
   assert_ptr_equal(e, a + 4 * C);
   assert_int_equal(hb_nalloc, nalloc + 1);
-  assert_int_equal(ca.szad.n, 1);
+  assert_int_equal(ca.ad.n, 1);
   hb_refuse_split = false;
   assert_true(chunk_validate(&ca));
   /* Split accepted: the 3-chunk range is cut, no new range. */

@@ -256,6 +256,7 @@ struct arena_s {
   size_t nmuzzy;           /* muzzy pages in free runs */
   size_t npurging;         /* pages in runs being purged (RUN_PURGING) */
   decay_t decay_dirty, decay_muzzy; /* arena lock */
+  uint64_t decay_next_ns;  /* atomic: when arena_decay_event looks next */
   /* Lifecycle (see the top of this file), under life_mtx: */
   xmutex_t life_mtx;
   pthread_cond_t life_cond; /* op became ARENA_OP_NONE */
@@ -390,6 +391,10 @@ void arena_purge_all(arena_t *arena);
 void arena_decay(arena_t *arena);
 /* Amortized decay, from the slow paths with no lock held. */
 void arena_decay_tick(arena_t *arena);
+/* The same from a thread cache's GC step (fast paths only: no slow-path
+ * call to tick): a clock read, and a decay check when one is due. */
+void arena_decay_event(arena_t *arena);
+#define ARENA_DECAY_EVENT_NS 100000000u /* the longest wait between two looks */
 /* Called on every tick when set (the background thread's lazy start). */
 extern void (*arena_tick_hook)(void);
 /* ns until the arena has something to purge (UINT64_MAX: nothing). */

@@ -63,7 +63,7 @@
 /* Free range records a chunk arena keeps for reuse. */
 #define CHUNK_NODE_CACHE 32
 /* States of a free range. */
-enum { CHUNK_CLEAN = 0, CHUNK_MUZZY = 1, CHUNK_DIRTY = 2 };
+enum { CHUNK_CLEAN = 0, CHUNK_MUZZY = 1, CHUNK_DIRTY = 2, CHUNK_NSTATES = 3 };
 
 /* Kinds of metadata that the radix tree points to (first byte of each). */
 enum { META_NONE = 0, META_ARENA_CHUNK = 1, META_HUGE = 2, META_FREE = 3 };
@@ -93,7 +93,7 @@ struct extent_node_s {
 
 typedef struct {
   xmutex_t mtx;
-  rb_tree_t szad;
+  rb_tree_t szad[CHUNK_NSTATES]; /* free ranges by (size, address), per state */
   rb_tree_t ad;
   extent_node_t dirty; /* sentinel of the dirty list, oldest first */
   extent_node_t muzzy; /* sentinel of the muzzy list, oldest first */

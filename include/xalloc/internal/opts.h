@@ -26,6 +26,8 @@
     "ms before freed pages are purged lazily (MADV_FREE); 0 at once, -1 never")                       \
   X(SSIZE, muzzy_decay_ms, 10000, -1, 86400000, NULL,                                                 \
     "ms before lazily purged pages are purged for good (MADV_DONTNEED); 0 at once, -1 never")         \
+  X(SSIZE, reuse_window_ms, 600, 0, 86400000, NULL,                                                 \
+    "ms a freed page may stay unused before it is purged for good, within the decay times; 0: decay only") \
   X(BOOL, retain, true, 0, 1, NULL, "keep freed chunk memory mapped (purged) instead of unmapping")  \
   X(UINT, retain_grow_k, 2, 1, 64, NULL, "reservations of one size before the reservation size doubles") \
   X(BOOL, background_thread, false, 0, 1, NULL, "purge from a background thread while idle")         \
