@@ -140,8 +140,23 @@ static void arena_decay_impl(arena_t *a, bool wait) {
 
 void arena_decay(arena_t *a) { arena_decay_impl(a, true); }
 
+/* The arena arena_decay_event looks at besides the caller's, in turn: an
+ * arena whose threads went quiet (or exited) still gets its checks while
+ * any thread of the process keeps allocating. */
+static unsigned arena_decay_other_next;
+
+static void arena_decay_other(arena_t *a, uint64_t now) {
+  unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
+  if (n < 2) return;
+  unsigned i = __atomic_fetch_add(&arena_decay_other_next, 1, __ATOMIC_RELAXED) % n;
+  arena_t *o = arena_get(i);
+  if (o != NULL && o != a && now >= __atomic_load_n(&o->decay_next_ns, __ATOMIC_RELAXED)) arena_decay_impl(o, false);
+}
+
 void arena_decay_event(arena_t *a) {
-  if (decay_now_ns() >= __atomic_load_n(&a->decay_next_ns, __ATOMIC_RELAXED)) arena_decay_impl(a, false);
+  uint64_t now = decay_now_ns();
+  if (now >= __atomic_load_n(&a->decay_next_ns, __ATOMIC_RELAXED)) arena_decay_impl(a, false);
+  arena_decay_other(a, now);
 }
 
 void (*arena_tick_hook)(void);
@@ -154,8 +169,8 @@ void arena_decay_tick(arena_t *a) {
   ssize_t mms = __atomic_load_n(&a->decay_muzzy.time_ms, __ATOMIC_RELAXED);
   if (dms != 0 && --arena_decay_ticks > 0) return;
   arena_decay_ticks = ARENA_DECAY_TICKS;
-  if (dms < 0 && mms < 0) return;
-  arena_decay_impl(a, false);
+  if (dms >= 0 || mms >= 0) arena_decay_impl(a, false);
+  arena_decay_other(a, decay_now_ns());
 }
 
 uint64_t arena_decay_ns_until(arena_t *a, uint64_t now) {

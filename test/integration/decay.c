@@ -12,9 +12,12 @@
 #include "xtest.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
+
+#include "xalloc/xalloc.h"
 
 #define NBLK 48
 #define CHECK(c)                                                              \
@@ -73,8 +76,22 @@ static void tick(void) {
   for (int k = 0; k < 80; k++) free(malloc((size_t)40 << 10));
 }
 
-static int child(const char *mode) {
+static void *fill_and_free_in_arena_1(void *arg) {
+  (void)arg;
+  unsigned one = 1;
+  CHECK(mallctl("thread.arena", NULL, NULL, &one, sizeof(one)) == 0);
   fill_and_free();
+  return NULL;
+}
+
+static int child(const char *mode) {
+  if (strcmp(mode, "otherarena") == 0) {
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, fill_and_free_in_arena_1, NULL) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+  } else {
+    fill_and_free();
+  }
   size_t total = total_pages(), r0 = resident_pages();
   if (strcmp(mode, "now") == 0) {
     fprintf(stderr, "now: %zu of %zu pages resident right after free\n", r0, total);
@@ -131,6 +148,25 @@ static int child(const char *mode) {
     long faults = minor_faults() - faults0;
     fprintf(stderr, "reused: %ld page faults over 2.4 s of reusing a working set of %zu pages\n", faults, total);
     CHECK(faults < (long)total);
+  } else if (strcmp(mode, "otherarena") == 0) {
+    /* The blocks were freed into arena 1 by a thread that then went
+     * quiet; only this thread (arena 2) keeps allocating, small objects
+     * from its cache: its cache's GC steps check the other arenas too. */
+    unsigned two = 2;
+    CHECK(mallctl("thread.arena", NULL, NULL, &two, sizeof(two)) == 0);
+    size_t r = r0;
+    int ms = 0;
+    void *q[64];
+    for (; ms < 4000 && r > total / 10; ms += 10) {
+      sleep_ms(10);
+      for (int k = 0; k < 20; k++) {
+        for (int i = 0; i < 64; i++) CHECK((q[i] = malloc(48)) != NULL);
+        for (int i = 0; i < 64; i++) free(q[i]);
+      }
+      r = resident_pages();
+    }
+    fprintf(stderr, "otherarena: %zu -> %zu of %zu pages resident after %d ms\n", r0, r, total, ms);
+    CHECK(r <= total / 10);
   } else if (strcmp(mode, "background") == 0) {
     CHECK(r0 >= total / 2);
     size_t r = r0;
@@ -182,6 +218,10 @@ static void test_reused_kept(void **s) {
   (void)s;
   run_mode("reused", "dirty_decay_ms:10000,muzzy_decay_ms:10000,reuse_window_ms:1000");
 }
+static void test_other_arena(void **s) {
+  (void)s;
+  run_mode("otherarena", "dirty_decay_ms:10000,muzzy_decay_ms:10000,reuse_window_ms:300,narenas:4");
+}
 static void test_background(void **s) {
   (void)s;
   run_mode("background", "dirty_decay_ms:40,muzzy_decay_ms:40,background_thread:true");
@@ -196,6 +236,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_background),
       cmocka_unit_test(test_reuse_window),
       cmocka_unit_test(test_reused_kept),
+      cmocka_unit_test(test_other_arena),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
