@@ -325,8 +325,8 @@ set -e
 [ "$rc1" -eq 0 ] && [ "$(grep -c 'event=interval' "$tmp/wrap2.err")" -ge 3 ] && pass "--interval alone logs to stderr" ||
   fail "--interval alone: exit $rc1, $(head -n 2 "$tmp/wrap2.err")"
 n=$(grep -c 'event=interval' "$tmp/wrap3.err" || true)
-[ "$rc2" -eq 0 ] && [ "$n" -eq 2 ] && pass "--rss-log -: stderr, every 500 ms by default" ||
-  fail "--rss-log - (1.2 s): exit $rc2, $n interval lines, expected 2"
+[ "$rc2" -eq 0 ] && [ "$n" -ge 2 ] && [ "$n" -le 3 ] && pass "--rss-log -: stderr, every 500 ms by default" ||
+  fail "--rss-log - (1.2 s): exit $rc2, $n interval lines, expected 2 (3 on a slow machine)"
 # Bad arguments: a message, exit 2, the command is not run.
 touch="touch $tmp/ran"
 for args in "--interval abc $touch" "--interval 0 $touch" "--interval 86400001 $touch" \
