@@ -19,7 +19,7 @@ The figures of a cell are the median over the rounds; the curves are
 those of the median run (by RSS at +2 s). Python standard library only.
 
 This is a benchmark: run it on a quiet machine. A quick check that it
-works: bench/memidle.py --scale 0.05 --rounds 1 --seconds 2.5 --out-dir /tmp/mi --no-results
+works: bench/memidle.py --scale 0.05 --rounds 1 --seconds 2.5 --idle-seconds 2.5 --out-dir /tmp/mi --no-results
 """
 import argparse
 import datetime
@@ -134,6 +134,17 @@ def parse(text):
     return r
 
 
+def seconds_for(args, mode):
+    return args.idle_seconds if mode == "idle" else args.seconds
+
+
+def at_ms(series, t, col):
+    """The figure of the sample nearest t ms, or None past the run."""
+    if not series or series[-1][0] < t - 1:
+        return None
+    return min(series, key=lambda r: abs(r[0] - t))[col]
+
+
 def run_one(binary, mode, alloc, args):
     name, lib, conf = alloc
     env = dict(os.environ)
@@ -143,7 +154,7 @@ def run_one(binary, mode, alloc, args):
         env["LD_PRELOAD"] = lib
     if conf:
         env["XALLOC_CONF"] = conf
-    cmd = [binary, mode, "%g" % args.scale, str(args.sample_ms), "%g" % args.seconds]
+    cmd = [binary, mode, "%g" % args.scale, str(args.sample_ms), "%g" % seconds_for(args, mode)]
     try:
         p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            timeout=args.timeout)
@@ -184,6 +195,8 @@ def summarize(runs, target):
         "n": len(good),
         "rss2": m(lambda r: r["at2s"]["rss"]),
         "nolazy2": m(lambda r: r["at2s"]["nolazy"]),
+        "rss5": m(lambda r: at_ms(r["series"], 5000, 1)),
+        "nolazy5": m(lambda r: at_ms(r["series"], 5000, 2)),
         "peak": m(lambda r: float(r["peak_rss"])),
         "rss_end": m(lambda r: r["series"][-1][1]),
         "nolazy_end": m(lambda r: r["series"][-1][2]),
@@ -203,14 +216,16 @@ def fmt(v, nd=1):
 
 
 def table(names, summ, runs, mode, target):
-    L = ["| allocator | RSS at +2 s | RSS − LazyFree at +2 s | RSS at end | RSS − LazyFree at end | "
-         "stays ≤ %g MiB from (ms), RSS | stays ≤ %g MiB from (ms), − LazyFree | peak | runs |" % (target, target),
-         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    five = mode == "idle"
+    L = ["| allocator | RSS at +2 s | RSS − LazyFree at +2 s | %sRSS at end | RSS − LazyFree at end | "
+         "stays ≤ %g MiB from (ms), RSS | stays ≤ %g MiB from (ms), − LazyFree | peak | runs |" % (
+             "RSS at +5 s | RSS − LazyFree at +5 s | " if five else "", target, target),
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if five else "")]
     for n in names:
         s = summ[mode].get(n)
         nruns = len(runs[mode][n])
         if s is None:
-            L.append("| %s | FAIL | | | | | | | 0/%d |" % (n, nruns))
+            L.append("| %s | FAIL | | | | | | | %s0/%d |" % (n, "| | " if five else "", nruns))
             continue
 
         def settle(key, never):
@@ -219,8 +234,9 @@ def table(names, summ, runs, mode, target):
             v = fmt(s[key], 0)
             return v + (" (%d/%d never)" % (s[never], s["n"]) if s[never] else "")
 
-        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d |" % (
-            n, fmt(s["rss2"]), fmt(s["nolazy2"]), fmt(s["rss_end"]), fmt(s["nolazy_end"]),
+        L.append("| %s | %s | %s | %s%s | %s | %s | %s | %s | %d/%d |" % (
+            n, fmt(s["rss2"]), fmt(s["nolazy2"]),
+            "%s | %s | " % (fmt(s["rss5"]), fmt(s["nolazy5"])) if five else "", fmt(s["rss_end"]), fmt(s["nolazy_end"]),
             settle("settle_rss", "never_rss"), settle("settle_nolazy", "never_nolazy"), fmt(s["peak"]),
             s["n"], nruns))
     return L
@@ -281,8 +297,10 @@ def svg(path, title, subtitle, names, summ, colors, seconds, target):
             x0, Y(target), x0 + pw, Y(target)))
         o.append('<text x="%d" y="%.1f" text-anchor="end" fill="#c00">target %g MiB</text>' % (
             x0 + pw - 4, Y(target) - 4, target))
-        o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#c00" stroke-dasharray="2,3"/>' % (
-            X(2000), y0, X(2000), y0 + ph))
+        for mark in (2000, 5000):
+            if mark <= tmax:
+                o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#c00" stroke-dasharray="2,3"/>' % (
+                    X(mark), y0, X(mark), y0 + ph))
         # The first allocators named (xalloc) last, on top, and thicker:
         # equal curves hide each other.
         for k, n in reversed(list(enumerate(names))):
@@ -322,18 +340,19 @@ def colors_for(names):
 def report(args, meta, names, runs, summ, out_dir):
     rel = os.path.relpath(out_dir, BENCH_DIR)
     L = []
-    if args.scale != 1 or args.rounds < 3 or args.seconds < 4:
-        L.append("**A check run, not the benchmark** (scale %g, %d round(s), %g s): it shows the script works; "
-                 "the figures to go by come from the full run (the command in the text above, on a quiet "
-                 "machine)." % (args.scale, args.rounds, args.seconds))
+    if args.scale != 1 or args.rounds < 3 or args.seconds < 4 or args.idle_seconds < 5:
+        L.append("**A check run, not the benchmark** (scale %g, %d round(s), %g s and %g s): it shows the "
+                 "script works; the figures to go by come from the full run (the command in the text above, on "
+                 "a quiet machine)." % (args.scale, args.rounds, args.seconds, args.idle_seconds))
         L.append("")
     L.append("- Date: %s; %s; load average %s at the start, %s at the end" % (
         meta["date"], meta["machine_line"], meta["load_start"], meta["load_end"]))
     L.append("- Allocators: %s" % "; ".join("%s = %s" % (n, d) for n, d in meta["allocs"]))
+    first = [summ[mo][n] for mo in summ for n in names if summ[mo].get(n)]
     L.append("- %d round(s), allocators interleaved; scale %g (about %s blocks), a sample every %d ms for "
-             "%g s; median over the rounds, curves of the median run" % (
-                 args.rounds, args.scale, summ["load"].get(names[0], {}) and summ["load"][names[0]]["blocks"]
-                 or "?", args.sample_ms, args.seconds))
+             "%g s (load) and %g s (idle); median over the rounds, curves of the median run" % (
+                 args.rounds, args.scale, first[0]["blocks"] if first else "?", args.sample_ms, args.seconds,
+                 args.idle_seconds))
     L.append("")
     L.append("Command (from the top of the source tree):")
     L.append("")
@@ -347,8 +366,9 @@ def report(args, meta, names, runs, summ, out_dir):
             continue
         L.append("")
         L.append("**%s**: MiB above the start (each figure against its own value before the first "
-                 "allocation); the target is at most %g MiB at +2 s, both ways (128 MiB at scale 1)." % (
-                     what[0].upper() + what[1:], args.scale * TARGET_MIB))
+                 "allocation); the target is at most %g MiB at +2 s, both ways (128 MiB at scale 1)%s." % (
+                     what[0].upper() + what[1:], args.scale * TARGET_MIB,
+                     "; idle, with background_thread:true (xalloc-bg), within 5 s" if mode == "idle" else ""))
         L.append("")
         L += table(names, summ, runs, mode, args.scale * TARGET_MIB)
         L.append("")
@@ -393,8 +413,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds (default %(default)s)")
     ap.add_argument("--scale", type=float, default=1.0, help="1 = 1 GiB (default %(default)s)")
     ap.add_argument("--sample-ms", type=int, default=50, help="sampling interval (default %(default)s)")
-    ap.add_argument("--seconds", type=float, default=4.0, help="sampled time after the frees (default "
+    ap.add_argument("--seconds", type=float, default=4.0, help="sampled time after the frees, load (default "
                     "%(default)s)")
+    ap.add_argument("--idle-seconds", type=float, default=6.0, help="the same, idle (default %(default)s: "
+                    "the idle target is within 5 s)")
     ap.add_argument("--timeout", type=int, default=120, help="per run, seconds (default %(default)s)")
     ap.add_argument("--out-dir", default=os.path.join(BENCH_DIR, "results"),
                     help="SVGs, Markdown and JSON (default bench/results)")
@@ -407,8 +429,10 @@ def main():
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in ("load", "idle") for m in modes):
         ap.error("--modes: load, idle or load,idle")
-    if args.rounds < 1 or not args.scale > 0 or args.sample_ms < 10 or not args.seconds >= 2.0:
-        ap.error("--rounds >= 1, --scale > 0, --sample-ms >= 10 and --seconds >= 2 (the +2 s figure)")
+    if args.rounds < 1 or not args.scale > 0 or args.sample_ms < 10 or not args.seconds >= 2.0 or \
+            not args.idle_seconds >= 2.0:
+        ap.error("--rounds >= 1, --scale > 0, --sample-ms >= 10, --seconds and --idle-seconds >= 2 (the +2 s "
+                 "figure)")
 
     binary = build(os.path.abspath(args.build_dir), args.cc)
     allocs = allocators(args)
@@ -446,7 +470,7 @@ def main():
             "every 10 ms" % args.scale, sub, names, summ["load"], colors, args.seconds, args.scale * TARGET_MIB)
     if "idle" in summ:
         svg(os.path.join(out_dir, "memidle-idle.svg"), "memidle: %g GiB freed, then idle (no allocation)" % args.scale,
-            sub, names, summ["idle"], colors, args.seconds, args.scale * TARGET_MIB)
+            sub, names, summ["idle"], colors, args.idle_seconds, args.scale * TARGET_MIB)
     section = report(args, meta, names, runs, summ, out_dir)
     with open(os.path.join(out_dir, "memidle.md"), "w") as f:
         f.write("# memidle\n\n" + "\n".join(section) + "\n")
