@@ -25,6 +25,7 @@
 #include "xalloc/internal/report.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/stats.h"
+#include "xalloc/internal/statlog.h"
 #include "xalloc/internal/tcache.h"
 #include "xalloc/xalloc.h"
 
@@ -56,7 +57,10 @@ static void xa_atfork_register(void) {
   pthread_atfork(xa_prefork, xa_postfork_parent, xa_postfork_child);
 }
 
-__attribute__((constructor(101))) static void xa_ctor(void) { xa_atfork_register(); }
+__attribute__((constructor(101))) static void xa_ctor(void) {
+  xa_atfork_register();
+  statlog_ctor(); /* stats_interval_ms: starts here if initialized already */
+}
 
 XA_NOINLINE static bool xa_init_slow(void) {
   xmutex_lock(&xa_init_lock);
@@ -98,6 +102,7 @@ XA_NOINLINE static bool xa_init_slow(void) {
   /* Usually done by the constructor already; if not, after initialization
    * (pthread_atfork may allocate, which is now fine). */
   xa_atfork_register();
+  statlog_boot(); /* stats_interval_ms: starts here if the constructor ran */
   return false;
 fail:
   xmutex_unlock(&xa_init_lock);
@@ -886,6 +891,7 @@ static void xa_prefork(void) {
   ctl_prefork();
   xmutex_prefork(&xa_init_lock);
   background_prefork();
+  statlog_prefork();
   tcache_prefork();
   arenas_prefork();
   rtree_prefork();
@@ -897,6 +903,7 @@ static void xa_postfork_parent(void) {
   rtree_postfork_parent();
   arenas_postfork_parent();
   tcache_postfork_parent();
+  statlog_postfork_parent();
   background_postfork_parent();
   xmutex_postfork_parent(&xa_init_lock);
   ctl_postfork_parent();
@@ -907,6 +914,7 @@ static void xa_postfork_child(void) {
   rtree_postfork_child();
   arenas_postfork_child();
   tcache_postfork_child();
+  statlog_postfork_child();
   background_postfork_child();
   xmutex_postfork_child(&xa_init_lock);
   ctl_postfork_child();
@@ -922,5 +930,6 @@ static void xa_stats_write(void *opaque, const char *s) {
 __attribute__((destructor)) static void xa_fini(void) {
   if (!__atomic_load_n(&xa_initialized, __ATOMIC_ACQUIRE)) return;
   background_stop();
+  statlog_stop();
   if (opt_stats_print && xa_stats_fd >= 0) stats_print(xa_stats_write, NULL, opt_stats_print_opts);
 }

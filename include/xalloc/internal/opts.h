@@ -35,7 +35,10 @@
   X(BOOL, junk, false, 0, 1, NULL, "fill new memory with 0xa5 and freed memory with 0x5a")            \
   X(BOOL, zero, false, 0, 1, NULL, "zero all new memory")                                            \
   X(BOOL, stats_print, false, 0, 1, NULL, "print statistics to stderr at exit")                       \
-  X(STR, stats_print_opts, "", 0, 0, NULL, "options for the statistics printed at exit (as malloc_stats_print)")
+  X(STR, stats_print_opts, "", 0, 0, NULL, "options for the statistics printed at exit (as malloc_stats_print)") \
+  X(UINT, stats_interval_ms, 0, 0, 86400000, NULL,                                                     \
+    "write a line of memory figures (RSS, dirty, muzzy, retained, ...) every this many ms; 0 off")   \
+  X(STR, stats_log, "", 0, 0, NULL, "file the stats_interval_ms lines are appended to (empty: stderr)")
 
 #define OPT_CTYPE_BOOL bool
 #define OPT_CTYPE_UINT unsigned
