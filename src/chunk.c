@@ -387,6 +387,28 @@ static void chunk_purger_exit(chunk_arena_t *ca) {
 }
 
 /*
+ * retain:false: give the free range n (out of the trees, in purging_bytes;
+ * mtx not held) back for good: the dalloc hook, or munmap. Returns
+ * CHUNK_PURGE_UNMAPPED if it is gone; else it is kept (CHUNK_RELEASE_KEPT
+ * set), with CHUNK_PURGE_FORCED if it was purged instead (a refused dalloc
+ * then the purge hook, or a failed munmap that the pages layer purged:
+ * reported once), with CHUNK_PURGE_NONE if that failed too (it keeps its
+ * state). The caller counts them under mtx.
+ */
+#define CHUNK_RELEASE_KEPT 0x10u
+static unsigned chunk_release(chunk_arena_t *ca, extent_node_t *n) {
+  extent_hooks_t *h = chunk_hooks_load(ca);
+  if (h != NULL) {
+    if (h->dalloc != NULL && !h->dalloc(h, n->addr, n->size, true, ca->ind)) return CHUNK_PURGE_UNMAPPED;
+    __atomic_fetch_add(&ca->nhook_refused, 1, __ATOMIC_RELAXED);
+    return CHUNK_RELEASE_KEPT | chunk_purge_pages(ca, n->addr, n->size, 0, n->size, false);
+  }
+  int r = pages_unmap_or_keep(n->addr, n->size);
+  if (r == PAGES_UNMAPPED) return CHUNK_PURGE_UNMAPPED;
+  return CHUNK_RELEASE_KEPT | (r == PAGES_KEPT_CLEAN ? CHUNK_PURGE_FORCED : CHUNK_PURGE_NONE);
+}
+
+/*
  * Purge oldest first: dirty ranges while dirty bytes exceed dirty_limit
  * (lazily if lazy, else forced), muzzy ranges while muzzy
  * bytes exceed muzzy_limit (forced). The ranges leave the trees under mtx,
@@ -419,15 +441,33 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   xmutex_unlock(&ca->mtx);
   unsigned ncalls = 0;
   for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
-    n->purge_op = (uint8_t)chunk_purge_pages(ca, n->addr, n->size, 0, n->size, n->purge_op == CHUNK_PURGE_LAZY);
+    if (!opt_retain && n->purge_op == CHUNK_PURGE_FORCED)
+      n->purge_op = (uint8_t)chunk_release(ca, n); /* retain:false: for good is unmapped */
+    else
+      n->purge_op = (uint8_t)chunk_purge_pages(ca, n->addr, n->size, 0, n->size, n->purge_op == CHUNK_PURGE_LAZY);
     ncalls++;
   }
   bool hooked = chunk_hooked(ca);
   xmutex_lock(&ca->mtx);
   ca->nmadvise += ncalls;
+  extent_node_t *gone = NULL;
   for (extent_node_t *n = list, *next; n != NULL; n = next) {
     next = n->dirty_next;
     unsigned state = chunk_node_state(n);
+    if (n->purge_op == CHUNK_PURGE_UNMAPPED) {
+      ca->npurged += n->size;
+      ca->purging_bytes -= n->size;
+      ca->reserved -= n->size;
+      ca->nunmapped += n->size;
+      if (hooked) ca->nhook_dalloc++;
+      n->dirty_next = gone;
+      gone = n;
+      continue;
+    }
+    if (n->purge_op & CHUNK_RELEASE_KEPT) {
+      if (!hooked) ca->nunmap_kept++;
+      n->purge_op &= (uint8_t)~CHUNK_RELEASE_KEPT;
+    }
     if (n->purge_op != 0) {
       ca->npurged += n->size;
       state = n->purge_op == CHUNK_PURGE_LAZY ? CHUNK_MUZZY : CHUNK_CLEAN;
@@ -445,6 +485,10 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   }
   decay_purged(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
   decay_purged(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
+  for (extent_node_t *n = gone, *next; n != NULL; n = next) {
+    next = n->dirty_next;
+    chunk_node_free(ca, n);
+  }
 }
 
 void chunk_purge_all(chunk_arena_t *ca) {
@@ -495,15 +539,11 @@ uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
   return t;
 }
 
-/* Reuse (decay.h): what is left after an allocation took a range; a range
- * that leaves for good (unmapped). mtx held. */
+/* Reuse (decay.h): what is left after an allocation took a range. mtx
+ * held. */
 static void chunk_decay_note(chunk_arena_t *ca) {
   decay_note(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
   decay_note(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
-}
-static void chunk_decay_removed(chunk_arena_t *ca, const extent_node_t *n) {
-  if (n->dirty) decay_removed(&ca->decay_dirty, n->size >> LG_PAGE);
-  if (n->muzzy) decay_removed(&ca->decay_muzzy, n->size >> LG_PAGE);
 }
 
 /* Put [addr, addr+size) back into the trees in state, described by the
@@ -707,53 +747,10 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
     chunk_purge_pages(ca, addr, size, 0, size, false);
     return;
   }
+  /* Kept, with retain:false too: the purge that gives it back for good
+   * (decay curve or reuse window) unmaps it then (chunk_release). */
   xmutex_lock(&ca->mtx);
   chunk_insert_coalesce(ca, node, addr, size, state);
-  if (opt_retain || ca->free_bytes <= CHUNK_CACHE_CHUNKS * sz_chunksize) {
-    xmutex_unlock(&ca->mtx);
-    return;
-  }
-  /* retain:false and beyond the cache: unmap the (coalesced) range. It is
-   * out of the trees while mtx is released; nothing else points to it. */
-  chunk_remove(ca, node);
-  chunk_decay_removed(ca, node);
-  ca->purging_bytes += node->size;
-  xmutex_unlock(&ca->mtx);
-  extent_hooks_t *h = chunk_hooks_load(ca);
-  bool failed;
-  unsigned kept_state = chunk_node_state(node);
-  if (h != NULL) {
-    failed = h->dalloc == NULL || h->dalloc(h, node->addr, node->size, true, ca->ind);
-    if (failed) {
-      /* Refused: keep the range, in its state, as a hook range of its own. */
-      xmutex_lock(&ca->mtx);
-      ca->purging_bytes -= node->size;
-      __atomic_fetch_add(&ca->nhook_refused, 1, __ATOMIC_RELAXED);
-      chunk_insert(ca, node);
-      xmutex_unlock(&ca->mtx);
-      return;
-    }
-  } else {
-    int r = pages_unmap_or_keep(node->addr, node->size);
-    failed = r != PAGES_UNMAPPED;
-    /* Purged by the pages layer: clean. If that purge failed too, the
-     * range keeps the state it had (only memory known to be zero is
-     * clean). */
-    if (r == PAGES_KEPT_CLEAN) kept_state = CHUNK_CLEAN;
-  }
-  xmutex_lock(&ca->mtx);
-  if (h != NULL) ca->nhook_dalloc++;
-  ca->purging_bytes -= node->size;
-  if (!failed) {
-    ca->reserved -= node->size;
-    ca->nunmapped += node->size;
-    xmutex_unlock(&ca->mtx);
-    chunk_node_free(ca, node);
-    return;
-  }
-  /* Kept, and reused: clean (retained) if the pages layer purged it. */
-  ca->nunmap_kept++;
-  chunk_insert_coalesce(ca, node, node->addr, node->size, kept_state);
   xmutex_unlock(&ca->mtx);
 }
 

@@ -565,7 +565,9 @@ static void test_checker(void **state) {
   assert_int_equal(mallctl("opt.retain", &retain, &sz, NULL, 0), 0);
   if (!retain) assert_true(hk_ndalloc > 0); /* retain:false gives ranges back as it goes */
   assert_true(nsplit > 0);
-  assert_true(nmerge > 0);
+  /* (retain:false with dirty_decay_ms:0 gives a range back as soon as it
+   * is free: it never waits to merge with its neighbours.) */
+  if (retain) assert_true(nmerge > 0);
   assert_true(npurge > 0);
   destroy_and_check(ind);
   assert_true(hk_ndalloc > 0);

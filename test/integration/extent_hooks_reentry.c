@@ -15,7 +15,7 @@
  * and from arena 0, and exits 0), and with a second thread purging through
  * the hooks while the main thread forks. Then again in child processes
  * with dirty_decay_ms:0 (lazy purges from the decay ticks) and with
- * retain:false (dalloc as ranges are freed), and with dalloc refused
+ * retain:false (dalloc as ranges are purged for good), and with dalloc refused
  * (destroy). Every step runs under alarm(): a deadlock prints the step
  * and the hook it hung in, and fails.
  */
@@ -470,10 +470,14 @@ static void run_child(const char *conf) {
 /*
  * The statistics refresh (mallctl "epoch", under ctl's lock) drains the
  * objects freed remotely into the arena's bins; a drain that frees a whole
- * chunk gives the previous spare chunk back, which with retain:false calls
- * the dalloc hook, and the hook's own mallctl must not find ctl's lock
- * held. Set up so that it happens on the first refresh: chunk C1 of the
- * hooked arena becomes the spare (freed here), C2's objects are freed
+ * chunk gives the previous spare chunk back, which called the dalloc hook
+ * when retain:false unmapped free ranges beyond a small cache at once (it
+ * deadlocked: the hook's own mallctl found ctl's lock held). Since
+ * retain:false unmaps a range only when a purge gives it back for good,
+ * the flush calls no dalloc; the test still checks that the refresh's
+ * drain neither hangs nor loses the chunk (it goes back through dalloc at
+ * the purge). Set up so that it happens on the first refresh: chunk C1 of
+ * the hooked arena becomes the spare (freed here), C2's objects are freed
  * through this thread's cache (its arena is 0: they are pushed onto the
  * hooked arena's remote stacks at the flush), then "epoch".
  */
@@ -489,9 +493,9 @@ static void test_stats_drain_gives_chunk_back(void **state) {
   assert_int_equal(mallctl(name, NULL, NULL, &never, sizeof(never)), 0);
   snprintf(name, sizeof(name), "arena.%u.muzzy_decay_ms", ind);
   assert_int_equal(mallctl(name, NULL, NULL, &never, sizeof(never)), 0);
-  /* Fill the arena's cache of free chunks past what retain:false keeps,
-   * with ranges whose dalloc is refused (they stay): the next chunk given
-   * back goes to the dalloc hook. */
+  /* Free ranges whose dalloc is refused (they stay), past the four-chunk
+   * cache retain:false used to keep: with that policy, the next chunk
+   * given back went to the dalloc hook. */
   set_step("fill the free-chunk cache (dalloc refused)");
   hk_refuse_dalloc = true;
   void *h[8];

@@ -549,9 +549,10 @@ static void test_purge(void **state) {
   assert_int_equal(ca->dirty_bytes, 0);
 }
 
-/* retain:false: freed ranges beyond the cache are unmapped; a failed
- * munmap keeps the range (purged, clean, retained), is reported once, and
- * the range is reused. */
+/* retain:false: freed ranges are kept for reuse (dirty, still mapped) and
+ * unmapped when purged for good (here chunk_purge_all; decay and the
+ * reuse window do the same); a failed munmap keeps the range (purged,
+ * clean, retained), is reported once, and the range is reused. */
 static void unmap_failure_child(void *arg) {
   (void)arg;
   opt_retain = false;
@@ -567,13 +568,18 @@ static void unmap_failure_child(void *arg) {
   if (ca->reserved != N * 2 * C || ca->free_bytes != 0) _exit(11); /* exact reservations */
   pages_stats_t s0, s1;
   pages_stats_get(&s0);
-  /* The first ones fill the cache (4 chunks); the next ones are unmapped. */
+  /* Freed: kept, dirty, mapped. */
   chunk_dalloc(ca, p[0], 2 * C, true);
   chunk_dalloc(ca, p[1], 2 * C, true);
-  if (!maps_all_mapped((uintptr_t)p[0], 2 * C)) _exit(12);
   chunk_dalloc(ca, p[2], 2 * C, true);
   pages_stats_get(&s1);
-  if (ca->free_bytes > CHUNK_CACHE_CHUNKS * C || s1.mapped >= s0.mapped) _exit(13);
+  if (!maps_all_mapped((uintptr_t)p[0], 2 * C) || s1.mapped != s0.mapped) _exit(12);
+  if (ca->dirty_bytes != 3 * 2 * C || ca->reserved != N * 2 * C) _exit(23);
+  /* Purged for good: unmapped. */
+  chunk_purge_all(ca);
+  pages_stats_get(&s1);
+  if (ca->free_bytes != 0 || s1.mapped + 3 * 2 * C != s0.mapped) _exit(13);
+  if (maps_all_mapped((uintptr_t)p[0], 2 * C)) _exit(24);
   if (!chunk_validate(ca) || ca->free_bytes + 5 * 2 * C != ca->reserved) _exit(14);
   /* munmap fails (vm.max_map_count): kept, purged, clean, counted. */
   size_t mapped = s1.mapped, reserved = ca->reserved;
@@ -581,12 +587,13 @@ static void unmap_failure_child(void *arg) {
   chunk_dalloc(ca, p[3], 2 * C, true);
   chunk_dalloc(ca, p[4], 2 * C, true);
   chunk_dalloc(ca, p[5], 2 * C, true);
+  chunk_purge_all(ca);
   wrap_reset();
   pages_stats_get(&s1);
   if (s1.mapped != mapped || ca->reserved != reserved) _exit(15);
   if (ca->nunmap_kept < 1 || s1.nunmap_kept != s0.nunmap_kept + ca->nunmap_kept) _exit(16);
   if (s1.stranded != s0.stranded) _exit(17); /* kept, not stranded */
-  if (!chunk_validate(ca) || ca->dirty_bytes + ca->muzzy_bytes > CHUNK_CACHE_CHUNKS * C) _exit(18);
+  if (!chunk_validate(ca) || ca->dirty_bytes + ca->muzzy_bytes != 0) _exit(18);
   if (ca->free_bytes != ca->reserved - 2 * 2 * C) _exit(22); /* p[6], p[7] live */
   check_clean_not_resident(ca);
   /* Reused: what was kept is handed out again without a new mapping. */
@@ -599,6 +606,37 @@ static void unmap_failure_child(void *arg) {
   for (int i = 6; i < N; i++) chunk_dalloc(ca, p[i], 2 * C, true);
   if (!chunk_validate(ca) || ca->free_bytes + ca->purging_bytes != ca->reserved) _exit(21);
   _exit(0);
+}
+
+/* retain:false follows the same policy as retain:true: a block freed and
+ * asked for again (200 cycles of 8 chunks) is reused, not unmapped and
+ * mapped again each time (it was: 200 mmaps and munmaps). */
+static void cycles_child(void *arg) {
+  (void)arg;
+  opt_retain = false;
+  chunk_arena_t *ca = fresh_arena();
+  bool z;
+  unsigned long m0 = wrap_nmmap, u0 = wrap_nmunmap;
+  for (int i = 0; i < 200; i++) {
+    char *p = chunk_alloc(ca, 8 * C, C, &z);
+    if (p == NULL) _exit(10);
+    p[0] = p[8 * C - 1] = 1;
+    chunk_dalloc(ca, p, 8 * C, true);
+  }
+  if (wrap_nmmap - m0 > 2 || wrap_nmunmap != u0) _exit(11);
+  /* Purged for good: unmapped now. */
+  chunk_purge_all(ca);
+  if (wrap_nmunmap == u0 || ca->reserved != 0 || !chunk_validate(ca)) _exit(12);
+  _exit(0);
+}
+
+static void test_retain_false_cycles(void **state) {
+  (void)state;
+  char err[4096];
+  int st = xtest_run_child(cycles_child, NULL, err, sizeof(err));
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fprintf(stderr, "child status %d, stderr:\n%s\n", st, err);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 static void test_retain_false_unmap_failure(void **state) {
@@ -630,12 +668,12 @@ static void unmap_and_purge_failure_child(void *arg) {
     if (p[i] == NULL || !z) _exit(10);
     memset(p[i], 0x11, 2 * C);
   }
-  /* Fill the cache (4 chunks), then the next frees try to unmap. */
-  chunk_dalloc(ca, p[0], 2 * C, true);
-  chunk_dalloc(ca, p[1], 2 * C, true);
+  /* Freed (kept), then purged for good: the unmaps and their purge
+   * fallbacks fail. */
+  for (int i = 0; i < N; i++) chunk_dalloc(ca, p[i], 2 * C, true);
   wrap_fail_munmap = 1000;
   wrap_fail_madvise = 1000;
-  for (int i = 2; i < N; i++) chunk_dalloc(ca, p[i], 2 * C, true);
+  chunk_purge_all(ca);
   wrap_reset();
   if (ca->nunmap_kept < 1) _exit(11);
   if (!chunk_validate(ca)) _exit(12);
@@ -806,7 +844,7 @@ int main(void) {
       cmocka_unit_test(test_user_hooks),      cmocka_unit_test(test_random),          cmocka_unit_test(test_best_fit_and_coalesce),
       cmocka_unit_test(test_alloc_at),        cmocka_unit_test(test_geometric_growth),
       cmocka_unit_test(test_mmap_failure),    cmocka_unit_test(test_purge),
-      cmocka_unit_test(test_fresh_memory_stays_clean), cmocka_unit_test(test_retain_false_unmap_failure),
+      cmocka_unit_test(test_fresh_memory_stays_clean), cmocka_unit_test(test_retain_false_unmap_failure), cmocka_unit_test(test_retain_false_cycles),
       cmocka_unit_test(test_retain_false_unmap_and_purge_failure),
   };
   return cmocka_run_group_tests(tests, setup, NULL);

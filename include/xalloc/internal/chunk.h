@@ -7,8 +7,9 @@
  * one size before the size doubles -- so that an arena makes O(K log N)
  * mappings for N bytes and the unused part of the reservations is at most
  * a (1+K)/K factor. With retain:false a reservation is exactly what was
- * asked for, and free ranges beyond CHUNK_CACHE_CHUNKS are unmapped (a
- * failed munmap keeps the range, purged, as retained memory).
+ * asked for, and a free range is unmapped (or given to the dalloc hook)
+ * when decay or the reuse window would purge it for good (a failed munmap
+ * keeps the range, purged, as retained memory).
  *
  * A free range is in one of three states: dirty (freed, may be resident,
  * content unknown), muzzy (purged with MADV_FREE: may still be resident,
@@ -58,8 +59,6 @@
 
 /* Reservations of one size before the size doubles (retain:true). */
 #define CHUNK_GROW_K (opt_retain_grow_k)
-/* retain:false: free bytes kept mapped (in chunks) before unmapping. */
-#define CHUNK_CACHE_CHUNKS 4
 /* Free range records a chunk arena keeps for reuse. */
 #define CHUNK_NODE_CACHE 32
 /* States of a free range. */
@@ -122,7 +121,7 @@ typedef struct {
 } chunk_arena_t;
 
 /* Purge operations (results of chunk_purge_pages). */
-enum { CHUNK_PURGE_NONE = 0, CHUNK_PURGE_LAZY = 1, CHUNK_PURGE_FORCED = 2 };
+enum { CHUNK_PURGE_NONE = 0, CHUNK_PURGE_LAZY = 1, CHUNK_PURGE_FORCED = 2, CHUNK_PURGE_UNMAPPED = 3 };
 
 /* The table arena.<i>.extent_hooks reads for an arena without user hooks:
  * working functions over the pages layer (a user hook may call them). */
