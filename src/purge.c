@@ -143,12 +143,13 @@ void arena_decay(arena_t *a) { arena_decay_impl(a, true); }
 /* The arena arena_decay_event looks at besides the caller's, in turn: an
  * arena whose threads went quiet (or exited) still gets its checks while
  * any thread of the process keeps allocating. */
-static unsigned arena_decay_other_next;
+static __thread unsigned arena_decay_other_next __attribute__((tls_model("initial-exec")));
 
 static void arena_decay_other(arena_t *a, uint64_t now) {
   unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
   if (n < 2) return;
-  unsigned i = __atomic_fetch_add(&arena_decay_other_next, 1, __ATOMIC_RELAXED) % n;
+  /* Per thread: no shared counter for the threads to write. */
+  unsigned i = arena_decay_other_next++ % n;
   arena_t *o = arena_get(i);
   if (o != NULL && o != a && now >= __atomic_load_n(&o->decay_next_ns, __ATOMIC_RELAXED)) arena_decay_impl(o, false);
 }
