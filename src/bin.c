@@ -45,8 +45,10 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
     if (run != NULL) {
       run->state = RUN_SMALL;
       run->binind = (uint16_t)binind;
-      for (uint32_t i = 0; i < run->npages; i++)
+      for (uint32_t i = 0; i < run->npages; i++) {
+        run->chunk->map[run->pageind + i] = run; /* every page of a small run */
         run->chunk->binmap[run->pageind + i] = (uint16_t)(binind | (i << 8));
+      }
     }
     xmutex_unlock(&a->lock);
     if (run != NULL) break;

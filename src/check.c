@@ -189,8 +189,12 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
         nmuzzy += run->nmuzzy;
         prev_free = true;
       } else {
+        /* A small run: every page maps to it; a large one: the first and
+         * the last page, none between. */
         for (size_t q = p; q <= last; q++)
-          CHECK(chunk->map[q] == run, "page %zu of run at %p does not map to it", q, raddr);
+          CHECK(chunk->map[q] == ((run->state == RUN_SMALL || q == p || q == last) ? run : NULL),
+                "page %zu of run at %p (state %u) has page map entry %p", q, raddr, (unsigned)run->state,
+                (void *)chunk->map[q]);
         nactive += run->npages;
         prev_free = false;
         if (run->state == RUN_SMALL) {

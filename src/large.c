@@ -54,7 +54,7 @@ void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) 
 
 void arena_dalloc_large(arena_t *a, arena_chunk_t *chunk, void *ptr, size_t pageind) {
   xmutex_lock(&a->lock);
-  arena_run_t *run = chunk->map[pageind];
+  arena_run_t *run = arena_run_at(chunk, pageind);
   if (run == NULL || run->state != RUN_LARGE || arena_run_addr(run) != ptr) {
     xmutex_unlock(&a->lock);
     if (run != NULL && run->state == RUN_LARGE)
@@ -99,6 +99,10 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
     tail->pageind = run->pageind + new_np;
     tail->npages = old_np - new_np;
     run->npages = new_np;
+    /* Page maps: the run's new last page; the tail's last page (the run's
+     * old last) maps to the tail until arena_run_dalloc clears it. */
+    chunk->map[run->pageind + new_np - 1] = run;
+    chunk->map[tail->pageind + tail->npages - 1] = tail;
     arena_large_mark(run);
     tail->state = RUN_LARGE;
     a->nactive -= tail->npages;
@@ -114,7 +118,11 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
     if (spare == NULL) goto out;
     bool zeroed = arena_pages_take(a, fr, 0, extra, &spare);
     if (spare != NULL) arena_run_desc_free(a, spare);
-    for (uint32_t i = old_np; i < new_np; i++) chunk->map[run->pageind + i] = run;
+    /* Page maps: the free run's first page (now inside the run) and the
+     * run's old last page are cleared, its new last page set. */
+    chunk->map[next_ind] = NULL;
+    if (old_np > 1) chunk->map[run->pageind + old_np - 1] = NULL;
+    chunk->map[run->pageind + new_np - 1] = run;
     run->npages = new_np;
     arena_large_mark(run);
     a->nactive += extra;

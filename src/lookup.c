@@ -9,7 +9,7 @@
 size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op) {
   arena_t *a = chunk->arena;
   size_t pageind = (size_t)((const char *)ptr - chunk->addr) >> LG_PAGE;
-  const arena_run_t *run = __atomic_load_n(&chunk->map[pageind], __ATOMIC_ACQUIRE);
+  const arena_run_t *run = arena_run_at(chunk, pageind);
   uint8_t state = run != NULL ? run->state : RUN_FREE;
   if (state == RUN_SMALL && run->binind < SZ_NBINS) {
     const sz_bin_info_t *info = &sz_bin_info[run->binind];
@@ -44,7 +44,7 @@ size_t arena_lookup(arena_chunk_t *chunk, const void *ptr, const char *op) {
 void arena_dalloc(arena_chunk_t *chunk, void *ptr) {
   arena_t *a = chunk->arena;
   size_t pageind = (size_t)((char *)ptr - chunk->addr) >> LG_PAGE;
-  arena_run_t *run = __atomic_load_n(&chunk->map[pageind], __ATOMIC_ACQUIRE);
+  arena_run_t *run = arena_run_at(chunk, pageind);
   uint8_t state = run != NULL ? run->state : RUN_FREE;
   if (state == RUN_SMALL)
     arena_dalloc_small(a, chunk, run, ptr);

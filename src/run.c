@@ -212,6 +212,13 @@ void arena_chunks_flush(arena_t *a) {
   }
 }
 
+arena_run_t *arena_run_at(const arena_chunk_t *chunk, size_t pageind) {
+  arena_run_t *run = __atomic_load_n(&chunk->map[pageind], __ATOMIC_ACQUIRE);
+  for (size_t p = pageind; run == NULL && p-- > 0;) run = __atomic_load_n(&chunk->map[p], __ATOMIC_ACQUIRE);
+  if (run == NULL || pageind < run->pageind || pageind >= (size_t)run->pageind + run->npages) return NULL;
+  return run;
+}
+
 void arenas_chunks_flush(void) {
   unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
   for (unsigned i = 0; i < n; i++) {
@@ -308,7 +315,9 @@ arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsi
   run->pageind = fr->pageind + off;
   run->npages = npages;
   run->zeroed = arena_pages_take(a, fr, off, npages, &spare);
-  for (uint32_t i = 0; i < npages; i++) chunk->map[run->pageind + i] = run;
+  /* First and last page (a small run's others: arena_bin_nonfull_run). */
+  chunk->map[run->pageind] = run;
+  chunk->map[run->pageind + npages - 1] = run;
   a->nactive += npages;
   if (spare != NULL) arena_run_desc_free(a, spare);
   return run;
@@ -322,10 +331,19 @@ arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsi
  */
 void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
   arena_chunk_t *chunk = run->chunk;
-  for (uint32_t i = 0; i < run->npages; i++) chunk->map[run->pageind + i] = NULL;
-  /* A small run's pages, a large run's first page: no class any more. */
-  if (run->state == RUN_SMALL || run->state == RUN_LARGE)
-    for (uint32_t i = 0; i < run->npages; i++) chunk->binmap[run->pageind + i] = BININD_NONE;
+  if (run->state == RUN_SMALL) {
+    /* Every page of a small run maps to it and has its class. */
+    for (uint32_t i = 0; i < run->npages; i++) {
+      chunk->map[run->pageind + i] = NULL;
+      chunk->binmap[run->pageind + i] = BININD_NONE;
+    }
+  } else {
+    /* Others: the first and last page only (a large run's class is on
+     * its first page). */
+    chunk->map[run->pageind] = NULL;
+    chunk->map[run->pageind + run->npages - 1] = NULL;
+    if (run->state == RUN_LARGE) chunk->binmap[run->pageind] = BININD_NONE;
+  }
   run->state = RUN_FREE;
   if (dirty) arena_pages_set_dirty(chunk, run->pageind, run->npages);
   arena_run_count(run);

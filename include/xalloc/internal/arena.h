@@ -147,7 +147,11 @@ struct arena_chunk_s {
   rb_node_t link;     /* arena->chunk_list */
   arena_chunk_t *out_next; /* detached: arena->chunks_out, or a reset's list */
   uint8_t out_state;       /* detached: the chunk state to give it back in */
-  arena_run_t **map;  /* one per page (stored after binmap) */
+  /* One per page (stored after binmap): the run of every page of a small
+   * run; of the first and the last page of a large, free or purging run
+   * (NULL between: O(1) per large allocation and free whatever its size;
+   * arena_run_at finds the run of any page). */
+  arena_run_t **map;
   /* One bit per page: set when a page was freed and may be resident, clear
    * when it was never touched or has been purged (so it reads as zero).
    * Meaningful for free pages only. */
@@ -337,6 +341,11 @@ void arena_op_end(arena_t *arena, bool dead);
 /* Give back the chunks detached under the arena lock (chunks_out) to the
  * chunk trees; no lock held. Cheap when there are none. */
 void arena_chunks_flush(arena_t *arena);
+/* The run page pageind of chunk belongs to (allocated, free or purging),
+ * or NULL: map[pageind], or for a page inside a large or free run the
+ * nearest entry before it (a scan: for reports, not for the fast paths).
+ * Read without the arena lock by the lookups. */
+arena_run_t *arena_run_at(const arena_chunk_t *chunk, size_t pageind);
 /* The same for every arena. */
 void arenas_chunks_flush(void);
 
