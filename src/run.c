@@ -237,8 +237,14 @@ static bool arena_pages_take_impl(arena_t *a, arena_run_t *fr, uint32_t off, uin
   arena_chunk_t *chunk = fr->chunk;
   arena_avail_remove(a, fr);
   uint32_t start = fr->pageind, lead = off, trail = fr->npages - off - npages;
-  bool zeroed = arena_dirty_count(chunk, start + lead, npages) == 0 &&
-                arena_muzzy_count(chunk, start + lead, npages) == 0;
+  /* Counted: the pages taken and the lead (usually none); the trail's
+   * counts are what is left of fr's (no count over the rest of the run:
+   * O(what is taken), not O(the free run)). */
+  size_t td = arena_dirty_count(chunk, start + lead, npages), tm = arena_muzzy_count(chunk, start + lead, npages);
+  size_t ld = lead != 0 ? arena_dirty_count(chunk, start, lead) : 0;
+  size_t lm = lead != 0 ? arena_muzzy_count(chunk, start, lead) : 0;
+  uint32_t trail_d = (uint32_t)(fr->ndirty - td - ld), trail_m = (uint32_t)(fr->nmuzzy - tm - lm);
+  bool zeroed = td == 0 && tm == 0;
   if (a->spare == chunk) a->spare = NULL;
   arena_run_t *lr = NULL, *tr = NULL;
   if (lead != 0 && trail != 0) {
@@ -255,7 +261,8 @@ static bool arena_pages_take_impl(arena_t *a, arena_run_t *fr, uint32_t off, uin
   if (lr != NULL) {
     lr->pageind = start;
     lr->npages = lead;
-    arena_run_count(lr);
+    lr->ndirty = (uint32_t)ld;
+    lr->nmuzzy = (uint32_t)lm;
     chunk->map[start] = lr;
     chunk->map[start + lead - 1] = lr;
     arena_avail_insert(a, lr);
@@ -265,7 +272,8 @@ static bool arena_pages_take_impl(arena_t *a, arena_run_t *fr, uint32_t off, uin
     tr->state = RUN_FREE;
     tr->pageind = start + lead + npages;
     tr->npages = trail;
-    arena_run_count(tr);
+    tr->ndirty = trail_d;
+    tr->nmuzzy = trail_m;
     chunk->map[tr->pageind] = tr;
     chunk->map[tr->pageind + trail - 1] = tr;
     arena_avail_insert(a, tr);
@@ -345,8 +353,13 @@ void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
     if (run->state == RUN_LARGE) chunk->binmap[run->pageind] = BININD_NONE;
   }
   run->state = RUN_FREE;
-  if (dirty) arena_pages_set_dirty(chunk, run->pageind, run->npages);
-  arena_run_count(run);
+  if (dirty) {
+    arena_pages_set_dirty(chunk, run->pageind, run->npages);
+    run->ndirty = run->npages;
+    run->nmuzzy = 0;
+  } else {
+    arena_run_count(run);
+  }
   if (run->pageind > 0) {
     arena_run_t *prev = chunk->map[run->pageind - 1];
     if (prev != NULL && prev->state == RUN_FREE) {
