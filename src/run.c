@@ -159,7 +159,7 @@ static arena_chunk_t *arena_chunk_new(arena_t *a) {
   chunk->map[0] = run;
   chunk->map[arena_chunk_npages - 1] = run;
   /* Its pages are free: a lookup of a pointer into it finds no allocation. */
-  if (rtree_set_range((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
+  if (rtree_set_range_chunk((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
   vg_noaccess(addr, sz_chunksize);
   return chunk;
 fail:
@@ -313,8 +313,10 @@ void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
   arena_chunk_t *chunk = run->chunk;
   for (uint32_t i = 0; i < run->npages; i++) chunk->map[run->pageind + i] = NULL;
   /* A small run's pages, a large run's first page: no class any more. */
-  if (run->state == RUN_SMALL || run->state == RUN_LARGE)
+  if (run->state == RUN_SMALL || run->state == RUN_LARGE) {
     for (uint32_t i = 0; i < run->npages; i++) chunk->binmap[run->pageind + i] = BININD_NONE;
+    rtree_pw_set((uintptr_t)arena_run_addr(run), run->state == RUN_SMALL ? run->npages : 1, 0);
+  }
   run->state = RUN_FREE;
   if (dirty) arena_pages_set_dirty(chunk, run->pageind, run->npages);
   arena_run_count(run);

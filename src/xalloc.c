@@ -141,7 +141,7 @@ static inline void xa_alloc_debug(void *ret, size_t usize, bool zero) {
 static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t usize, size_t alignment, bool zero) {
   unsigned ind = sz_size2index(usize);
   void *ret;
-  if (cache != NULL && ind < tcache_nhbins && cache->bins[ind].ncached_max != 0 &&
+  if (cache != NULL && ind < tcache_nhbins && tcache_ncached_max(cache, ind) != 0 &&
       (ind < SZ_NBINS || alignment <= PAGE)) {
     ret = tcache_alloc(cache, arena, ind, usize);
     if (ret == NULL) return NULL;
@@ -183,46 +183,49 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
 }
 
 /*
- * The fast path of malloc and calloc: pop an object of class ind from the
- * thread's cache; NULL when the slow path must decide (bin empty, or the
- * object lost its free tag). One compare covers the common case: above
- * the bin's low-water mark the pop sets no new low. Every
- * TCACHE_GC_INTERVAL pops, *gc is set: the caller then returns through
- * xa_alloc_gc (a tail call, so that the fast path needs no stack frame).
+ * The fast path of malloc and calloc: pop an object from the bin at byte
+ * offset off of the thread's tsd (tcache_size2off); NULL when the slow
+ * path must decide (bin empty, or the object lost its free tag; off 0 is
+ * bin_none, which is always empty). One compare covers the common case:
+ * above the bin's low-water mark the pop sets no new low. Every 256 pops
+ * of a bin its 8-bit counter carries and *gc is set: the caller then
+ * returns through xa_alloc_gc (a tail call, so that the fast path needs no
+ * stack frame).
  */
-XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, unsigned ind, bool *gc) {
-  tcache_bin_t *b = &t->bins[ind];
-  uint32_t n = b->ncached;
-  if (unlikely(n <= b->low_water)) {
-    if (n == 0) return NULL;
-    b->low_water = n - 1;
+XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
+  tcache_bin_t *b = tcache_bin_at(t, off);
+  uint64_t top = b->top;
+  if (unlikely((uint32_t)top <= b->low)) {
+    if (top == t->bin_base[off / sizeof(tcache_bin_t)]) return NULL;
+    b->low = (uint32_t)top - 8;
   }
-  void *ret = b->stack[n - 1];
+  void *ret = *(void **)((char *)t + top - 8);
   if (unlikely(tag_lost(ret))) return NULL;
   tag_clear(ret);
-  b->ncached = n - 1;
-  *gc = unlikely((tsd_counter_inc(&t->nmalloc_fast) & (TCACHE_GC_INTERVAL - 1)) == 0);
+  b->top = top - 8;
+  *gc = unlikely(tcache_npop_inc(b));
   return ret;
 }
 
-/* One incremental GC step, then hand out ret. */
-XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret) {
-  tcache_event(t);
+/* Bin off's pop counter carried: count it, one incremental GC step, then
+ * hand out ret. */
+XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret, uintptr_t off) {
+  tcache_pop_carry(t, (unsigned)(off / sizeof(tcache_bin_t)) - 1);
   return ret;
 }
 
 XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
-  unsigned ind;
+  uintptr_t off;
   if (likely(size <= SZ_LOOKUP_MAX))
-    ind = sz_lookup(size);
+    off = __atomic_load_n(&tcache_size2off[(size + 7) >> 3], __ATOMIC_RELAXED);
   else if (size <= __atomic_load_n(&tcache_maxclass, __ATOMIC_RELAXED))
-    ind = sz_size2index_compute(size); /* a large class the caches hold */
+    off = tcache_bin_off(sz_size2index_compute(size)); /* a large class the caches hold */
   else
     goto slow;
   tsd_t *t = tsd_tls;
   bool gc;
-  void *ret = xa_alloc_cached(t, ind, &gc);
-  if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret) : ret;
+  void *ret = xa_alloc_cached(t, off, &gc);
+  if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret, off) : ret;
 slow:
   return xa_alloc_slow(size, 0, false);
 }
@@ -287,7 +290,7 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
     }
     ind = sz_size2index(usize);
   }
-  if (cache != NULL && cache->bins[ind].ncached_max != 0) {
+  if (cache != NULL && tcache_ncached_max(cache, ind) != 0) {
     tcache_dalloc_hard(cache, ind, ptr);
     if (cache != t) tsd_count_direct(t, false, usize);
     return;
@@ -327,36 +330,64 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
 }
 
 /*
- * The fast path of every free: find the size class through the radix tree
- * and the chunk's page map, and push onto the thread's cache. The page map
- * holds the class of every page of a small run and of the first page of a
- * large run of a class the caches may hold (run.h), so small and cached
- * large objects are both freed here. With want != XA_ANY_CLASS (sized
- * frees), the class found must be want. Returns false (nothing done) when
- * the slow path must decide: not an arena chunk, not a region's start, bin
- * full or caching nothing, the free tag already there, a class mismatch.
+ * The fast path of every free: find the page's word (rtree.h) -- through
+ * the thread's cache of the last grain it looked up, else the page word
+ * tree -- which names the class's bin and the run's start, check that ptr
+ * is a region's start, and push onto the bin. The page words hold the
+ * class of every page of a small run and of the first page of a large run
+ * of a class the caches may hold, so small and cached large objects are
+ * both freed here; any other page's word is 0, which leads to bin_none,
+ * whose region test fails. With size != XA_ANY_SIZE (sized frees), size
+ * must be of the class found. Returns false (nothing done) when the slow
+ * path must decide: not an arena chunk's page of a cached class, not a
+ * region's start, a size of another class, bin full or caching nothing,
+ * the free tag already there.
  */
-#define XA_ANY_CLASS 0x100u
-XA_ALWAYS_INLINE bool xa_free_fast(tsd_t *t, void *ptr, unsigned want) {
-  arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
-  if (unlikely(chunk == NULL) || unlikely(chunk->kind != META_ARENA_CHUNK)) return false;
-  unsigned e = chunk->binmap[((uintptr_t)ptr - (uintptr_t)chunk->addr) >> LG_PAGE];
-  unsigned ind = e & 0xff;
-  if (unlikely(ind >= SZ_NFAST)) return false;
-  if (want != XA_ANY_CLASS && unlikely(ind != want)) return false;
-  if (config_heap_checks && unlikely(!xa_region_start(chunk, ptr, e))) return false;
-  tcache_bin_t *b = &t->bins[ind];
-  uint32_t n = b->ncached;
-  if (unlikely(n >= b->ncached_max) || unlikely(tag_present(ptr))) return false;
+#define XA_ANY_SIZE (~(size_t)0)
+XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, size_t size, uintptr_t map) {
+  uint64_t w = __atomic_load_n((uint64_t *)(map + ((uintptr_t)ptr >> LG_PAGE) * sizeof(uint64_t)), __ATOMIC_RELAXED);
+  tcache_bin_t *b = tcache_bin_at(t, (uintptr_t)(w >> 32));
+  uint32_t x = (uint32_t)(uintptr_t)ptr - (uint32_t)w; /* offset in the run */
+  if (config_heap_checks && unlikely(x * b->magic >= b->magic)) return false;
+  if (size != XA_ANY_SIZE && unlikely(size - b->szmin > b->szrange)) return false;
+  uint64_t top = b->top;
+  if (unlikely((uint32_t)top >= b->full) || unlikely(tag_present(ptr))) return false;
   tag_set(ptr);
-  b->stack[n] = ptr;
-  b->ncached = n + 1;
-  tsd_counter_inc(&b->nfree);
+  *(void **)((char *)t + top) = ptr;
+  b->top = top + 8;
   return true;
 }
 
+/* The grain is not the one the thread looked up last: look it up (and
+ * remember it), then push as above. */
+XA_ALWAYS_INLINE bool xa_free_miss(tsd_t *t, void *ptr, size_t size) {
+  uintptr_t map = rtree_pw_map((uintptr_t)ptr);
+  if (unlikely(map == 0)) return false;
+  /* The sentinels are shared: nothing is cached in them (their bins hold
+   * nothing anyway). */
+  if (likely(t->state == TSD_NOMINAL)) {
+    t->pw_key = (uintptr_t)ptr >> RTREE_LG_GRAIN;
+    t->pw_map = map;
+  }
+  return xa_free_push(t, ptr, size, map);
+}
+
+XA_ALWAYS_INLINE bool xa_free_hit(tsd_t *t, const void *ptr) {
+  return likely((uintptr_t)ptr >> RTREE_LG_GRAIN == t->pw_key);
+}
+
+XA_NOINLINE static void xa_free_miss_any(tsd_t *t, void *ptr) {
+  if (likely(xa_free_miss(t, ptr, XA_ANY_SIZE))) return;
+  xa_free_slow(ptr);
+}
+
 XA_ALWAYS_INLINE void xa_free(void *ptr) {
-  if (likely(xa_free_fast(tsd_tls, ptr, XA_ANY_CLASS))) return;
+  tsd_t *t = tsd_tls;
+  if (unlikely(!xa_free_hit(t, ptr))) {
+    xa_free_miss_any(t, ptr);
+    return;
+  }
+  if (likely(xa_free_push(t, ptr, XA_ANY_SIZE, t->pw_map))) return;
   xa_free_slow(ptr);
 }
 
@@ -433,9 +464,9 @@ XA_EXPORT void *malloc(size_t size) { return xa_alloc(size); }
 XA_EXPORT void free(void *ptr) { xa_free(ptr); }
 
 /* calloc's cached path for requests above 128 bytes: clear, then GC. */
-XA_NOINLINE static void *xa_calloc_clear(tsd_t *t, void *ret, size_t total, bool gc) {
+XA_NOINLINE static void *xa_calloc_clear(tsd_t *t, void *ret, size_t total, uintptr_t gc_off) {
   memset(ret, 0, total);
-  if (gc) tcache_event(t);
+  if (gc_off != 0) tcache_pop_carry(t, (unsigned)(gc_off / sizeof(tcache_bin_t)) - 1);
   return ret;
 }
 
@@ -448,10 +479,10 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
   /* The cached path: the object is zeroed here (thread caches cache
    * nothing with zero:true, junk:true or under valgrind). */
   if (likely(total <= SZ_LOOKUP_MAX)) {
-    unsigned ind = sz_lookup(total);
+    uintptr_t off = __atomic_load_n(&tcache_size2off[(total + 7) >> 3], __ATOMIC_RELAXED);
     tsd_t *t = tsd_tls;
     bool gc;
-    void *ret = xa_alloc_cached(t, ind, &gc);
+    void *ret = xa_alloc_cached(t, off, &gc);
     if (likely(ret != NULL)) {
       /* Small requests are cleared inline, 16 bytes at a time (every
        * class above 8 bytes is a multiple of 16): cheaper than a call for
@@ -462,9 +493,9 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
         else
           for (size_t i = 0; i < total; i += 16) __builtin_memset((char *)ret + i, 0, 16);
       } else {
-        return xa_calloc_clear(t, ret, total, gc);
+        return xa_calloc_clear(t, ret, total, gc ? off : 0);
       }
-      return unlikely(gc) ? xa_alloc_gc(t, ret) : ret;
+      return unlikely(gc) ? xa_alloc_gc(t, ret, off) : ret;
     }
   }
   return xa_alloc_slow(total, 0, true);
@@ -539,9 +570,19 @@ XA_NOINLINE static void xa_free_sized_slow(void *ptr, size_t size) {
   xa_free_slow(ptr);
 }
 
+XA_NOINLINE static void xa_free_sized_miss(tsd_t *t, void *ptr, size_t size) {
+  if (likely(xa_free_miss(t, ptr, size))) return;
+  if (ptr == NULL) return;
+  xa_free_sized_slow(ptr, size);
+}
+
 XA_EXPORT void free_sized(void *ptr, size_t size) {
-  if (likely(size <= SZ_LOOKUP_MAX) && likely(xa_free_fast(tsd_tls, ptr, sz_lookup(size))))
+  tsd_t *t = tsd_tls;
+  if (unlikely(!xa_free_hit(t, ptr))) {
+    xa_free_sized_miss(t, ptr, size);
     return;
+  }
+  if (likely(xa_free_push(t, ptr, size, t->pw_map))) return;
   if (ptr == NULL) return;
   xa_free_sized_slow(ptr, size);
 }
@@ -657,10 +698,21 @@ XA_NOINLINE static void xa_sdallocx_slow(void *ptr, size_t size, int flags) {
     xa_dallocx_slow(ptr, flags);
 }
 
+XA_NOINLINE static void xa_sdallocx_miss(tsd_t *t, void *ptr, size_t size) {
+  if (likely(xa_free_miss(t, ptr, size))) return;
+  if (ptr == NULL) return;
+  xa_sdallocx_slow(ptr, size, 0);
+}
+
 XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
-  if (likely(flags == 0) && likely(size <= SZ_LOOKUP_MAX) &&
-      likely(xa_free_fast(tsd_tls, ptr, sz_lookup(size))))
-    return;
+  if (likely(flags == 0)) {
+    tsd_t *t = tsd_tls;
+    if (unlikely(!xa_free_hit(t, ptr))) {
+      xa_sdallocx_miss(t, ptr, size);
+      return;
+    }
+    if (likely(xa_free_push(t, ptr, size, t->pw_map))) return;
+  }
   if (ptr == NULL) return;
   xa_sdallocx_slow(ptr, size, flags);
 }

@@ -35,7 +35,7 @@ static void validate_all(void) {
 /* Cached objects of the thread's own bins, all bins. */
 static size_t cached_bytes(const tsd_t *t) {
   size_t sum = 0;
-  for (unsigned i = 0; i < tcache_nhbins; i++) sum += t->bins[i].ncached * sz_index2size(i);
+  for (unsigned i = 0; i < tcache_nhbins; i++) sum += tcache_ncached(t, i) * sz_index2size(i);
   return sum;
 }
 
@@ -161,18 +161,18 @@ static void test_gc_shrinks_unused_bins(void **state) {
     void *p[100];
     for (int i = 0; i < 100; i++) p[i] = malloc(64);
     for (int i = 0; i < 100; i++) free(p[i]);
-    for (unsigned i = 0; i < tcache_nhbins; i++) assert_int_equal(t->bins[i].ncached, 0);
+    for (unsigned i = 0; i < tcache_nhbins; i++) assert_int_equal(tcache_ncached(t, i), 0);
     return;
   }
   unsigned ind = sz_size2index(64);
   void *p[100];
   for (int i = 0; i < 100; i++) p[i] = malloc(64);
   for (int i = 0; i < 100; i++) free(p[i]);
-  uint32_t before = t->bins[ind].ncached;
+  uint32_t before = tcache_ncached(t, ind);
   assert_true(before >= 20);
   /* Use only another size for many GC rounds. */
   for (int i = 0; i < 200000; i++) free(malloc(2000));
-  assert_true(t->bins[ind].ncached < before / 2);
+  assert_true(tcache_ncached(t, ind) < before / 2);
 }
 
 static void dbl_free_cached(void *arg) {

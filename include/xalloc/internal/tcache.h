@@ -28,23 +28,34 @@
 #define XALLOC_INTERNAL_TCACHE_H
 
 #include "xalloc/internal/arena.h"
+#include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tag.h"
 
 #define TCACHE_NBINS_MAX SZ_NFAST /* small classes and large ones up to 1 MiB */
 #define TCACHE_NSLOTS_SMALL_MAX 200
 #define TCACHE_NSLOTS_LARGE 20
-#define TCACHE_GC_INTERVAL 256 /* fast-path allocations per GC step (a power of two) */
+#define TCACHE_GC_INTERVAL 256 /* pops of a bin per GC step: the carry of its 8-bit counter */
 
 enum { TSD_NOMINAL = 0, TSD_EMPTY = 1, TSD_BOOT = 2, TSD_EXITED = 3 };
 
-/* 32 bytes: the fast paths index bins with a shift. */
+/*
+ * A bin: 32 bytes, at byte offset (class + 1) * 32 of its tsd_t (the page
+ * words of rtree.h and the size table tcache_size2off hold that offset;
+ * offset 0 is bin_none, which holds nothing). The stack's slots are in the
+ * tsd's own block; top, low, full and the stack's start (t->bin_base,
+ * which only the slow paths need) are byte offsets from the tsd, so the
+ * fast paths address a slot as (char *)t + offset.
+ */
 typedef struct {
-  uint32_t ncached;     /* objects in stack[0..ncached), newest last */
-  uint32_t ncached_max; /* 0: the bin caches nothing */
-  uint32_t low_water;   /* minimum ncached since the last GC visit */
-  uint32_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
-  void **stack;
-  uint64_t nfree;       /* objects pushed by free (read by other threads) */
+  uint64_t top;    /* the slot above the newest object (< 2^32) */
+  uint32_t low;    /* low-water mark (>= the stack's start): a pop at or below it is a new low */
+  uint32_t full;   /* the stack's end (its start if the bin caches nothing) */
+  uint32_t magic;  /* region start: x = ptr - run start is one iff (uint32_t)(x * magic) < magic */
+  uint32_t szmin;  /* free_sized: sizes of this class are szmin .. szmin + szrange */
+  uint32_t szrange;
+  uint8_t npop;    /* pops, mod 256; each carry adds 256 to npop_base and is a GC step */
+  uint8_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
+  uint8_t pad[2];
 } tcache_bin_t;
 
 typedef struct tsd_s tsd_t;
@@ -54,11 +65,16 @@ typedef struct tsd_s tsd_t;
 #define TSD_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define TSD_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 struct tsd_s {
+  tcache_bin_t bin_none; /* where page words of pages no fast free may touch lead: holds nothing */
   tcache_bin_t bins[TCACHE_NBINS_MAX];
-  /* Allocations served from the bins by the fast path; a GC step every
-   * TCACHE_GC_INTERVAL of them. */
-  uint64_t nmalloc_fast;
-  uint64_t nmalloc_slow; /* and by tcache_alloc */
+  /* The free fast path's cache of the last grain it looked up: its key
+   * (addr >> RTREE_LG_GRAIN; UINTPTR_MAX: none) and its page words
+   * (rtree_pw_map). A grain's page words never move, so this never goes
+   * stale. Only the owner reads and writes them. */
+  uintptr_t pw_key;
+  uintptr_t pw_map;
+  /* The start of each bin's stack, by bin offset / 32 (0: bin_none). */
+  uint32_t bin_base[TCACHE_NBINS_MAX + 1];
   unsigned gc_next;     /* next bin the GC visits */
   uint8_t state;
   bool tcache_enabled;
@@ -66,12 +82,19 @@ struct tsd_s {
   uint64_t allocated;   /* bytes allocated outside the bins */
   uint64_t deallocated; /* bytes freed outside the bins */
   uint64_t ndirect_malloc, ndirect_free; /* calls served outside the bins */
-  /* Objects that entered a bin from its arena (fills; large allocations
-   * served through the bin) and that left it for an arena (flushes). The
-   * objects handed out from bin i are nfill + nfree - nflush - ncached
-   * (thread.allocated: read by the owner only). */
+  /*
+   * Per bin, objects that entered it from its arena (fills; large
+   * allocations served through the bin), that left it for an arena
+   * (flushes, and objects dropped as bad), and that were popped (npop_base
+   * plus bins[i].npop). Frees are not counted: the objects pushed into
+   * bin i are ncached + nflush + npop - nfill. Owner only.
+   */
   uint64_t nfill[TCACHE_NBINS_MAX];
   uint64_t nflush[TCACHE_NBINS_MAX];
+  uint64_t npop_base[TCACHE_NBINS_MAX];
+  /* The bins' calls (pops, pushes), as of the owner's last GC step or
+   * flush: what other threads read (tcache_requests). */
+  uint64_t pub_nmalloc, pub_nfree;
   tsd_t *prev, *next;   /* all live tsds */
   /* thread.allocatedp / deallocatedp: copies of tsd_allocated and
    * tsd_deallocated, refreshed on this thread's slow paths once a pointer
@@ -79,6 +102,36 @@ struct tsd_s {
   bool counters_published;
   uint64_t allocatedp, deallocatedp;
 };
+
+_Static_assert(sizeof(tcache_bin_t) == 32 && offsetof(tsd_t, bins) == sizeof(tcache_bin_t) &&
+                   ((uint64_t)1 << RTREE_PW_CLASS_SHIFT) == ((uint64_t)sizeof(tcache_bin_t) << 32),
+               "page words and tcache_size2off hold (class + 1) * sizeof(tcache_bin_t)");
+
+/* The bin at byte offset off of t (off: (class + 1) * 32, or 0). */
+static inline tcache_bin_t *tcache_bin_at(tsd_t *t, uintptr_t off) { return (tcache_bin_t *)((char *)t + off); }
+static inline unsigned tcache_bin_off(unsigned ind) { return (ind + 1) * (unsigned)sizeof(tcache_bin_t); }
+static inline void **tcache_slot(tsd_t *t, uint32_t off) { return (void **)((char *)t + off); }
+/* The start of bin ind's stack; objects in it; its capacity. */
+static inline uint32_t tcache_base(const tsd_t *t, unsigned ind) { return t->bin_base[ind + 1]; }
+static inline uint32_t tcache_ncached(const tsd_t *t, unsigned ind) {
+  return (uint32_t)(t->bins[ind].top - tcache_base(t, ind)) / 8;
+}
+static inline uint32_t tcache_ncached_max(const tsd_t *t, unsigned ind) {
+  return (t->bins[ind].full - tcache_base(t, ind)) / 8;
+}
+/* Count a pop of b; true when the 8-bit counter carries (every 256th).
+ * On x86-64 one add to memory whose carry flag is the answer (gcc would
+ * load, add, store and test). */
+static inline bool tcache_npop_inc(tcache_bin_t *b) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool carry;
+  __asm__("addb $1, %0" : "+m"(b->npop), "=@ccc"(carry));
+  return carry;
+#else
+  return ++b->npop == 0;
+#endif
+}
+static inline uint64_t tcache_npop(const tsd_t *t, unsigned ind) { return t->npop_base[ind] + t->bins[ind].npop; }
 
 extern __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec")));
 
@@ -88,6 +141,10 @@ static inline uint64_t tsd_counter_inc(uint64_t *c) {
   __atomic_store_n(c, v, __ATOMIC_RELAXED);
   return v;
 }
+
+/* Class (+ 1) * 32 of sizes up to SZ_LOOKUP_MAX, by (size + 7) >> 3: the
+ * malloc fast path's table (0, bin_none, until the caches are set up). */
+extern uint16_t tcache_size2off[(SZ_LOOKUP_MAX >> 3) + 1];
 
 extern unsigned tcache_nhbins;     /* bins in use: small + large up to tcache_max */
 extern size_t tcache_maxclass;     /* largest cached size */
@@ -107,8 +164,10 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr);
 void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem);
 /* Flush every bin of t. */
 void tcache_flush_all(tsd_t *t);
-/* One GC step (called every TCACHE_GC_INTERVAL fast-path allocations). */
+/* One GC step (called every TCACHE_GC_INTERVAL pops of a bin). */
 void tcache_event(tsd_t *t);
+/* Bin ind's pop counter carried: count the 256 pops, then a GC step. */
+void tcache_pop_carry(tsd_t *t, unsigned ind);
 /* Bytes this thread allocated / freed (thread.allocated). */
 uint64_t tsd_allocated(const tsd_t *t);
 uint64_t tsd_deallocated(const tsd_t *t);
