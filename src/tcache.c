@@ -78,13 +78,13 @@ static void tsd_bins_init(tsd_t *t, bool enabled) {
    * they hold nothing, and their region test fails. */
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
-    t->bin_base[i + 1] = off;
+    t->ext[i].base = off;
     b->top = b->low = off;
     b->full = off + (enabled && tcache_allowed ? tcache_bin_slots(i) * 8 : 0);
     off += tcache_bin_slots(i) * 8;
-    b->magic = sz_div_magic[i];
-    b->szmin = i == 0 ? 0 : (uint32_t)sz_index2size(i - 1) + 1;
-    b->szrange = (uint32_t)sz_index2size(i) - b->szmin;
+    b->magic = i < SZ_NBINS ? sz_div_magic[i] : TCACHE_REGION_BOUND;
+    t->ext[i].szmin = i == 0 ? 0 : sz_index2size(i - 1) + 1;
+    t->ext[i].szrange = sz_index2size(i) - t->ext[i].szmin;
     b->lg_fill_div = 1;
   }
 }

@@ -196,7 +196,7 @@ XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
   tcache_bin_t *b = tcache_bin_at(t, off);
   uint64_t top = b->top;
   if (unlikely((uint32_t)top <= b->low)) {
-    if (top == t->bin_base[off / sizeof(tcache_bin_t)]) return NULL;
+    if (top == tcache_ext(b)->base) return NULL;
     b->low = (uint32_t)top - 8;
   }
   void *ret = *(void **)((char *)t + top - 8);
@@ -337,19 +337,18 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
  * class of every page of a small run and of the first page of a large run
  * of a class the caches may hold, so small and cached large objects are
  * both freed here; any other page's word is 0, which leads to bin_none,
- * whose region test fails. With size != XA_ANY_SIZE (sized frees), size
- * must be of the class found. Returns false (nothing done) when the slow
+ * which holds nothing. With sized (free_sized, sdallocx), size must be of
+ * the class found. Returns false (nothing done) when the slow
  * path must decide: not an arena chunk's page of a cached class, not a
  * region's start, a size of another class, bin full or caching nothing,
  * the free tag already there.
  */
-#define XA_ANY_SIZE (~(size_t)0)
-XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, size_t size, uintptr_t map) {
+XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size, uintptr_t map) {
   uint64_t w = __atomic_load_n((uint64_t *)(map + ((uintptr_t)ptr >> LG_PAGE) * sizeof(uint64_t)), __ATOMIC_RELAXED);
   tcache_bin_t *b = tcache_bin_at(t, (uintptr_t)(w >> 32));
   uint32_t x = (uint32_t)(uintptr_t)ptr - (uint32_t)w; /* offset in the run */
-  if (config_heap_checks && unlikely(x * b->magic >= b->magic)) return false;
-  if (size != XA_ANY_SIZE && unlikely(size - b->szmin > b->szrange)) return false;
+  if (config_heap_checks && unlikely(x * b->magic >= TCACHE_REGION_BOUND)) return false;
+  if (sized && unlikely(size - tcache_ext(b)->szmin > tcache_ext(b)->szrange)) return false;
   uint64_t top = b->top;
   if (unlikely((uint32_t)top >= b->full) || unlikely(tag_present(ptr))) return false;
   tag_set(ptr);
@@ -360,7 +359,7 @@ XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, size_t size, uintptr_t m
 
 /* The grain is not the one the thread looked up last: look it up (and
  * remember it), then push as above. */
-XA_ALWAYS_INLINE bool xa_free_miss(tsd_t *t, void *ptr, size_t size) {
+XA_ALWAYS_INLINE bool xa_free_miss(tsd_t *t, void *ptr, bool sized, size_t size) {
   uintptr_t map = rtree_pw_map((uintptr_t)ptr);
   if (unlikely(map == 0)) return false;
   /* The sentinels are shared: nothing is cached in them (their bins hold
@@ -369,7 +368,7 @@ XA_ALWAYS_INLINE bool xa_free_miss(tsd_t *t, void *ptr, size_t size) {
     t->pw_key = (uintptr_t)ptr >> RTREE_LG_GRAIN;
     t->pw_map = map;
   }
-  return xa_free_push(t, ptr, size, map);
+  return xa_free_push(t, ptr, sized, size, map);
 }
 
 XA_ALWAYS_INLINE bool xa_free_hit(tsd_t *t, const void *ptr) {
@@ -377,7 +376,7 @@ XA_ALWAYS_INLINE bool xa_free_hit(tsd_t *t, const void *ptr) {
 }
 
 XA_NOINLINE static void xa_free_miss_any(tsd_t *t, void *ptr) {
-  if (likely(xa_free_miss(t, ptr, XA_ANY_SIZE))) return;
+  if (likely(xa_free_miss(t, ptr, false, 0))) return;
   xa_free_slow(ptr);
 }
 
@@ -387,7 +386,7 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
     xa_free_miss_any(t, ptr);
     return;
   }
-  if (likely(xa_free_push(t, ptr, XA_ANY_SIZE, t->pw_map))) return;
+  if (likely(xa_free_push(t, ptr, false, 0, t->pw_map))) return;
   xa_free_slow(ptr);
 }
 
@@ -463,11 +462,41 @@ XA_EXPORT void *malloc(size_t size) { return xa_alloc(size); }
 
 XA_EXPORT void free(void *ptr) { xa_free(ptr); }
 
-/* calloc's cached path for requests above 128 bytes: clear, then GC. */
-XA_NOINLINE static void *xa_calloc_clear(tsd_t *t, void *ret, size_t total, uintptr_t gc_off) {
+/* calloc's cached path for requests above 128 bytes: clear. */
+XA_NOINLINE static void *xa_calloc_clear(void *ret, size_t total) {
   memset(ret, 0, total);
-  if (gc_off != 0) tcache_pop_carry(t, (unsigned)(gc_off / sizeof(tcache_bin_t)) - 1);
   return ret;
+}
+
+/* The same when the pop's counter carried: clear, count, one GC step. */
+XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total, uintptr_t off) {
+  memset(ret, 0, total);
+  tcache_pop_carry(t, (unsigned)(off / sizeof(tcache_bin_t)) - 1);
+  return ret;
+}
+
+/* Clear the first total bytes of p (total <= 128) rounded up to 16 (every
+ * class above 8 bytes is a multiple of 16), with 16-byte stores from both
+ * ends that may overlap: no loop, and cheaper than a call for the sizes
+ * calloc mostly sees. */
+XA_ALWAYS_INLINE void xa_clear_small(void *p, size_t total) {
+  char *c = p;
+  if (total <= 16) {
+    if (total <= 8)
+      *(uint64_t *)p = 0;
+    else
+      __builtin_memset(c, 0, 16);
+    return;
+  }
+  char *end = c + ((total + 15) & ~(size_t)15);
+  __builtin_memset(c, 0, 16);
+  __builtin_memset(end - 16, 0, 16);
+  if (total <= 32) return;
+  __builtin_memset(c + 16, 0, 16);
+  __builtin_memset(end - 32, 0, 16);
+  if (total <= 64) return;
+  __builtin_memset(c + 32, 0, 32);
+  __builtin_memset(end - 64, 0, 32);
 }
 
 XA_EXPORT void *calloc(size_t n, size_t size) {
@@ -484,18 +513,10 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
     bool gc;
     void *ret = xa_alloc_cached(t, off, &gc);
     if (likely(ret != NULL)) {
-      /* Small requests are cleared inline, 16 bytes at a time (every
-       * class above 8 bytes is a multiple of 16): cheaper than a call for
-       * the sizes calloc mostly sees. */
-      if (total <= 128) {
-        if (total <= 8)
-          *(uint64_t *)ret = 0;
-        else
-          for (size_t i = 0; i < total; i += 16) __builtin_memset((char *)ret + i, 0, 16);
-      } else {
-        return xa_calloc_clear(t, ret, total, gc ? off : 0);
-      }
-      return unlikely(gc) ? xa_alloc_gc(t, ret, off) : ret;
+      if (unlikely(gc)) return xa_calloc_gc(t, ret, total, off);
+      if (total > 128) return xa_calloc_clear(ret, total);
+      xa_clear_small(ret, total);
+      return ret;
     }
   }
   return xa_alloc_slow(total, 0, true);
@@ -571,7 +592,7 @@ XA_NOINLINE static void xa_free_sized_slow(void *ptr, size_t size) {
 }
 
 XA_NOINLINE static void xa_free_sized_miss(tsd_t *t, void *ptr, size_t size) {
-  if (likely(xa_free_miss(t, ptr, size))) return;
+  if (likely(xa_free_miss(t, ptr, true, size))) return;
   if (ptr == NULL) return;
   xa_free_sized_slow(ptr, size);
 }
@@ -582,7 +603,7 @@ XA_EXPORT void free_sized(void *ptr, size_t size) {
     xa_free_sized_miss(t, ptr, size);
     return;
   }
-  if (likely(xa_free_push(t, ptr, size, t->pw_map))) return;
+  if (likely(xa_free_push(t, ptr, true, size, t->pw_map))) return;
   if (ptr == NULL) return;
   xa_free_sized_slow(ptr, size);
 }
@@ -699,7 +720,7 @@ XA_NOINLINE static void xa_sdallocx_slow(void *ptr, size_t size, int flags) {
 }
 
 XA_NOINLINE static void xa_sdallocx_miss(tsd_t *t, void *ptr, size_t size) {
-  if (likely(xa_free_miss(t, ptr, size))) return;
+  if (likely(xa_free_miss(t, ptr, true, size))) return;
   if (ptr == NULL) return;
   xa_sdallocx_slow(ptr, size, 0);
 }
@@ -711,7 +732,7 @@ XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
       xa_sdallocx_miss(t, ptr, size);
       return;
     }
-    if (likely(xa_free_push(t, ptr, size, t->pw_map))) return;
+    if (likely(xa_free_push(t, ptr, true, size, t->pw_map))) return;
   }
   if (ptr == NULL) return;
   xa_sdallocx_slow(ptr, size, flags);

@@ -42,21 +42,38 @@ enum { TSD_NOMINAL = 0, TSD_EMPTY = 1, TSD_BOOT = 2, TSD_EXITED = 3 };
  * A bin: 32 bytes, at byte offset (class + 1) * 32 of its tsd_t (the page
  * words of rtree.h and the size table tcache_size2off hold that offset;
  * offset 0 is bin_none, which holds nothing). The stack's slots are in the
- * tsd's own block; top, low, full and the stack's start (t->bin_base,
- * which only the slow paths need) are byte offsets from the tsd, so the
- * fast paths address a slot as (char *)t + offset.
+ * tsd's own block; top, low, full and the stack's start (in the bin's
+ * tcache_bin_ext_t, which the malloc fast path reads only at a new low)
+ * are byte offsets from the tsd, so the fast paths address a slot as
+ * (char *)t + offset.
+ *
+ * The region-start test: x = ptr - run start is a multiple of the class
+ * size iff (uint32_t)(x * magic) < TCACHE_REGION_BOUND, with magic =
+ * ceil(2^32 / size) for a small class (multiples give x/size times a
+ * remainder below size, which stays below 2^16 in a run of at most 16
+ * pages; other offsets give at least magic > 2^18) and 2^16 for a large one
+ * (page words are on first pages only, so x < PAGE, and only 0 passes).
+ * Checked for every class and offset by test/unit/tcache.c.
  */
+#define TCACHE_REGION_BOUND ((uint32_t)1 << 16)
 typedef struct {
   uint64_t top;    /* the slot above the newest object (< 2^32) */
   uint32_t low;    /* low-water mark (>= the stack's start): a pop at or below it is a new low */
   uint32_t full;   /* the stack's end (its start if the bin caches nothing) */
-  uint32_t magic;  /* region start: x = ptr - run start is one iff (uint32_t)(x * magic) < magic */
-  uint32_t szmin;  /* free_sized: sizes of this class are szmin .. szmin + szrange */
-  uint32_t szrange;
+  uint32_t magic;  /* the region-start test's multiplier (0 in bin_none) */
   uint8_t npop;    /* pops, mod 256; each carry adds 256 to npop_base and is a GC step */
   uint8_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
-  uint8_t pad[2];
+  uint8_t pad[10];
 } tcache_bin_t;
+
+/* What the fast paths need less often, at the same stride, in a parallel
+ * array: a bin's extension is at a fixed distance from the bin. */
+typedef struct {
+  uint64_t szmin;  /* free_sized: sizes of this class are szmin .. szmin + szrange */
+  uint64_t szrange;
+  uint32_t base;   /* the stack's start */
+  uint32_t pad[3];
+} tcache_bin_ext_t;
 
 typedef struct tsd_s tsd_t;
 /* Counters of a live tsd that another thread reads (tcache_requests, for
@@ -67,14 +84,14 @@ typedef struct tsd_s tsd_t;
 struct tsd_s {
   tcache_bin_t bin_none; /* where page words of pages no fast free may touch lead: holds nothing */
   tcache_bin_t bins[TCACHE_NBINS_MAX];
+  tcache_bin_ext_t ext_none;
+  tcache_bin_ext_t ext[TCACHE_NBINS_MAX];
   /* The free fast path's cache of the last grain it looked up: its key
    * (addr >> RTREE_LG_GRAIN; UINTPTR_MAX: none) and its page words
    * (rtree_pw_map). A grain's page words never move, so this never goes
    * stale. Only the owner reads and writes them. */
   uintptr_t pw_key;
   uintptr_t pw_map;
-  /* The start of each bin's stack, by bin offset / 32 (0: bin_none). */
-  uint32_t bin_base[TCACHE_NBINS_MAX + 1];
   unsigned gc_next;     /* next bin the GC visits */
   uint8_t state;
   bool tcache_enabled;
@@ -104,6 +121,7 @@ struct tsd_s {
 };
 
 _Static_assert(sizeof(tcache_bin_t) == 32 && offsetof(tsd_t, bins) == sizeof(tcache_bin_t) &&
+                   sizeof(tcache_bin_ext_t) == sizeof(tcache_bin_t) &&
                    ((uint64_t)1 << RTREE_PW_CLASS_SHIFT) == ((uint64_t)sizeof(tcache_bin_t) << 32),
                "page words and tcache_size2off hold (class + 1) * sizeof(tcache_bin_t)");
 
@@ -112,7 +130,10 @@ static inline tcache_bin_t *tcache_bin_at(tsd_t *t, uintptr_t off) { return (tca
 static inline unsigned tcache_bin_off(unsigned ind) { return (ind + 1) * (unsigned)sizeof(tcache_bin_t); }
 static inline void **tcache_slot(tsd_t *t, uint32_t off) { return (void **)((char *)t + off); }
 /* The start of bin ind's stack; objects in it; its capacity. */
-static inline uint32_t tcache_base(const tsd_t *t, unsigned ind) { return t->bin_base[ind + 1]; }
+static inline uint32_t tcache_base(const tsd_t *t, unsigned ind) { return t->ext[ind].base; }
+static inline tcache_bin_ext_t *tcache_ext(tcache_bin_t *b) {
+  return (tcache_bin_ext_t *)((char *)b + offsetof(tsd_t, ext_none));
+}
 static inline uint32_t tcache_ncached(const tsd_t *t, unsigned ind) {
   return (uint32_t)(t->bins[ind].top - tcache_base(t, ind)) / 8;
 }
