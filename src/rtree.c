@@ -27,7 +27,7 @@ static void **rtree_leaf(uintptr_t key) {
 }
 
 /* The page words of grain key, created (zero) if needed; NULL on OOM. */
-static uint64_t *rtree_pw_words(uintptr_t key) {
+static uint64_t *rtree_pw_create(uintptr_t key) {
   uint64_t **slot = &rtree_pw_global.root[key >> RTREE_LEAF_BITS];
   uint64_t **leaf = (uint64_t **)__atomic_load_n(slot, __ATOMIC_ACQUIRE);
   uint64_t *words = leaf != NULL ? __atomic_load_n(&leaf[key & RTREE_LEAF_MASK], __ATOMIC_ACQUIRE) : NULL;
@@ -57,9 +57,9 @@ static uint64_t *rtree_pw_words(uintptr_t key) {
 
 void rtree_pw_set(uintptr_t addr, size_t npages, uint64_t word) {
   for (size_t i = 0; i < npages; i++, addr += PAGE) {
-    uintptr_t map = rtree_pw_map(addr);
-    xassert(map != 0);
-    if (map != 0) __atomic_store_n((uint64_t *)(map + (addr >> LG_PAGE) * sizeof(uint64_t)), word, __ATOMIC_RELAXED);
+    uint64_t *words = rtree_pw_grain(addr);
+    xassert(words != NULL);
+    if (words != NULL) __atomic_store_n(&words[(addr >> LG_PAGE) & (RTREE_PW_PER_GRAIN - 1)], word, __ATOMIC_RELAXED);
   }
 }
 
@@ -69,9 +69,8 @@ void rtree_pw_set(uintptr_t addr, size_t npages, uint64_t word) {
 static void rtree_store(uintptr_t key, void *val) {
   void **slot = &rtree_leaf(key)[key & RTREE_LEAF_MASK];
   void *old = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-  uintptr_t map = old != NULL && old != val ? rtree_pw_map(key << RTREE_LG_GRAIN) : 0;
-  if (map != 0) {
-    uint64_t *words = (uint64_t *)(map + (key << (RTREE_LG_GRAIN - LG_PAGE)) * sizeof(uint64_t));
+  uint64_t *words = old != NULL && old != val ? rtree_pw_grain(key << RTREE_LG_GRAIN) : NULL;
+  if (words != NULL) {
     for (size_t i = 0; i < RTREE_PW_PER_GRAIN; i++) __atomic_store_n(&words[i], 0, __ATOMIC_RELAXED);
   }
   __atomic_store_n(slot, val, __ATOMIC_RELEASE);
@@ -95,7 +94,7 @@ static bool rtree_set_range_impl(uintptr_t addr, size_t size, void *val, bool pw
    * below cannot fail. */
   for (uintptr_t a = first; a < end; a += grain) {
     if (rtree_leaf(a >> RTREE_LG_GRAIN) == NULL) return true;
-    if (pw && rtree_pw_words(a >> RTREE_LG_GRAIN) == NULL) return true;
+    if (pw && rtree_pw_create(a >> RTREE_LG_GRAIN) == NULL) return true;
   }
   for (uintptr_t a = first; a < end; a += grain) rtree_store(a >> RTREE_LG_GRAIN, val);
   return false;

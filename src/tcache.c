@@ -9,14 +9,14 @@
 #include "xalloc/internal/report.h"
 
 /* Sentinels: empty bins that hold nothing. */
-static tsd_t tsd_empty = {.state = TSD_EMPTY, .pw_key = UINTPTR_MAX};
-static tsd_t tsd_boot = {.state = TSD_BOOT, .pw_key = UINTPTR_MAX};
-static tsd_t tsd_exited = {.state = TSD_EXITED, .pw_key = UINTPTR_MAX};
+static tsd_t tsd_empty = {.state = TSD_EMPTY, .pw_first = TSD_PW_NONE};
+static tsd_t tsd_boot = {.state = TSD_BOOT, .pw_first = TSD_PW_NONE};
+static tsd_t tsd_exited = {.state = TSD_EXITED, .pw_first = TSD_PW_NONE};
 
 __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec"))) = &tsd_empty;
 
 unsigned tcache_nhbins;
-uint16_t tcache_size2off[(SZ_LOOKUP_MAX >> 3) + 1];
+uint8_t tcache_size2bin[SZ_LOOKUP_MAX + 1];
 bool tcache_active;
 static bool tcache_allowed; /* false: caches may never hold anything */
 size_t tcache_maxclass;
@@ -54,8 +54,8 @@ bool tcache_boot(void) {
   __atomic_store_n(&tcache_maxclass, sz_index2size(tcache_nhbins - 1), __ATOMIC_RELAXED);
   /* Read by the malloc fast path before it knows initialization is done
    * (0, bin_none, until now). */
-  for (size_t sz = 0; sz <= SZ_LOOKUP_MAX; sz += 8)
-    __atomic_store_n(&tcache_size2off[sz >> 3], (uint16_t)tcache_bin_off(sz_size2index(sz)), __ATOMIC_RELAXED);
+  for (size_t sz = 0; sz <= SZ_LOOKUP_MAX; sz++)
+    __atomic_store_n(&tcache_size2bin[sz], (uint8_t)(tcache_bin_off(sz_size2index(sz)) / 8), __ATOMIC_RELAXED);
   tsd_slots = 0;
   for (unsigned i = 0; i < tcache_nhbins; i++) tsd_slots += tcache_bin_slots(i);
   tsd_pool.size = sizeof(tsd_t) + tsd_slots * sizeof(void *);
@@ -71,8 +71,8 @@ bool tcache_boot(void) {
  */
 static void tsd_bins_init(tsd_t *t, bool enabled) {
   t->tcache_enabled = enabled;
-  t->pw_key = UINTPTR_MAX;
-  t->pw_map = 0;
+  t->pw_first = TSD_PW_NONE;
+  t->pw_words = NULL;
   uint32_t off = (uint32_t)sizeof(tsd_t);
   /* Bins past tcache_nhbins (large classes page words may name) stay zero:
    * they hold nothing, and their region test fails. */
@@ -380,11 +380,13 @@ void tcache_event(tsd_t *t) {
     b->lg_fill_div--;
   }
   b->low = (uint32_t)b->top;
-  tsd_publish_calls(t);
+  /* Publish the call counts every 16th step: summing the bins costs
+   * about two instructions per pop if done at every step. */
+  if ((++t->gc_steps & 15) == 0) tsd_publish_calls(t);
 }
 
-void tcache_pop_carry(tsd_t *t, unsigned ind) {
-  t->npop_base[ind] += 256;
+void tcache_pop_carry(tsd_t *t, tcache_bin_t *b) {
+  t->npop_base[b - t->bins] += 256;
   tcache_event(t);
 }
 

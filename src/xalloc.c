@@ -184,7 +184,7 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
 
 /*
  * The fast path of malloc and calloc: pop an object from the bin at byte
- * offset off of the thread's tsd (tcache_size2off); NULL when the slow
+ * offset off of the thread's tsd (8 * tcache_size2bin[size]); NULL when the slow
  * path must decide (bin empty, or the object lost its free tag; off 0 is
  * bin_none, which is always empty). One compare covers the common case:
  * above the bin's low-water mark the pop sets no new low. Every 256 pops
@@ -203,29 +203,34 @@ XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
   if (unlikely(tag_lost(ret))) return NULL;
   tag_clear(ret);
   b->top = top - 8;
-  *gc = unlikely(tcache_npop_inc(b));
+  if (unlikely(tcache_npop_inc(b))) {
+    t->gc_carry = b; /* for the GC step the caller makes next */
+    *gc = true;
+  } else {
+    *gc = false;
+  }
   return ret;
 }
 
 /* Bin off's pop counter carried: count it, one incremental GC step, then
  * hand out ret. */
-XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret, uintptr_t off) {
-  tcache_pop_carry(t, (unsigned)(off / sizeof(tcache_bin_t)) - 1);
+XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret) {
+  tcache_pop_carry(t, t->gc_carry);
   return ret;
 }
 
 XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
-  uintptr_t off;
+  uintptr_t off8; /* the bin's offset / 8 */
   if (likely(size <= SZ_LOOKUP_MAX))
-    off = __atomic_load_n(&tcache_size2off[(size + 7) >> 3], __ATOMIC_RELAXED);
+    off8 = __atomic_load_n(&tcache_size2bin[size], __ATOMIC_RELAXED);
   else if (size <= __atomic_load_n(&tcache_maxclass, __ATOMIC_RELAXED))
-    off = tcache_bin_off(sz_size2index_compute(size)); /* a large class the caches hold */
+    off8 = tcache_bin_off(sz_size2index_compute(size)) / 8; /* a large class the caches hold */
   else
     goto slow;
   tsd_t *t = tsd_tls;
   bool gc;
-  void *ret = xa_alloc_cached(t, off, &gc);
-  if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret, off) : ret;
+  void *ret = xa_alloc_cached(t, off8 * 8, &gc);
+  if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret) : ret;
 slow:
   return xa_alloc_slow(size, 0, false);
 }
@@ -343,8 +348,8 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
  * region's start, a size of another class, bin full or caching nothing,
  * the free tag already there.
  */
-XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size, uintptr_t map) {
-  uint64_t w = __atomic_load_n((uint64_t *)(map + ((uintptr_t)ptr >> LG_PAGE) * sizeof(uint64_t)), __ATOMIC_RELAXED);
+XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size, const uint64_t *wp) {
+  uint64_t w = __atomic_load_n(wp, __ATOMIC_RELAXED);
   tcache_bin_t *b = tcache_bin_at(t, (uintptr_t)(w >> 32));
   uint32_t x = (uint32_t)(uintptr_t)ptr - (uint32_t)w; /* offset in the run */
   if (config_heap_checks && unlikely(x * b->magic >= TCACHE_REGION_BOUND)) return false;
@@ -360,19 +365,22 @@ XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size,
 /* The grain is not the one the thread looked up last: look it up (and
  * remember it), then push as above. */
 XA_ALWAYS_INLINE bool xa_free_miss(tsd_t *t, void *ptr, bool sized, size_t size) {
-  uintptr_t map = rtree_pw_map((uintptr_t)ptr);
-  if (unlikely(map == 0)) return false;
+  uint64_t *words = rtree_pw_grain((uintptr_t)ptr);
+  if (unlikely(words == NULL)) return false;
+  uintptr_t page = (uintptr_t)ptr >> LG_PAGE;
   /* The sentinels are shared: nothing is cached in them (their bins hold
    * nothing anyway). */
   if (likely(t->state == TSD_NOMINAL)) {
-    t->pw_key = (uintptr_t)ptr >> RTREE_LG_GRAIN;
-    t->pw_map = map;
+    t->pw_first = page & ~(RTREE_PW_PER_GRAIN - 1);
+    t->pw_words = words;
   }
-  return xa_free_push(t, ptr, sized, size, map);
+  return xa_free_push(t, ptr, sized, size, &words[page & (RTREE_PW_PER_GRAIN - 1)]);
 }
 
-XA_ALWAYS_INLINE bool xa_free_hit(tsd_t *t, const void *ptr) {
-  return likely((uintptr_t)ptr >> RTREE_LG_GRAIN == t->pw_key);
+/* The index of ptr's page in the grain the thread looked up last, which
+ * is RTREE_PW_PER_GRAIN or more for any other grain. */
+XA_ALWAYS_INLINE uintptr_t xa_free_idx(const tsd_t *t, const void *ptr) {
+  return ((uintptr_t)ptr >> LG_PAGE) - t->pw_first;
 }
 
 XA_NOINLINE static void xa_free_miss_any(tsd_t *t, void *ptr) {
@@ -382,11 +390,12 @@ XA_NOINLINE static void xa_free_miss_any(tsd_t *t, void *ptr) {
 
 XA_ALWAYS_INLINE void xa_free(void *ptr) {
   tsd_t *t = tsd_tls;
-  if (unlikely(!xa_free_hit(t, ptr))) {
+  uintptr_t idx = xa_free_idx(t, ptr);
+  if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
     xa_free_miss_any(t, ptr);
     return;
   }
-  if (likely(xa_free_push(t, ptr, false, 0, t->pw_map))) return;
+  if (likely(xa_free_push(t, ptr, false, 0, &t->pw_words[idx]))) return;
   xa_free_slow(ptr);
 }
 
@@ -469,34 +478,31 @@ XA_NOINLINE static void *xa_calloc_clear(void *ret, size_t total) {
 }
 
 /* The same when the pop's counter carried: clear, count, one GC step. */
-XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total, uintptr_t off) {
+XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total) {
   memset(ret, 0, total);
-  tcache_pop_carry(t, (unsigned)(off / sizeof(tcache_bin_t)) - 1);
+  tcache_pop_carry(t, t->gc_carry);
   return ret;
 }
 
-/* Clear the first total bytes of p (total <= 128) rounded up to 16 (every
- * class above 8 bytes is a multiple of 16), with 16-byte stores from both
- * ends that may overlap: no loop, and cheaper than a call for the sizes
- * calloc mostly sees. */
+/* Clear the first total bytes of p (total <= 128; an object of more than
+ * 8 bytes has at least 16) with stores from both ends that may overlap:
+ * no loop, and cheaper than a call for the sizes calloc mostly sees. */
 XA_ALWAYS_INLINE void xa_clear_small(void *p, size_t total) {
   char *c = p;
-  if (total <= 16) {
-    if (total <= 8)
-      *(uint64_t *)p = 0;
-    else
-      __builtin_memset(c, 0, 16);
-    return;
+  if (total > 16) {
+    __builtin_memset(c, 0, 16);
+    __builtin_memset(c + total - 16, 0, 16);
+    if (total <= 32) return;
+    __builtin_memset(c + 16, 0, 16);
+    __builtin_memset(c + total - 32, 0, 16);
+    if (total <= 64) return;
+    __builtin_memset(c + 32, 0, 32);
+    __builtin_memset(c + total - 64, 0, 32);
+  } else if (total > 8) {
+    __builtin_memset(c, 0, 16);
+  } else {
+    *(uint64_t *)p = 0;
   }
-  char *end = c + ((total + 15) & ~(size_t)15);
-  __builtin_memset(c, 0, 16);
-  __builtin_memset(end - 16, 0, 16);
-  if (total <= 32) return;
-  __builtin_memset(c + 16, 0, 16);
-  __builtin_memset(end - 32, 0, 16);
-  if (total <= 64) return;
-  __builtin_memset(c + 32, 0, 32);
-  __builtin_memset(end - 64, 0, 32);
 }
 
 XA_EXPORT void *calloc(size_t n, size_t size) {
@@ -508,12 +514,12 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
   /* The cached path: the object is zeroed here (thread caches cache
    * nothing with zero:true, junk:true or under valgrind). */
   if (likely(total <= SZ_LOOKUP_MAX)) {
-    uintptr_t off = __atomic_load_n(&tcache_size2off[(total + 7) >> 3], __ATOMIC_RELAXED);
+    uintptr_t off = (uintptr_t)__atomic_load_n(&tcache_size2bin[total], __ATOMIC_RELAXED) * 8;
     tsd_t *t = tsd_tls;
     bool gc;
     void *ret = xa_alloc_cached(t, off, &gc);
     if (likely(ret != NULL)) {
-      if (unlikely(gc)) return xa_calloc_gc(t, ret, total, off);
+      if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
       if (total > 128) return xa_calloc_clear(ret, total);
       xa_clear_small(ret, total);
       return ret;
@@ -599,11 +605,12 @@ XA_NOINLINE static void xa_free_sized_miss(tsd_t *t, void *ptr, size_t size) {
 
 XA_EXPORT void free_sized(void *ptr, size_t size) {
   tsd_t *t = tsd_tls;
-  if (unlikely(!xa_free_hit(t, ptr))) {
+  uintptr_t idx = xa_free_idx(t, ptr);
+  if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
     xa_free_sized_miss(t, ptr, size);
     return;
   }
-  if (likely(xa_free_push(t, ptr, true, size, t->pw_map))) return;
+  if (likely(xa_free_push(t, ptr, true, size, &t->pw_words[idx]))) return;
   if (ptr == NULL) return;
   xa_free_sized_slow(ptr, size);
 }
@@ -728,11 +735,12 @@ XA_NOINLINE static void xa_sdallocx_miss(tsd_t *t, void *ptr, size_t size) {
 XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
   if (likely(flags == 0)) {
     tsd_t *t = tsd_tls;
-    if (unlikely(!xa_free_hit(t, ptr))) {
+    uintptr_t idx = xa_free_idx(t, ptr);
+  if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
       xa_sdallocx_miss(t, ptr, size);
       return;
     }
-    if (likely(xa_free_push(t, ptr, true, size, t->pw_map))) return;
+    if (likely(xa_free_push(t, ptr, true, size, &t->pw_words[idx]))) return;
   }
   if (ptr == NULL) return;
   xa_sdallocx_slow(ptr, size, flags);

@@ -60,17 +60,15 @@ static inline uint64_t rtree_pw_word(unsigned ind, uintptr_t run_addr) {
   return ((uint64_t)(ind + 1) << RTREE_PW_CLASS_SHIFT) | (uint32_t)run_addr;
 }
 
-/* The page words of addr's grain, biased so that the word of the page at
- * addr is at (uint64_t *)(map + (addr >> LG_PAGE) * 8); 0 if the grain
- * never was part of an arena chunk (or addr is out of range). */
-static inline uintptr_t rtree_pw_map(uintptr_t addr) {
-  if (unlikely(addr >> RTREE_LG_VA)) return 0;
+/* The page words of addr's grain (the word of the page at addr is at
+ * index (addr >> LG_PAGE) % RTREE_PW_PER_GRAIN); NULL if the grain never
+ * was part of an arena chunk (or addr is out of range). */
+static inline uint64_t *rtree_pw_grain(uintptr_t addr) {
+  if (unlikely(addr >> RTREE_LG_VA)) return NULL;
   uintptr_t key = addr >> RTREE_LG_GRAIN;
   uint64_t **leaf = (uint64_t **)__atomic_load_n(&rtree_pw_global.root[key >> RTREE_LEAF_BITS], __ATOMIC_ACQUIRE);
-  if (unlikely(leaf == NULL)) return 0;
-  uint64_t *words = __atomic_load_n(&leaf[key & (((uintptr_t)1 << RTREE_LEAF_BITS) - 1)], __ATOMIC_ACQUIRE);
-  if (unlikely(words == NULL)) return 0;
-  return (uintptr_t)words - (key << (RTREE_LG_GRAIN - LG_PAGE)) * sizeof(uint64_t);
+  if (unlikely(leaf == NULL)) return NULL;
+  return __atomic_load_n(&leaf[key & (((uintptr_t)1 << RTREE_LEAF_BITS) - 1)], __ATOMIC_ACQUIRE);
 }
 
 /* Set the words of the npages pages from addr (all in arena chunks). */

@@ -40,7 +40,8 @@ enum { TSD_NOMINAL = 0, TSD_EMPTY = 1, TSD_BOOT = 2, TSD_EXITED = 3 };
 
 /*
  * A bin: 32 bytes, at byte offset (class + 1) * 32 of its tsd_t (the page
- * words of rtree.h and the size table tcache_size2off hold that offset;
+ * words of rtree.h hold that offset, the size table tcache_size2bin an
+ * eighth of it;
  * offset 0 is bin_none, which holds nothing). The stack's slots are in the
  * tsd's own block; top, low, full and the stack's start (in the bin's
  * tcache_bin_ext_t, which the malloc fast path reads only at a new low)
@@ -76,6 +77,7 @@ typedef struct {
 } tcache_bin_ext_t;
 
 typedef struct tsd_s tsd_t;
+#define TSD_PW_NONE ((uintptr_t)1 << 63)
 /* Counters of a live tsd that another thread reads (tcache_requests, for
  * the statistics) are stored by their thread, and read by the other, with
  * relaxed atomics: the snapshot may lag, but no read is torn. */
@@ -86,13 +88,16 @@ struct tsd_s {
   tcache_bin_t bins[TCACHE_NBINS_MAX];
   tcache_bin_ext_t ext_none;
   tcache_bin_ext_t ext[TCACHE_NBINS_MAX];
-  /* The free fast path's cache of the last grain it looked up: its key
-   * (addr >> RTREE_LG_GRAIN; UINTPTR_MAX: none) and its page words
-   * (rtree_pw_map). A grain's page words never move, so this never goes
+  /* The free fast path's cache of the last grain it looked up: the page
+   * number (addr >> LG_PAGE) of its first page (TSD_PW_NONE: none, so
+   * that no page is within RTREE_PW_PER_GRAIN of it) and its page words
+   * (rtree_pw_grain). A grain's page words never move, so this never goes
    * stale. Only the owner reads and writes them. */
-  uintptr_t pw_key;
-  uintptr_t pw_map;
+  uintptr_t pw_first;
+  uint64_t *pw_words;
   unsigned gc_next;     /* next bin the GC visits */
+  unsigned gc_steps;    /* GC steps made */
+  tcache_bin_t *gc_carry; /* the bin whose pop counter carried (for tcache_pop_carry) */
   uint8_t state;
   bool tcache_enabled;
   arena_t *arena;       /* the thread's arena */
@@ -109,8 +114,8 @@ struct tsd_s {
   uint64_t nfill[TCACHE_NBINS_MAX];
   uint64_t nflush[TCACHE_NBINS_MAX];
   uint64_t npop_base[TCACHE_NBINS_MAX];
-  /* The bins' calls (pops, pushes), as of the owner's last GC step or
-   * flush: what other threads read (tcache_requests). */
+  /* The bins' calls (pops, pushes), as of the owner's last flush or 16th
+   * GC step: what other threads read (tcache_requests). */
   uint64_t pub_nmalloc, pub_nfree;
   tsd_t *prev, *next;   /* all live tsds */
   /* thread.allocatedp / deallocatedp: copies of tsd_allocated and
@@ -123,7 +128,8 @@ struct tsd_s {
 _Static_assert(sizeof(tcache_bin_t) == 32 && offsetof(tsd_t, bins) == sizeof(tcache_bin_t) &&
                    sizeof(tcache_bin_ext_t) == sizeof(tcache_bin_t) &&
                    ((uint64_t)1 << RTREE_PW_CLASS_SHIFT) == ((uint64_t)sizeof(tcache_bin_t) << 32),
-               "page words and tcache_size2off hold (class + 1) * sizeof(tcache_bin_t)");
+               "page words hold (class + 1) * sizeof(tcache_bin_t)");
+_Static_assert(SZ_NBINS * sizeof(tcache_bin_t) / 8 < 256, "tcache_size2bin holds (class + 1) * 4");
 
 /* The bin at byte offset off of t (off: (class + 1) * 32, or 0). */
 static inline tcache_bin_t *tcache_bin_at(tsd_t *t, uintptr_t off) { return (tcache_bin_t *)((char *)t + off); }
@@ -163,9 +169,11 @@ static inline uint64_t tsd_counter_inc(uint64_t *c) {
   return v;
 }
 
-/* Class (+ 1) * 32 of sizes up to SZ_LOOKUP_MAX, by (size + 7) >> 3: the
- * malloc fast path's table (0, bin_none, until the caches are set up). */
-extern uint16_t tcache_size2off[(SZ_LOOKUP_MAX >> 3) + 1];
+/* (class + 1) * 4 of every size up to SZ_LOOKUP_MAX, indexed by the size
+ * itself (no rounding: 4 KiB instead of 513 bytes, two instructions
+ * fewer), an eighth of the class's bin offset: the malloc fast path's
+ * table (0, bin_none, until the caches are set up). */
+extern uint8_t tcache_size2bin[SZ_LOOKUP_MAX + 1];
 
 extern unsigned tcache_nhbins;     /* bins in use: small + large up to tcache_max */
 extern size_t tcache_maxclass;     /* largest cached size */
@@ -188,7 +196,7 @@ void tcache_flush_all(tsd_t *t);
 /* One GC step (called every TCACHE_GC_INTERVAL pops of a bin). */
 void tcache_event(tsd_t *t);
 /* Bin ind's pop counter carried: count the 256 pops, then a GC step. */
-void tcache_pop_carry(tsd_t *t, unsigned ind);
+void tcache_pop_carry(tsd_t *t, tcache_bin_t *b);
 /* Bytes this thread allocated / freed (thread.allocated). */
 uint64_t tsd_allocated(const tsd_t *t);
 uint64_t tsd_deallocated(const tsd_t *t);
