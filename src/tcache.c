@@ -17,6 +17,7 @@ __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec"))) = &tsd_empty;
 
 unsigned tcache_nhbins;
 uint8_t tcache_size2bin[SZ_LOOKUP_MAX + 1];
+uint8_t tcache_large2bin[TCACHE_LARGE2BIN_N];
 bool tcache_active;
 static bool tcache_allowed; /* false: caches may never hold anything */
 size_t tcache_maxclass;
@@ -56,6 +57,11 @@ bool tcache_boot(void) {
    * (0, bin_none, until now). */
   for (size_t sz = 0; sz <= SZ_LOOKUP_MAX; sz++)
     __atomic_store_n(&tcache_size2bin[sz], (uint8_t)(tcache_bin_off(sz_size2index(sz)) / 8), __ATOMIC_RELAXED);
+  for (size_t k = 0; k < TCACHE_LARGE2BIN_N; k++) {
+    unsigned ind = sz_size2index((k + 1) << 10);
+    xassert(ind == sz_size2index((k << 10) + 1) || (k << 10) < SZ_LOOKUP_MAX);
+    if (ind < tcache_nhbins) __atomic_store_n(&tcache_large2bin[k], (uint8_t)(tcache_bin_off(ind) / 8), __ATOMIC_RELAXED);
+  }
   tsd_slots = 0;
   for (unsigned i = 0; i < tcache_nhbins; i++) tsd_slots += tcache_bin_slots(i);
   tsd_pool.size = sizeof(tsd_t) + tsd_slots * sizeof(void *);

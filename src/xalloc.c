@@ -192,7 +192,7 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
  * returns through xa_alloc_gc (a tail call, so that the fast path needs no
  * stack frame).
  */
-XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
+XA_ALWAYS_INLINE void *xa_alloc_cached_impl(tsd_t *t, uintptr_t off, bool *gc, bool clear_tag) {
   tcache_bin_t *b = tcache_bin_at(t, off);
   uint64_t top = b->top;
   if (unlikely((uint32_t)top <= b->low)) {
@@ -201,7 +201,7 @@ XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
   }
   void *ret = *(void **)((char *)t + top - 8);
   if (unlikely(tag_lost(ret))) return NULL;
-  tag_clear(ret);
+  if (clear_tag) tag_clear(ret);
   b->top = top - 8;
   if (unlikely(tcache_npop_inc(b))) {
     t->gc_carry = b; /* for the GC step the caller makes next */
@@ -210,6 +210,10 @@ XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
     *gc = false;
   }
   return ret;
+}
+
+XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
+  return xa_alloc_cached_impl(t, off, gc, true);
 }
 
 /* Bin off's pop counter carried: count it, one incremental GC step, then
@@ -224,7 +228,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
   if (likely(size <= SZ_LOOKUP_MAX))
     off8 = __atomic_load_n(&tcache_size2bin[size], __ATOMIC_RELAXED);
   else if (size <= __atomic_load_n(&tcache_maxclass, __ATOMIC_RELAXED))
-    off8 = tcache_bin_off(sz_size2index_compute(size)) / 8; /* a large class the caches hold */
+    off8 = __atomic_load_n(&tcache_large2bin[(size - 1) >> 10], __ATOMIC_RELAXED); /* a large class the caches hold */
   else
     goto slow;
   tsd_t *t = tsd_tls;
@@ -479,30 +483,34 @@ XA_NOINLINE static void *xa_calloc_clear(void *ret, size_t total) {
 
 /* The same when the pop's counter carried: clear, count, one GC step. */
 XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total) {
-  memset(ret, 0, total);
+  memset(ret, 0, total < 8 ? 8 : total); /* the tag word too */
   tcache_pop_carry(t, t->gc_carry);
   return ret;
 }
 
-/* Clear the first total bytes of p (total <= 128; an object of more than
- * 8 bytes has at least 16) with stores from both ends that may overlap:
- * no loop, and cheaper than a call for the sizes calloc mostly sees. */
-XA_ALWAYS_INLINE void xa_clear_small(void *p, size_t total) {
+/* Clear the first total bytes of p (8 <= total <= 128, or less in an
+ * object of 8 bytes; an object of more than 8 bytes has at least 16) with
+ * stores from both ends that may overlap: no loop, and cheaper than a call
+ * for the sizes calloc mostly sees. The first word (the free tag) is
+ * always written. */
+XA_ALWAYS_INLINE void xa_clear_upto32(void *p, size_t total) {
   char *c = p;
   if (total > 16) {
     __builtin_memset(c, 0, 16);
     __builtin_memset(c + total - 16, 0, 16);
-    if (total <= 32) return;
-    __builtin_memset(c + 16, 0, 16);
-    __builtin_memset(c + total - 32, 0, 16);
-    if (total <= 64) return;
-    __builtin_memset(c + 32, 0, 32);
-    __builtin_memset(c + total - 64, 0, 32);
   } else if (total > 8) {
     __builtin_memset(c, 0, 16);
   } else {
     *(uint64_t *)p = 0;
   }
+}
+XA_ALWAYS_INLINE void xa_clear_upto128(void *p, size_t total) {
+  char *c = p;
+  __builtin_memset(c, 0, 32);
+  __builtin_memset(c + total - 32, 0, 32);
+  if (total <= 64) return;
+  __builtin_memset(c + 32, 0, 32);
+  __builtin_memset(c + total - 64, 0, 32);
 }
 
 XA_EXPORT void *calloc(size_t n, size_t size) {
@@ -517,11 +525,16 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
     uintptr_t off = (uintptr_t)__atomic_load_n(&tcache_size2bin[total], __ATOMIC_RELAXED) * 8;
     tsd_t *t = tsd_tls;
     bool gc;
-    void *ret = xa_alloc_cached(t, off, &gc);
+    /* The tag word is cleared with the rest. */
+    void *ret = xa_alloc_cached_impl(t, off, &gc, false);
     if (likely(ret != NULL)) {
       if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
+      if (likely(total <= 32)) {
+        xa_clear_upto32(ret, total);
+        return ret;
+      }
       if (total > 128) return xa_calloc_clear(ret, total);
-      xa_clear_small(ret, total);
+      xa_clear_upto128(ret, total);
       return ret;
     }
   }

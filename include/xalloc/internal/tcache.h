@@ -129,7 +129,7 @@ _Static_assert(sizeof(tcache_bin_t) == 32 && offsetof(tsd_t, bins) == sizeof(tca
                    sizeof(tcache_bin_ext_t) == sizeof(tcache_bin_t) &&
                    ((uint64_t)1 << RTREE_PW_CLASS_SHIFT) == ((uint64_t)sizeof(tcache_bin_t) << 32),
                "page words hold (class + 1) * sizeof(tcache_bin_t)");
-_Static_assert(SZ_NBINS * sizeof(tcache_bin_t) / 8 < 256, "tcache_size2bin holds (class + 1) * 4");
+_Static_assert(TCACHE_NBINS_MAX * sizeof(tcache_bin_t) / 8 < 256, "tcache_size2bin holds (class + 1) * 4");
 
 /* The bin at byte offset off of t (off: (class + 1) * 32, or 0). */
 static inline tcache_bin_t *tcache_bin_at(tsd_t *t, uintptr_t off) { return (tcache_bin_t *)((char *)t + off); }
@@ -174,6 +174,11 @@ static inline uint64_t tsd_counter_inc(uint64_t *c) {
  * fewer), an eighth of the class's bin offset: the malloc fast path's
  * table (0, bin_none, until the caches are set up). */
 extern uint8_t tcache_size2bin[SZ_LOOKUP_MAX + 1];
+/* The same for sizes above SZ_LOOKUP_MAX up to tcache_maxclass, indexed by
+ * (size - 1) >> 10 (every class above 4 KiB is a multiple of 1 KiB, so
+ * all sizes of one index have one class). */
+#define TCACHE_LARGE2BIN_N (((size_t)1 << 20) >> 10)
+extern uint8_t tcache_large2bin[TCACHE_LARGE2BIN_N];
 
 extern unsigned tcache_nhbins;     /* bins in use: small + large up to tcache_max */
 extern size_t tcache_maxclass;     /* largest cached size */
