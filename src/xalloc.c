@@ -354,8 +354,9 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
  */
 XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size, const uint64_t *wp) {
   uint64_t w = __atomic_load_n(wp, __ATOMIC_RELAXED);
-  tcache_bin_t *b = tcache_bin_at(t, (uintptr_t)(w >> 32));
   uint32_t x = (uint32_t)(uintptr_t)ptr - (uint32_t)w; /* offset in the run */
+  __asm__("" : "+r"(x)); /* x first, then w's high half in place: no copy of w */
+  tcache_bin_t *b = tcache_bin_at(t, (uintptr_t)(w >> 32));
   if (config_heap_checks && unlikely(x * b->magic >= TCACHE_REGION_BOUND)) return false;
   if (sized && unlikely(size - tcache_ext(b)->szmin > tcache_ext(b)->szrange)) return false;
   uint64_t top = b->top;
