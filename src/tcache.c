@@ -166,9 +166,9 @@ static void tsd_publish_calls(tsd_t *t) {
   TSD_STORE(t->pub_nfree, f);
 }
 
-/* Calls of t: exact for the calling thread's own tsd (and for one whose
- * thread is gone, under tsd_list_lock), else the published counts, which
- * only go up: safe to read while the owner runs (see tcache_requests). */
+/* Calls of t: exact (its own thread, as it exits), else the published
+ * counts, which only go up: safe to read while the owner runs (see
+ * tcache_requests). */
 static uint64_t tsd_nmalloc(const tsd_t *t, bool exact) {
   uint64_t m, f;
   if (exact)
@@ -226,13 +226,17 @@ void tcache_requests(uint64_t *nmalloc, uint64_t *nfree) {
    * call, so the sum cannot wrap, cannot go below an earlier reading (each
    * counter reads at least what it read before; a thread that exits moves
    * its exact counts to the gone totals under this lock), and lags by at
-   * most the calls in flight. (The formula nfill + nfree - nflush - ncached
-   * is exact for the owner only: read racily, it mixes the before and after
-   * of a fill or flush and can go down, or below zero.) */
-  const tsd_t *self = tsd_tls;
+   * most the calls in flight. The bins' counts are derived (pushes =
+   * ncached + nflush + npop - nfill), which is exact for the owner only:
+   * read racily it would mix the before and after of a fill or flush, so
+   * other threads' published counts are read, and the calling thread
+   * publishes its own first (so that a reading from another thread later
+   * does not go below this one). */
+  tsd_t *self = tsd_tls;
+  tsd_publish_calls(self); /* nothing for a sentinel */
   for (tsd_t *t = tsd_list.next; t != &tsd_list; t = t->next) {
-    m += tsd_nmalloc(t, t == self);
-    f += tsd_nfree(t, t == self);
+    m += tsd_nmalloc(t, false);
+    f += tsd_nfree(t, false);
   }
   xmutex_unlock(&tsd_list_lock);
   *nmalloc = m;

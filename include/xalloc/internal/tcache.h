@@ -213,9 +213,13 @@ void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize);
 /*
  * Allocation and free calls of every thread, live or gone. Other threads'
  * counters are read while they run, so only counters that never go down
- * and that each call changes with one store are summed (nmalloc_fast,
- * nmalloc_slow, nfree, ndirect_*): a reading never wraps, never goes below
- * an earlier one, and lags by at most the calls in flight.
+ * and that their owner stores whole are summed: ndirect_* (one store per
+ * call) and the bins' counts as the owner last published them (pub_*: at
+ * its flushes and every 16th GC step; the calling thread publishes its
+ * own first). A reading never wraps, never goes below an earlier one, and
+ * lags by what other threads' bins served since they published (a few
+ * thousand calls per thread at most); a thread's exact counts join the
+ * totals when it exits.
  */
 void tcache_requests(uint64_t *nmalloc, uint64_t *nfree);
 
