@@ -49,6 +49,7 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
         run->chunk->map[run->pageind + i] = run; /* every page of a small run */
         run->chunk->binmap[run->pageind + i] = (uint16_t)(binind | (i << 8));
       }
+      rtree_pw_set((uintptr_t)arena_run_addr(run), run->npages, rtree_pw_word(binind, (uintptr_t)arena_run_addr(run)));
     }
     xmutex_unlock(&a->lock);
     if (run != NULL) break;

@@ -3,6 +3,7 @@
 
 #include "xalloc/internal/run.h"
 #include "xalloc/internal/opts.h"
+#include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tag.h"
 #include "xalloc/internal/vg.h"
 
@@ -14,6 +15,7 @@ static void arena_large_mark(arena_run_t *run) {
   unsigned ind = sz_size2index(size);
   bool fast = ind < SZ_NFAST && sz_index2size(ind) == size;
   __atomic_store_n(&run->chunk->binmap[run->pageind], (uint16_t)(fast ? ind : BININD_NONE), __ATOMIC_RELAXED);
+  rtree_pw_set((uintptr_t)arena_run_addr(run), 1, fast ? rtree_pw_word(ind, (uintptr_t)arena_run_addr(run)) : 0);
 }
 
 void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) {

@@ -159,7 +159,7 @@ static arena_chunk_t *arena_chunk_new(arena_t *a) {
   chunk->map[0] = run;
   chunk->map[arena_chunk_npages - 1] = run;
   /* Its pages are free: a lookup of a pointer into it finds no allocation. */
-  if (rtree_set_range((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
+  if (rtree_set_range_chunk((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
   vg_noaccess(addr, sz_chunksize);
   return chunk;
 fail:
@@ -345,12 +345,16 @@ void arena_run_dalloc(arena_t *a, arena_run_t *run, bool dirty) {
       chunk->map[run->pageind + i] = NULL;
       chunk->binmap[run->pageind + i] = BININD_NONE;
     }
+    rtree_pw_set((uintptr_t)arena_run_addr(run), run->npages, 0);
   } else {
     /* Others: the first and last page only (a large run's class is on
      * its first page). */
     chunk->map[run->pageind] = NULL;
     chunk->map[run->pageind + run->npages - 1] = NULL;
-    if (run->state == RUN_LARGE) chunk->binmap[run->pageind] = BININD_NONE;
+    if (run->state == RUN_LARGE) {
+      chunk->binmap[run->pageind] = BININD_NONE;
+      rtree_pw_set((uintptr_t)arena_run_addr(run), 1, 0);
+    }
   }
   run->state = RUN_FREE;
   if (dirty) {

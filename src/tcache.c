@@ -9,13 +9,15 @@
 #include "xalloc/internal/report.h"
 
 /* Sentinels: empty bins that hold nothing. */
-static tsd_t tsd_empty = {.state = TSD_EMPTY};
-static tsd_t tsd_boot = {.state = TSD_BOOT};
-static tsd_t tsd_exited = {.state = TSD_EXITED};
+static tsd_t tsd_empty = {.state = TSD_EMPTY, .pw_first = TSD_PW_NONE};
+static tsd_t tsd_boot = {.state = TSD_BOOT, .pw_first = TSD_PW_NONE};
+static tsd_t tsd_exited = {.state = TSD_EXITED, .pw_first = TSD_PW_NONE};
 
 __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec"))) = &tsd_empty;
 
 unsigned tcache_nhbins;
+uint8_t tcache_size2bin[SZ_LOOKUP_MAX + 1];
+uint8_t tcache_large2bin[TCACHE_LARGE2BIN_N];
 bool tcache_active;
 static bool tcache_allowed; /* false: caches may never hold anything */
 size_t tcache_maxclass;
@@ -51,6 +53,15 @@ bool tcache_boot(void) {
   while (tcache_nhbins < TCACHE_NBINS_MAX && sz_index2size(tcache_nhbins) <= max) tcache_nhbins++;
   /* Read by the malloc fast path before it knows initialization is done. */
   __atomic_store_n(&tcache_maxclass, sz_index2size(tcache_nhbins - 1), __ATOMIC_RELAXED);
+  /* Read by the malloc fast path before it knows initialization is done
+   * (0, bin_none, until now). */
+  for (size_t sz = 0; sz <= SZ_LOOKUP_MAX; sz++)
+    __atomic_store_n(&tcache_size2bin[sz], (uint8_t)(tcache_bin_off(sz_size2index(sz)) / 8), __ATOMIC_RELAXED);
+  for (size_t k = 0; k < TCACHE_LARGE2BIN_N; k++) {
+    unsigned ind = sz_size2index((k + 1) << 10);
+    xassert(ind == sz_size2index((k << 10) + 1) || (k << 10) < SZ_LOOKUP_MAX);
+    if (ind < tcache_nhbins) __atomic_store_n(&tcache_large2bin[k], (uint8_t)(tcache_bin_off(ind) / 8), __ATOMIC_RELAXED);
+  }
   tsd_slots = 0;
   for (unsigned i = 0; i < tcache_nhbins; i++) tsd_slots += tcache_bin_slots(i);
   tsd_pool.size = sizeof(tsd_t) + tsd_slots * sizeof(void *);
@@ -66,12 +77,20 @@ bool tcache_boot(void) {
  */
 static void tsd_bins_init(tsd_t *t, bool enabled) {
   t->tcache_enabled = enabled;
-  void **slot = (void **)(t + 1);
+  t->pw_first = TSD_PW_NONE;
+  t->pw_words = NULL;
+  uint32_t off = (uint32_t)sizeof(tsd_t);
+  /* Bins past tcache_nhbins (large classes page words may name) stay zero:
+   * they hold nothing, and their region test fails. */
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
-    b->stack = slot;
-    slot += tcache_bin_slots(i);
-    b->ncached_max = enabled && tcache_allowed ? tcache_bin_slots(i) : 0;
+    t->ext[i].base = off;
+    b->top = b->low = off;
+    b->full = off + (enabled && tcache_allowed ? tcache_bin_slots(i) * 8 : 0);
+    off += tcache_bin_slots(i) * 8;
+    b->magic = i < SZ_NBINS ? sz_div_magic[i] : TCACHE_REGION_BOUND;
+    t->ext[i].szmin = i == 0 ? 0 : sz_index2size(i - 1) + 1;
+    t->ext[i].szrange = sz_index2size(i) - t->ext[i].szmin;
     b->lg_fill_div = 1;
   }
 }
@@ -80,8 +99,10 @@ void tcache_set_enabled(tsd_t *t, bool enabled) {
   if (!tsd_nominal(t)) return;
   tcache_flush_all(t);
   t->tcache_enabled = enabled;
-  for (unsigned i = 0; i < tcache_nhbins; i++)
-    t->bins[i].ncached_max = enabled && tcache_allowed ? tcache_bin_slots(i) : 0;
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    tcache_bin_t *b = &t->bins[i];
+    b->full = tcache_base(t, i) + (enabled && tcache_allowed ? tcache_bin_slots(i) * 8 : 0);
+  }
 }
 
 static tsd_t *tsd_create(void) {
@@ -119,16 +140,51 @@ tsd_t *tsd_fetch(void) {
  * thread had no tsd (during its creation, after its exit). */
 static uint64_t tsd_gone_nmalloc, tsd_gone_nfree;
 
-/* Sums of counters that only go up, each changed by one store per call:
- * safe to read while the owner runs (see tcache_requests). */
-static uint64_t tsd_nmalloc(const tsd_t *t) {
-  return TSD_LOAD(t->ndirect_malloc) + TSD_LOAD(t->nmalloc_fast) + TSD_LOAD(t->nmalloc_slow);
+/* Objects pushed into bin i by free (owner only). */
+static uint64_t tsd_npush(const tsd_t *t, unsigned i) {
+  return tcache_ncached(t, i) + t->nflush[i] + tcache_npop(t, i) - t->nfill[i];
 }
 
-static uint64_t tsd_nfree(const tsd_t *t) {
-  uint64_t n = TSD_LOAD(t->ndirect_free);
-  for (unsigned i = 0; i < tcache_nhbins; i++) n += TSD_LOAD(t->bins[i].nfree);
-  return n;
+/* The bins' pops and pushes, exactly (owner only), and published for the
+ * other threads' readings. */
+static void tsd_bin_calls(const tsd_t *t, uint64_t *nmalloc, uint64_t *nfree) {
+  uint64_t m = 0, f = 0;
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    uint64_t p = tcache_npop(t, i);
+    m += p;
+    f += tcache_ncached(t, i) + t->nflush[i] + p - t->nfill[i];
+  }
+  *nmalloc = m;
+  *nfree = f;
+}
+
+static void tsd_publish_calls(tsd_t *t) {
+  if (t->state != TSD_NOMINAL) return;
+  uint64_t m, f;
+  tsd_bin_calls(t, &m, &f);
+  TSD_STORE(t->pub_nmalloc, m);
+  TSD_STORE(t->pub_nfree, f);
+}
+
+/* Calls of t: exact (its own thread, as it exits), else the published
+ * counts, which only go up: safe to read while the owner runs (see
+ * tcache_requests). */
+static uint64_t tsd_nmalloc(const tsd_t *t, bool exact) {
+  uint64_t m, f;
+  if (exact)
+    tsd_bin_calls(t, &m, &f);
+  else
+    m = TSD_LOAD(t->pub_nmalloc);
+  return TSD_LOAD(t->ndirect_malloc) + m;
+}
+
+static uint64_t tsd_nfree(const tsd_t *t, bool exact) {
+  uint64_t m, f;
+  if (exact)
+    tsd_bin_calls(t, &m, &f);
+  else
+    f = TSD_LOAD(t->pub_nfree);
+  return TSD_LOAD(t->ndirect_free) + f;
 }
 
 /* The published counters: refreshed on the slow paths (fills, flushes,
@@ -170,12 +226,17 @@ void tcache_requests(uint64_t *nmalloc, uint64_t *nfree) {
    * call, so the sum cannot wrap, cannot go below an earlier reading (each
    * counter reads at least what it read before; a thread that exits moves
    * its exact counts to the gone totals under this lock), and lags by at
-   * most the calls in flight. (The formula nfill + nfree - nflush - ncached
-   * is exact for the owner only: read racily, it mixes the before and after
-   * of a fill or flush and can go down, or below zero.) */
+   * most the calls in flight. The bins' counts are derived (pushes =
+   * ncached + nflush + npop - nfill), which is exact for the owner only:
+   * read racily it would mix the before and after of a fill or flush, so
+   * other threads' published counts are read, and the calling thread
+   * publishes its own first (so that a reading from another thread later
+   * does not go below this one). */
+  tsd_t *self = tsd_tls;
+  tsd_publish_calls(self); /* nothing for a sentinel */
   for (tsd_t *t = tsd_list.next; t != &tsd_list; t = t->next) {
-    m += tsd_nmalloc(t);
-    f += tsd_nfree(t);
+    m += tsd_nmalloc(t, false);
+    f += tsd_nfree(t, false);
   }
   xmutex_unlock(&tsd_list_lock);
   *nmalloc = m;
@@ -191,8 +252,8 @@ static void tsd_destroy(void *arg) {
   xmutex_lock(&tsd_list_lock);
   t->prev->next = t->next;
   t->next->prev = t->prev;
-  __atomic_fetch_add(&tsd_gone_nmalloc, tsd_nmalloc(t), __ATOMIC_RELAXED);
-  __atomic_fetch_add(&tsd_gone_nfree, tsd_nfree(t), __ATOMIC_RELAXED);
+  __atomic_fetch_add(&tsd_gone_nmalloc, tsd_nmalloc(t, true), __ATOMIC_RELAXED);
+  __atomic_fetch_add(&tsd_gone_nfree, tsd_nfree(t, true), __ATOMIC_RELAXED);
   xmutex_unlock(&tsd_list_lock);
   t->state = TSD_EXITED;
   base_pool_free(&tsd_pool, t);
@@ -202,20 +263,21 @@ static void tsd_destroy(void *arg) {
  * out of memory. */
 static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
   tcache_bin_t *b = &t->bins[ind];
-  unsigned n = b->ncached_max >> b->lg_fill_div;
+  unsigned max = tcache_ncached_max(t, ind);
+  unsigned n = max >> b->lg_fill_div;
   if (n == 0) n = 1;
   /* The bin is empty: objects freed remotely may fill all of it. */
-  unsigned got = arena_fill_small(arena, ind, b->stack, n, b->ncached_max > n ? b->ncached_max : n);
+  unsigned got = arena_fill_small(arena, ind, tcache_slot(t, tcache_base(t, ind)), n, max > n ? max : n);
   if (got == 0) {
     errno = ENOMEM;
     return NULL;
   }
   /* The regions come tagged from their runs (arena_fill_small checked the
    * tags): only the one handed out is cleared. */
-  b->ncached = got - 1;
-  b->low_water = 0;
-  TSD_STORE(t->nfill[ind], t->nfill[ind] + got);
-  void *ret = b->stack[got - 1];
+  b->top = tcache_base(t, ind) + (got - 1) * 8;
+  b->low = tcache_base(t, ind);
+  t->nfill[ind] += got;
+  void *ret = *tcache_slot(t, (uint32_t)b->top);
   tag_clear(ret);
   return ret;
 }
@@ -228,9 +290,10 @@ static arena_t *tcache_owner(void *ptr) {
 
 void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
   tcache_bin_t *b = &t->bins[ind];
-  if (rem >= b->ncached) return;
-  unsigned nflush = b->ncached - rem;
-  void **objs = b->stack;
+  uint32_t ncached = tcache_ncached(t, ind);
+  if (rem >= ncached) return;
+  unsigned nflush = ncached - rem;
+  void **objs = tcache_slot(t, tcache_base(t, ind));
   void *batch[TCACHE_NSLOTS_SMALL_MAX];
   /* Objects leaving the cache must still hold their tags. One that lost it
    * was written after free, or pushed twice with the tag written over in
@@ -287,10 +350,11 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
     }
     nflush = m;
   }
-  memmove(b->stack, b->stack + (b->ncached - rem), rem * sizeof(void *));
-  TSD_STORE(t->nflush[ind], t->nflush[ind] + b->ncached - rem);
-  TSD_STORE(b->ncached, rem);
-  if (b->low_water > rem) b->low_water = rem;
+  memmove(objs, objs + (ncached - rem), rem * sizeof(void *));
+  t->nflush[ind] += ncached - rem;
+  b->top = tcache_base(t, ind) + rem * 8;
+  if (b->low > b->top) b->low = (uint32_t)b->top;
+  tsd_publish_calls(t);
 }
 
 void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
@@ -300,9 +364,9 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
     return;
   }
   tag_set(ptr);
-  if (b->ncached >= b->ncached_max) tcache_flush_bin(t, ind, b->ncached_max / 2);
-  b->stack[b->ncached++] = ptr;
-  tsd_counter_inc(&b->nfree);
+  if ((uint32_t)b->top >= b->full) tcache_flush_bin(t, ind, tcache_ncached_max(t, ind) / 2);
+  *tcache_slot(t, (uint32_t)b->top) = ptr;
+  b->top += 8;
   TSD_PUBLISH(t);
 }
 
@@ -315,33 +379,44 @@ void tcache_event(tsd_t *t) {
   unsigned ind = t->gc_next;
   t->gc_next = ind + 1 < tcache_nhbins ? ind + 1 : 0;
   tcache_bin_t *b = &t->bins[ind];
-  if (b->low_water > 0) {
+  uint32_t low_water = (b->low - tcache_base(t, ind)) / 8;
+  if (low_water > 0) {
     /* Unused since the last visit: flush three quarters of it, and fill
      * less next time. */
-    tcache_flush_bin(t, ind, b->ncached - (b->low_water - (b->low_water >> 2)));
-    if (ind < SZ_NBINS && (b->ncached_max >> (b->lg_fill_div + 1)) >= 1) b->lg_fill_div++;
+    tcache_flush_bin(t, ind, tcache_ncached(t, ind) - (low_water - (low_water >> 2)));
+    if (ind < SZ_NBINS && (tcache_ncached_max(t, ind) >> (b->lg_fill_div + 1)) >= 1) b->lg_fill_div++;
   } else if (b->lg_fill_div > 1) {
     /* It ran dry: fill more next time. */
     b->lg_fill_div--;
   }
-  b->low_water = b->ncached;
-  /* A thread that only ever hits its cache still drives its arena's
+  b->low = (uint32_t)b->top;
+  /* Publish the call counts every 16th step: summing the bins costs
+   * about two instructions per pop if done at every step. */
+  if ((++t->gc_steps & 15) == 0) tsd_publish_calls(t);
+  /* A thread that only ever hits its cache still drives the arenas'
    * decay (the reuse window: decay.h). */
   if (t->arena != NULL) arena_decay_event(t->arena);
 }
 
+void tcache_pop_carry(tsd_t *t, tcache_bin_t *b) {
+  t->npop_base[b - t->bins] += 256;
+  tcache_event(t);
+}
+
+/* Count a pop of bin ind made off the fast path. */
+static void tcache_count_pop(tsd_t *t, unsigned ind) {
+  if (tcache_npop_inc(&t->bins[ind])) t->npop_base[ind] += 256;
+}
+
 uint64_t tsd_allocated(const tsd_t *t) {
   uint64_t sum = t->allocated;
-  for (unsigned i = 0; i < tcache_nhbins; i++) {
-    const tcache_bin_t *b = &t->bins[i];
-    sum += (t->nfill[i] + b->nfree - t->nflush[i] - b->ncached) * sz_index2size(i);
-  }
+  for (unsigned i = 0; i < tcache_nhbins; i++) sum += tcache_npop(t, i) * sz_index2size(i);
   return sum;
 }
 
 uint64_t tsd_deallocated(const tsd_t *t) {
   uint64_t sum = t->deallocated;
-  for (unsigned i = 0; i < tcache_nhbins; i++) sum += t->bins[i].nfree * sz_index2size(i);
+  for (unsigned i = 0; i < tcache_nhbins; i++) sum += tsd_npush(t, i) * sz_index2size(i);
   return sum;
 }
 
@@ -351,23 +426,25 @@ void *tcache_alloc(tsd_t *t, arena_t *arena, unsigned ind, size_t usize) {
   /* An object whose tag is gone was written after free, or pushed twice
    * (and may be live): reported, never handed out (abort:false drops it and
    * takes the next one; the run still counts it as allocated). */
-  while (b->ncached != 0 && unlikely(tag_lost(b->stack[b->ncached - 1]))) {
-    report_bad_find("malloc", BAD_TAG_LOST, b->stack[--b->ncached], NULL);
-    if (b->ncached < b->low_water) b->low_water = b->ncached;
+  while (b->top != tcache_base(t, ind) && unlikely(tag_lost(*tcache_slot(t, (uint32_t)b->top - 8)))) {
+    b->top -= 8;
+    report_bad_find("malloc", BAD_TAG_LOST, *tcache_slot(t, (uint32_t)b->top), NULL);
+    t->nflush[ind]++; /* dropped: it left the bin */
+    if (b->top < b->low) b->low = (uint32_t)b->top;
   }
-  if (b->ncached != 0) {
-    TSD_STORE(b->ncached, b->ncached - 1);
-    ret = b->stack[b->ncached];
-    if (b->ncached < b->low_water) b->low_water = b->ncached;
+  if (b->top != tcache_base(t, ind)) {
+    b->top -= 8;
+    ret = *tcache_slot(t, (uint32_t)b->top);
+    if (b->top < b->low) b->low = (uint32_t)b->top;
     tag_clear(ret);
   } else if (ind < SZ_NBINS) {
     ret = tcache_alloc_small_hard(t, arena, ind);
   } else {
     ret = arena_malloc_large(arena, usize, PAGE, false);
-    if (ret != NULL) TSD_STORE(t->nfill[ind], t->nfill[ind] + 1);
-    b->low_water = 0;
+    if (ret != NULL) t->nfill[ind]++;
+    b->low = tcache_base(t, ind);
   }
-  if (ret != NULL) tsd_counter_inc(&t->nmalloc_slow);
+  if (ret != NULL) tcache_count_pop(t, ind);
   TSD_PUBLISH(t);
   return ret;
 }
@@ -449,8 +526,8 @@ void tcache_postfork_child(void) {
   /* Their calls stay counted (as those of threads that are gone). */
   for (tsd_t *t = tsd_list.next; t != &tsd_list && t != NULL; t = t->next) {
     if (t == self) continue;
-    tsd_gone_nmalloc += tsd_nmalloc(t);
-    tsd_gone_nfree += tsd_nfree(t);
+    tsd_gone_nmalloc += tsd_nmalloc(t, false);
+    tsd_gone_nfree += tsd_nfree(t, false);
   }
   tsd_list.next = tsd_list.prev = &tsd_list;
   if (self->state == TSD_NOMINAL) {

@@ -146,7 +146,7 @@ static inline void xa_alloc_debug(void *ret, size_t usize, bool zero) {
 static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t usize, size_t alignment, bool zero) {
   unsigned ind = sz_size2index(usize);
   void *ret;
-  if (cache != NULL && ind < tcache_nhbins && cache->bins[ind].ncached_max != 0 &&
+  if (cache != NULL && ind < tcache_nhbins && tcache_ncached_max(cache, ind) != 0 &&
       (ind < SZ_NBINS || alignment <= PAGE)) {
     ret = tcache_alloc(cache, arena, ind, usize);
     if (ret == NULL) return NULL;
@@ -188,45 +188,57 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
 }
 
 /*
- * The fast path of malloc and calloc: pop an object of class ind from the
- * thread's cache; NULL when the slow path must decide (bin empty, or the
- * object lost its free tag). One compare covers the common case: above
- * the bin's low-water mark the pop sets no new low. Every
- * TCACHE_GC_INTERVAL pops, *gc is set: the caller then returns through
- * xa_alloc_gc (a tail call, so that the fast path needs no stack frame).
+ * The fast path of malloc and calloc: pop an object from the bin at byte
+ * offset off of the thread's tsd (8 * tcache_size2bin[size]); NULL when the slow
+ * path must decide (bin empty, or the object lost its free tag; off 0 is
+ * bin_none, which is always empty). One compare covers the common case:
+ * above the bin's low-water mark the pop sets no new low. Every 256 pops
+ * of a bin its 8-bit counter carries and *gc is set: the caller then
+ * returns through xa_alloc_gc (a tail call, so that the fast path needs no
+ * stack frame).
  */
-XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, unsigned ind, bool *gc) {
-  tcache_bin_t *b = &t->bins[ind];
-  uint32_t n = b->ncached;
-  if (unlikely(n <= b->low_water)) {
-    if (n == 0) return NULL;
-    b->low_water = n - 1;
+XA_ALWAYS_INLINE void *xa_alloc_cached_impl(tsd_t *t, uintptr_t off, bool *gc, bool clear_tag) {
+  tcache_bin_t *b = tcache_bin_at(t, off);
+  uint64_t top = b->top;
+  if (unlikely((uint32_t)top <= b->low)) {
+    if (top == tcache_ext(b)->base) return NULL;
+    b->low = (uint32_t)top - 8;
   }
-  void *ret = b->stack[n - 1];
+  void *ret = *(void **)((char *)t + top - 8);
   if (unlikely(tag_lost(ret))) return NULL;
-  tag_clear(ret);
-  b->ncached = n - 1;
-  *gc = unlikely((tsd_counter_inc(&t->nmalloc_fast) & (TCACHE_GC_INTERVAL - 1)) == 0);
+  if (clear_tag) tag_clear(ret);
+  b->top = top - 8;
+  if (unlikely(tcache_npop_inc(b))) {
+    t->gc_carry = b; /* for the GC step the caller makes next */
+    *gc = true;
+  } else {
+    *gc = false;
+  }
   return ret;
 }
 
-/* One incremental GC step, then hand out ret. */
+XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
+  return xa_alloc_cached_impl(t, off, gc, true);
+}
+
+/* Bin off's pop counter carried: count it, one incremental GC step, then
+ * hand out ret. */
 XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret) {
-  tcache_event(t);
+  tcache_pop_carry(t, t->gc_carry);
   return ret;
 }
 
 XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
-  unsigned ind;
+  uintptr_t off8; /* the bin's offset / 8 */
   if (likely(size <= SZ_LOOKUP_MAX))
-    ind = sz_lookup(size);
+    off8 = __atomic_load_n(&tcache_size2bin[size], __ATOMIC_RELAXED);
   else if (size <= __atomic_load_n(&tcache_maxclass, __ATOMIC_RELAXED))
-    ind = sz_size2index_compute(size); /* a large class the caches hold */
+    off8 = __atomic_load_n(&tcache_large2bin[(size - 1) >> 10], __ATOMIC_RELAXED); /* a large class the caches hold */
   else
     goto slow;
   tsd_t *t = tsd_tls;
   bool gc;
-  void *ret = xa_alloc_cached(t, ind, &gc);
+  void *ret = xa_alloc_cached(t, off8 * 8, &gc);
   if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret) : ret;
 slow:
   return xa_alloc_slow(size, 0, false);
@@ -292,7 +304,7 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
     }
     ind = sz_size2index(usize);
   }
-  if (cache != NULL && cache->bins[ind].ncached_max != 0) {
+  if (cache != NULL && tcache_ncached_max(cache, ind) != 0) {
     tcache_dalloc_hard(cache, ind, ptr);
     if (cache != t) tsd_count_direct(t, false, usize);
     return;
@@ -332,36 +344,68 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
 }
 
 /*
- * The fast path of every free: find the size class through the radix tree
- * and the chunk's page map, and push onto the thread's cache. The page map
- * holds the class of every page of a small run and of the first page of a
- * large run of a class the caches may hold (run.h), so small and cached
- * large objects are both freed here. With want != XA_ANY_CLASS (sized
- * frees), the class found must be want. Returns false (nothing done) when
- * the slow path must decide: not an arena chunk, not a region's start, bin
- * full or caching nothing, the free tag already there, a class mismatch.
+ * The fast path of every free: find the page's word (rtree.h) -- through
+ * the thread's cache of the last grain it looked up, else the page word
+ * tree -- which names the class's bin and the run's start, check that ptr
+ * is a region's start, and push onto the bin. The page words hold the
+ * class of every page of a small run and of the first page of a large run
+ * of a class the caches may hold, so small and cached large objects are
+ * both freed here; any other page's word is 0, which leads to bin_none,
+ * which holds nothing. With sized (free_sized, sdallocx), size must be of
+ * the class found. Returns false (nothing done) when the slow
+ * path must decide: not an arena chunk's page of a cached class, not a
+ * region's start, a size of another class, bin full or caching nothing,
+ * the free tag already there.
  */
-#define XA_ANY_CLASS 0x100u
-XA_ALWAYS_INLINE bool xa_free_fast(tsd_t *t, void *ptr, unsigned want) {
-  arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
-  if (unlikely(chunk == NULL) || unlikely(chunk->kind != META_ARENA_CHUNK)) return false;
-  unsigned e = chunk->binmap[((uintptr_t)ptr - (uintptr_t)chunk->addr) >> LG_PAGE];
-  unsigned ind = e & 0xff;
-  if (unlikely(ind >= SZ_NFAST)) return false;
-  if (want != XA_ANY_CLASS && unlikely(ind != want)) return false;
-  if (config_heap_checks && unlikely(!xa_region_start(chunk, ptr, e))) return false;
-  tcache_bin_t *b = &t->bins[ind];
-  uint32_t n = b->ncached;
-  if (unlikely(n >= b->ncached_max) || unlikely(tag_present(ptr))) return false;
+XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size, const uint64_t *wp) {
+  uint64_t w = __atomic_load_n(wp, __ATOMIC_RELAXED);
+  uint32_t x = (uint32_t)(uintptr_t)ptr - (uint32_t)w; /* offset in the run */
+  __asm__("" : "+r"(x)); /* x first, then w's high half in place: no copy of w */
+  tcache_bin_t *b = tcache_bin_at(t, (uintptr_t)(w >> 32));
+  if (config_heap_checks && unlikely(x * b->magic >= TCACHE_REGION_BOUND)) return false;
+  if (sized && unlikely(size - tcache_ext(b)->szmin > tcache_ext(b)->szrange)) return false;
+  uint64_t top = b->top;
+  if (unlikely((uint32_t)top >= b->full) || unlikely(tag_present(ptr))) return false;
   tag_set(ptr);
-  b->stack[n] = ptr;
-  b->ncached = n + 1;
-  tsd_counter_inc(&b->nfree);
+  *(void **)((char *)t + top) = ptr;
+  b->top = top + 8;
   return true;
 }
 
+/* The grain is not the one the thread looked up last: look it up (and
+ * remember it), then push as above. */
+XA_ALWAYS_INLINE bool xa_free_miss(tsd_t *t, void *ptr, bool sized, size_t size) {
+  uint64_t *words = rtree_pw_grain((uintptr_t)ptr);
+  if (unlikely(words == NULL)) return false;
+  uintptr_t page = (uintptr_t)ptr >> LG_PAGE;
+  /* The sentinels are shared: nothing is cached in them (their bins hold
+   * nothing anyway). */
+  if (likely(t->state == TSD_NOMINAL)) {
+    t->pw_first = page & ~(RTREE_PW_PER_GRAIN - 1);
+    t->pw_words = words;
+  }
+  return xa_free_push(t, ptr, sized, size, &words[page & (RTREE_PW_PER_GRAIN - 1)]);
+}
+
+/* The index of ptr's page in the grain the thread looked up last, which
+ * is RTREE_PW_PER_GRAIN or more for any other grain. */
+XA_ALWAYS_INLINE uintptr_t xa_free_idx(const tsd_t *t, const void *ptr) {
+  return ((uintptr_t)ptr >> LG_PAGE) - t->pw_first;
+}
+
+XA_NOINLINE static void xa_free_miss_any(tsd_t *t, void *ptr) {
+  if (likely(xa_free_miss(t, ptr, false, 0))) return;
+  xa_free_slow(ptr);
+}
+
 XA_ALWAYS_INLINE void xa_free(void *ptr) {
-  if (likely(xa_free_fast(tsd_tls, ptr, XA_ANY_CLASS))) return;
+  tsd_t *t = tsd_tls;
+  uintptr_t idx = xa_free_idx(t, ptr);
+  if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
+    xa_free_miss_any(t, ptr);
+    return;
+  }
+  if (likely(xa_free_push(t, ptr, false, 0, &t->pw_words[idx]))) return;
   xa_free_slow(ptr);
 }
 
@@ -437,11 +481,42 @@ XA_EXPORT void *malloc(size_t size) { return xa_alloc(size); }
 
 XA_EXPORT void free(void *ptr) { xa_free(ptr); }
 
-/* calloc's cached path for requests above 128 bytes: clear, then GC. */
-XA_NOINLINE static void *xa_calloc_clear(tsd_t *t, void *ret, size_t total, bool gc) {
+/* calloc's cached path for requests above 128 bytes: clear. */
+XA_NOINLINE static void *xa_calloc_clear(void *ret, size_t total) {
   memset(ret, 0, total);
-  if (gc) tcache_event(t);
   return ret;
+}
+
+/* The same when the pop's counter carried: clear, count, one GC step. */
+XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total) {
+  memset(ret, 0, total < 8 ? 8 : total); /* the tag word too */
+  tcache_pop_carry(t, t->gc_carry);
+  return ret;
+}
+
+/* Clear the first total bytes of p (8 <= total <= 128, or less in an
+ * object of 8 bytes; an object of more than 8 bytes has at least 16) with
+ * stores from both ends that may overlap: no loop, and cheaper than a call
+ * for the sizes calloc mostly sees. The first word (the free tag) is
+ * always written. */
+XA_ALWAYS_INLINE void xa_clear_upto32(void *p, size_t total) {
+  char *c = p;
+  if (total > 16) {
+    __builtin_memset(c, 0, 16);
+    __builtin_memset(c + total - 16, 0, 16);
+  } else if (total > 8) {
+    __builtin_memset(c, 0, 16);
+  } else {
+    *(uint64_t *)p = 0;
+  }
+}
+XA_ALWAYS_INLINE void xa_clear_upto128(void *p, size_t total) {
+  char *c = p;
+  __builtin_memset(c, 0, 32);
+  __builtin_memset(c + total - 32, 0, 32);
+  if (total <= 64) return;
+  __builtin_memset(c + 32, 0, 32);
+  __builtin_memset(c + total - 64, 0, 32);
 }
 
 XA_EXPORT void *calloc(size_t n, size_t size) {
@@ -453,23 +528,20 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
   /* The cached path: the object is zeroed here (thread caches cache
    * nothing with zero:true, junk:true or under valgrind). */
   if (likely(total <= SZ_LOOKUP_MAX)) {
-    unsigned ind = sz_lookup(total);
+    uintptr_t off = (uintptr_t)__atomic_load_n(&tcache_size2bin[total], __ATOMIC_RELAXED) * 8;
     tsd_t *t = tsd_tls;
     bool gc;
-    void *ret = xa_alloc_cached(t, ind, &gc);
+    /* The tag word is cleared with the rest. */
+    void *ret = xa_alloc_cached_impl(t, off, &gc, false);
     if (likely(ret != NULL)) {
-      /* Small requests are cleared inline, 16 bytes at a time (every
-       * class above 8 bytes is a multiple of 16): cheaper than a call for
-       * the sizes calloc mostly sees. */
-      if (total <= 128) {
-        if (total <= 8)
-          *(uint64_t *)ret = 0;
-        else
-          for (size_t i = 0; i < total; i += 16) __builtin_memset((char *)ret + i, 0, 16);
-      } else {
-        return xa_calloc_clear(t, ret, total, gc);
+      if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
+      if (likely(total <= 32)) {
+        xa_clear_upto32(ret, total);
+        return ret;
       }
-      return unlikely(gc) ? xa_alloc_gc(t, ret) : ret;
+      if (total > 128) return xa_calloc_clear(ret, total);
+      xa_clear_upto128(ret, total);
+      return ret;
     }
   }
   return xa_alloc_slow(total, 0, true);
@@ -544,9 +616,20 @@ XA_NOINLINE static void xa_free_sized_slow(void *ptr, size_t size) {
   xa_free_slow(ptr);
 }
 
+XA_NOINLINE static void xa_free_sized_miss(tsd_t *t, void *ptr, size_t size) {
+  if (likely(xa_free_miss(t, ptr, true, size))) return;
+  if (ptr == NULL) return;
+  xa_free_sized_slow(ptr, size);
+}
+
 XA_EXPORT void free_sized(void *ptr, size_t size) {
-  if (likely(size <= SZ_LOOKUP_MAX) && likely(xa_free_fast(tsd_tls, ptr, sz_lookup(size))))
+  tsd_t *t = tsd_tls;
+  uintptr_t idx = xa_free_idx(t, ptr);
+  if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
+    xa_free_sized_miss(t, ptr, size);
     return;
+  }
+  if (likely(xa_free_push(t, ptr, true, size, &t->pw_words[idx]))) return;
   if (ptr == NULL) return;
   xa_free_sized_slow(ptr, size);
 }
@@ -662,10 +745,22 @@ XA_NOINLINE static void xa_sdallocx_slow(void *ptr, size_t size, int flags) {
     xa_dallocx_slow(ptr, flags);
 }
 
+XA_NOINLINE static void xa_sdallocx_miss(tsd_t *t, void *ptr, size_t size) {
+  if (likely(xa_free_miss(t, ptr, true, size))) return;
+  if (ptr == NULL) return;
+  xa_sdallocx_slow(ptr, size, 0);
+}
+
 XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
-  if (likely(flags == 0) && likely(size <= SZ_LOOKUP_MAX) &&
-      likely(xa_free_fast(tsd_tls, ptr, sz_lookup(size))))
-    return;
+  if (likely(flags == 0)) {
+    tsd_t *t = tsd_tls;
+    uintptr_t idx = xa_free_idx(t, ptr);
+  if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
+      xa_sdallocx_miss(t, ptr, size);
+      return;
+    }
+    if (likely(xa_free_push(t, ptr, true, size, &t->pw_words[idx]))) return;
+  }
   if (ptr == NULL) return;
   xa_sdallocx_slow(ptr, size, flags);
 }

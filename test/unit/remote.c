@@ -483,12 +483,12 @@ static void takers_child(void *arg) {
     EXPECT(found);
     /* The refill filled the whole cache from the stack, and kept the rest
      * for the next refill (still pending: in use for the runs). */
-    EXPECT(tsd_tls->bins[binind].ncached + 1 == tsd_tls->bins[binind].ncached_max);
+    EXPECT(tcache_ncached(tsd_tls, binind) + 1 == tcache_ncached_max(tsd_tls, binind));
     EXPECT(pending(P, binind));
     EXPECT(bin_stats_peek(P, binind).curregs == NOBJ);
     /* The next refill starts with them. */
     void *q[256];
-    unsigned nq = tsd_tls->bins[binind].ncached_max + 1;
+    unsigned nq = tcache_ncached_max(tsd_tls, binind) + 1;
     EXPECT(nq <= 256);
     for (unsigned i = 0; i < nq; i++) {
       q[i] = malloc(size);

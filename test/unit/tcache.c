@@ -35,7 +35,7 @@ static void validate_all(void) {
 /* Cached objects of the thread's own bins, all bins. */
 static size_t cached_bytes(const tsd_t *t) {
   size_t sum = 0;
-  for (unsigned i = 0; i < tcache_nhbins; i++) sum += t->bins[i].ncached * sz_index2size(i);
+  for (unsigned i = 0; i < tcache_nhbins; i++) sum += tcache_ncached(t, i) * sz_index2size(i);
   return sum;
 }
 
@@ -161,18 +161,36 @@ static void test_gc_shrinks_unused_bins(void **state) {
     void *p[100];
     for (int i = 0; i < 100; i++) p[i] = malloc(64);
     for (int i = 0; i < 100; i++) free(p[i]);
-    for (unsigned i = 0; i < tcache_nhbins; i++) assert_int_equal(t->bins[i].ncached, 0);
+    for (unsigned i = 0; i < tcache_nhbins; i++) assert_int_equal(tcache_ncached(t, i), 0);
     return;
   }
   unsigned ind = sz_size2index(64);
   void *p[100];
   for (int i = 0; i < 100; i++) p[i] = malloc(64);
   for (int i = 0; i < 100; i++) free(p[i]);
-  uint32_t before = t->bins[ind].ncached;
+  uint32_t before = tcache_ncached(t, ind);
   assert_true(before >= 20);
   /* Use only another size for many GC rounds. */
   for (int i = 0; i < 200000; i++) free(malloc(2000));
-  assert_true(t->bins[ind].ncached < before / 2);
+  assert_true(tcache_ncached(t, ind) < before / 2);
+}
+
+/* The free fast path's region-start test (tcache.h): exact for every
+ * class the caches hold and every offset a page word can give (a small
+ * run's offsets, a large run's first page). */
+static void test_region_start_test(void **state) {
+  (void)state;
+  tsd_t *t = tsd_fetch();
+  if (!tsd_nominal(t)) return;
+  for (unsigned i = 0; i < SZ_NFAST; i++) {
+    size_t size = sz_index2size(i);
+    uint32_t magic = i < tcache_nhbins ? t->bins[i].magic : (i < SZ_NBINS ? sz_div_magic[i] : TCACHE_REGION_BOUND);
+    uint32_t lim = i < SZ_NBINS ? sz_bin_info[i].run_pages << LG_PAGE : PAGE;
+    for (uint32_t x = 0; x < lim; x++) {
+      bool pass = (uint32_t)(x * magic) < TCACHE_REGION_BOUND;
+      if (pass != (x % size == 0)) fail_msg("class %zu, offset %u: test says %d", size, x, pass);
+    }
+  }
 }
 
 static void dbl_free_cached(void *arg) {
@@ -213,6 +231,7 @@ int main(void) {
       cmocka_unit_test(test_threads_spread_over_arenas),
       cmocka_unit_test(test_gc_shrinks_unused_bins),
       cmocka_unit_test(test_tags),
+      cmocka_unit_test(test_region_start_test),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

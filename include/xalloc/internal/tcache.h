@@ -28,50 +28,95 @@
 #define XALLOC_INTERNAL_TCACHE_H
 
 #include "xalloc/internal/arena.h"
+#include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tag.h"
 
 #define TCACHE_NBINS_MAX SZ_NFAST /* small classes and large ones up to 1 MiB */
 #define TCACHE_NSLOTS_SMALL_MAX 200
 #define TCACHE_NSLOTS_LARGE 20
-#define TCACHE_GC_INTERVAL 256 /* fast-path allocations per GC step (a power of two) */
+#define TCACHE_GC_INTERVAL 256 /* pops of a bin per GC step: the carry of its 8-bit counter */
 
 enum { TSD_NOMINAL = 0, TSD_EMPTY = 1, TSD_BOOT = 2, TSD_EXITED = 3 };
 
-/* 32 bytes: the fast paths index bins with a shift. */
+/*
+ * A bin: 32 bytes, at byte offset (class + 1) * 32 of its tsd_t (the page
+ * words of rtree.h hold that offset, the size table tcache_size2bin an
+ * eighth of it;
+ * offset 0 is bin_none, which holds nothing). The stack's slots are in the
+ * tsd's own block; top, low, full and the stack's start (in the bin's
+ * tcache_bin_ext_t, which the malloc fast path reads only at a new low)
+ * are byte offsets from the tsd, so the fast paths address a slot as
+ * (char *)t + offset.
+ *
+ * The region-start test: x = ptr - run start is a multiple of the class
+ * size iff (uint32_t)(x * magic) < TCACHE_REGION_BOUND, with magic =
+ * ceil(2^32 / size) for a small class (multiples give x/size times a
+ * remainder below size, which stays below 2^16 in a run of at most 16
+ * pages; other offsets give at least magic > 2^18) and 2^16 for a large one
+ * (page words are on first pages only, so x < PAGE, and only 0 passes).
+ * Checked for every class and offset by test/unit/tcache.c.
+ */
+#define TCACHE_REGION_BOUND ((uint32_t)1 << 16)
 typedef struct {
-  uint32_t ncached;     /* objects in stack[0..ncached), newest last */
-  uint32_t ncached_max; /* 0: the bin caches nothing */
-  uint32_t low_water;   /* minimum ncached since the last GC visit */
-  uint32_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
-  void **stack;
-  uint64_t nfree;       /* objects pushed by free (read by other threads) */
+  uint64_t top;    /* the slot above the newest object (< 2^32) */
+  uint32_t low;    /* low-water mark (>= the stack's start): a pop at or below it is a new low */
+  uint32_t full;   /* the stack's end (its start if the bin caches nothing) */
+  uint32_t magic;  /* the region-start test's multiplier (0 in bin_none) */
+  uint8_t npop;    /* pops, mod 256; each carry adds 256 to npop_base and is a GC step */
+  uint8_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
+  uint8_t pad[10];
 } tcache_bin_t;
 
+/* What the fast paths need less often, at the same stride, in a parallel
+ * array: a bin's extension is at a fixed distance from the bin. */
+typedef struct {
+  uint64_t szmin;  /* free_sized: sizes of this class are szmin .. szmin + szrange */
+  uint64_t szrange;
+  uint32_t base;   /* the stack's start */
+  uint32_t pad[3];
+} tcache_bin_ext_t;
+
 typedef struct tsd_s tsd_t;
+#define TSD_PW_NONE ((uintptr_t)1 << 63)
 /* Counters of a live tsd that another thread reads (tcache_requests, for
  * the statistics) are stored by their thread, and read by the other, with
  * relaxed atomics: the snapshot may lag, but no read is torn. */
 #define TSD_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define TSD_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 struct tsd_s {
+  tcache_bin_t bin_none; /* where page words of pages no fast free may touch lead: holds nothing */
   tcache_bin_t bins[TCACHE_NBINS_MAX];
-  /* Allocations served from the bins by the fast path; a GC step every
-   * TCACHE_GC_INTERVAL of them. */
-  uint64_t nmalloc_fast;
-  uint64_t nmalloc_slow; /* and by tcache_alloc */
+  tcache_bin_ext_t ext_none;
+  tcache_bin_ext_t ext[TCACHE_NBINS_MAX];
+  /* The free fast path's cache of the last grain it looked up: the page
+   * number (addr >> LG_PAGE) of its first page (TSD_PW_NONE: none, so
+   * that no page is within RTREE_PW_PER_GRAIN of it) and its page words
+   * (rtree_pw_grain). A grain's page words never move, so this never goes
+   * stale. Only the owner reads and writes them. */
+  uintptr_t pw_first;
+  uint64_t *pw_words;
   unsigned gc_next;     /* next bin the GC visits */
+  unsigned gc_steps;    /* GC steps made */
+  tcache_bin_t *gc_carry; /* the bin whose pop counter carried (for tcache_pop_carry) */
   uint8_t state;
   bool tcache_enabled;
   arena_t *arena;       /* the thread's arena */
   uint64_t allocated;   /* bytes allocated outside the bins */
   uint64_t deallocated; /* bytes freed outside the bins */
   uint64_t ndirect_malloc, ndirect_free; /* calls served outside the bins */
-  /* Objects that entered a bin from its arena (fills; large allocations
-   * served through the bin) and that left it for an arena (flushes). The
-   * objects handed out from bin i are nfill + nfree - nflush - ncached
-   * (thread.allocated: read by the owner only). */
+  /*
+   * Per bin, objects that entered it from its arena (fills; large
+   * allocations served through the bin), that left it for an arena
+   * (flushes, and objects dropped as bad), and that were popped (npop_base
+   * plus bins[i].npop). Frees are not counted: the objects pushed into
+   * bin i are ncached + nflush + npop - nfill. Owner only.
+   */
   uint64_t nfill[TCACHE_NBINS_MAX];
   uint64_t nflush[TCACHE_NBINS_MAX];
+  uint64_t npop_base[TCACHE_NBINS_MAX];
+  /* The bins' calls (pops, pushes), as of the owner's last flush or 16th
+   * GC step: what other threads read (tcache_requests). */
+  uint64_t pub_nmalloc, pub_nfree;
   tsd_t *prev, *next;   /* all live tsds */
   /* thread.allocatedp / deallocatedp: copies of tsd_allocated and
    * tsd_deallocated, refreshed on this thread's slow paths once a pointer
@@ -79,6 +124,41 @@ struct tsd_s {
   bool counters_published;
   uint64_t allocatedp, deallocatedp;
 };
+
+_Static_assert(sizeof(tcache_bin_t) == 32 && offsetof(tsd_t, bins) == sizeof(tcache_bin_t) &&
+                   sizeof(tcache_bin_ext_t) == sizeof(tcache_bin_t) &&
+                   ((uint64_t)1 << RTREE_PW_CLASS_SHIFT) == ((uint64_t)sizeof(tcache_bin_t) << 32),
+               "page words hold (class + 1) * sizeof(tcache_bin_t)");
+_Static_assert(TCACHE_NBINS_MAX * sizeof(tcache_bin_t) / 8 < 256, "tcache_size2bin holds (class + 1) * 4");
+
+/* The bin at byte offset off of t (off: (class + 1) * 32, or 0). */
+static inline tcache_bin_t *tcache_bin_at(tsd_t *t, uintptr_t off) { return (tcache_bin_t *)((char *)t + off); }
+static inline unsigned tcache_bin_off(unsigned ind) { return (ind + 1) * (unsigned)sizeof(tcache_bin_t); }
+static inline void **tcache_slot(tsd_t *t, uint32_t off) { return (void **)((char *)t + off); }
+/* The start of bin ind's stack; objects in it; its capacity. */
+static inline uint32_t tcache_base(const tsd_t *t, unsigned ind) { return t->ext[ind].base; }
+static inline tcache_bin_ext_t *tcache_ext(tcache_bin_t *b) {
+  return (tcache_bin_ext_t *)((char *)b + offsetof(tsd_t, ext_none));
+}
+static inline uint32_t tcache_ncached(const tsd_t *t, unsigned ind) {
+  return (uint32_t)(t->bins[ind].top - tcache_base(t, ind)) / 8;
+}
+static inline uint32_t tcache_ncached_max(const tsd_t *t, unsigned ind) {
+  return (t->bins[ind].full - tcache_base(t, ind)) / 8;
+}
+/* Count a pop of b; true when the 8-bit counter carries (every 256th).
+ * On x86-64 one add to memory whose carry flag is the answer (gcc would
+ * load, add, store and test). */
+static inline bool tcache_npop_inc(tcache_bin_t *b) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool carry;
+  __asm__("addb $1, %0" : "+m"(b->npop), "=@ccc"(carry));
+  return carry;
+#else
+  return ++b->npop == 0;
+#endif
+}
+static inline uint64_t tcache_npop(const tsd_t *t, unsigned ind) { return t->npop_base[ind] + t->bins[ind].npop; }
 
 extern __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec")));
 
@@ -88,6 +168,17 @@ static inline uint64_t tsd_counter_inc(uint64_t *c) {
   __atomic_store_n(c, v, __ATOMIC_RELAXED);
   return v;
 }
+
+/* (class + 1) * 4 of every size up to SZ_LOOKUP_MAX, indexed by the size
+ * itself (no rounding: 4 KiB instead of 513 bytes, two instructions
+ * fewer), an eighth of the class's bin offset: the malloc fast path's
+ * table (0, bin_none, until the caches are set up). */
+extern uint8_t tcache_size2bin[SZ_LOOKUP_MAX + 1];
+/* The same for sizes above SZ_LOOKUP_MAX up to tcache_maxclass, indexed by
+ * (size - 1) >> 10 (every class above 4 KiB is a multiple of 1 KiB, so
+ * all sizes of one index have one class). */
+#define TCACHE_LARGE2BIN_N (((size_t)1 << 20) >> 10)
+extern uint8_t tcache_large2bin[TCACHE_LARGE2BIN_N];
 
 extern unsigned tcache_nhbins;     /* bins in use: small + large up to tcache_max */
 extern size_t tcache_maxclass;     /* largest cached size */
@@ -107,8 +198,10 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr);
 void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem);
 /* Flush every bin of t. */
 void tcache_flush_all(tsd_t *t);
-/* One GC step (called every TCACHE_GC_INTERVAL fast-path allocations). */
+/* One GC step (called every TCACHE_GC_INTERVAL pops of a bin). */
 void tcache_event(tsd_t *t);
+/* Bin ind's pop counter carried: count the 256 pops, then a GC step. */
+void tcache_pop_carry(tsd_t *t, tcache_bin_t *b);
 /* Bytes this thread allocated / freed (thread.allocated). */
 uint64_t tsd_allocated(const tsd_t *t);
 uint64_t tsd_deallocated(const tsd_t *t);
@@ -120,9 +213,13 @@ void tsd_count_direct(tsd_t *t, bool is_malloc, size_t usize);
 /*
  * Allocation and free calls of every thread, live or gone. Other threads'
  * counters are read while they run, so only counters that never go down
- * and that each call changes with one store are summed (nmalloc_fast,
- * nmalloc_slow, nfree, ndirect_*): a reading never wraps, never goes below
- * an earlier one, and lags by at most the calls in flight.
+ * and that their owner stores whole are summed: ndirect_* (one store per
+ * call) and the bins' counts as the owner last published them (pub_*: at
+ * its flushes and every 16th GC step; the calling thread publishes its
+ * own first). A reading never wraps, never goes below an earlier one, and
+ * lags by what other threads' bins served since they published (a few
+ * thousand calls per thread at most); a thread's exact counts join the
+ * totals when it exits.
  */
 void tcache_requests(uint64_t *nmalloc, uint64_t *nfree);
 
