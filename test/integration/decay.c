@@ -76,6 +76,35 @@ static void tick(void) {
   for (int k = 0; k < 80; k++) free(malloc((size_t)40 << 10));
 }
 
+/* Activity between two looks at residency: slow-path allocations, small
+ * allocations from the thread cache only, or none at all. */
+enum { ACT_TICK, ACT_CACHE, ACT_NONE };
+static void activity(int act) {
+  if (act == ACT_TICK) {
+    tick();
+  } else if (act == ACT_CACHE) {
+    void *q[64];
+    for (int k = 0; k < 20; k++) {
+      for (int i = 0; i < 64; i++) CHECK((q[i] = malloc(48)) != NULL);
+      for (int i = 0; i < 64; i++) free(q[i]);
+    }
+  }
+}
+
+/* Wait (at most limit_ms, looking every step_ms, with act between) until
+ * at most a tenth of the freed blocks' pages are resident; fails if not. */
+static void expect_returned(const char *mode, size_t r0, size_t total, int act, int step_ms, int limit_ms) {
+  size_t r = r0;
+  int ms = 0;
+  for (; ms < limit_ms && r > total / 10; ms += step_ms) {
+    sleep_ms(step_ms);
+    activity(act);
+    r = resident_pages();
+  }
+  fprintf(stderr, "%s: %zu -> %zu of %zu pages resident after %d ms\n", mode, r0, r, total, ms);
+  CHECK(r <= total / 10);
+}
+
 static void *fill_and_free_in_arena_1(void *arg) {
   (void)arg;
   unsigned one = 1;
@@ -107,28 +136,12 @@ static int child(const char *mode) {
   } else if (strcmp(mode, "decay") == 0) {
     /* Not a cliff: right after free most pages are still there. */
     CHECK(r0 >= total / 2);
-    size_t r = r0;
-    int ms = 0;
-    for (; ms < 3000 && r > total / 10; ms += 10) {
-      sleep_ms(10);
-      tick();
-      r = resident_pages();
-    }
-    fprintf(stderr, "decay: %zu -> %zu of %zu pages resident after %d ms\n", r0, r, total, ms);
-    CHECK(r <= total / 10);
+    expect_returned(mode, r0, total, ACT_TICK, 10, 3000);
   } else if (strcmp(mode, "reuse") == 0) {
     /* Default decay times (10 s: at 3 s the curve would have purged a
      * fifth, lazily), reuse_window_ms:300. */
     CHECK(r0 >= total / 2);
-    size_t r = r0;
-    int ms = 0;
-    for (; ms < 3000 && r > total / 10; ms += 10) {
-      sleep_ms(10);
-      tick();
-      r = resident_pages();
-    }
-    fprintf(stderr, "reuse: %zu -> %zu of %zu pages resident after %d ms\n", r0, r, total, ms);
-    CHECK(r <= total / 10);
+    expect_returned(mode, r0, total, ACT_TICK, 10, 3000);
   } else if (strcmp(mode, "reused") == 0) {
     /* reuse_window_ms:1000: the same blocks asked for again every 10 ms
      * for 2.5 s. Kept as the working set, they are not purged: writing
@@ -154,29 +167,10 @@ static int child(const char *mode) {
      * from its cache: its cache's GC steps check the other arenas too. */
     unsigned two = 2;
     CHECK(mallctl("thread.arena", NULL, NULL, &two, sizeof(two)) == 0);
-    size_t r = r0;
-    int ms = 0;
-    void *q[64];
-    for (; ms < 4000 && r > total / 10; ms += 10) {
-      sleep_ms(10);
-      for (int k = 0; k < 20; k++) {
-        for (int i = 0; i < 64; i++) CHECK((q[i] = malloc(48)) != NULL);
-        for (int i = 0; i < 64; i++) free(q[i]);
-      }
-      r = resident_pages();
-    }
-    fprintf(stderr, "otherarena: %zu -> %zu of %zu pages resident after %d ms\n", r0, r, total, ms);
-    CHECK(r <= total / 10);
+    expect_returned(mode, r0, total, ACT_CACHE, 10, 4000);
   } else if (strcmp(mode, "background") == 0) {
     CHECK(r0 >= total / 2);
-    size_t r = r0;
-    int ms = 0;
-    for (; ms < 3000 && r > total / 10; ms += 20) {
-      sleep_ms(20); /* no allocator call at all */
-      r = resident_pages();
-    }
-    fprintf(stderr, "background: %zu -> %zu of %zu pages resident after %d idle ms\n", r0, r, total, ms);
-    CHECK(r <= total / 10);
+    expect_returned(mode, r0, total, ACT_NONE, 20, 3000); /* no allocator call at all */
   } else {
     return 2;
   }
