@@ -10,7 +10,7 @@ XALLOC_OPTIONS(OPT_DEFINE)
 #undef OPT_DEFINE
 
 /* Storage for string options (the parser runs before any allocation). */
-#define CONF_STR_MAX 64
+#define CONF_STR_MAX 256
 #define OPT_STRBUF_STR(name) static char conf_buf_##name[CONF_STR_MAX];
 #define OPT_STRBUF_BOOL(name)
 #define OPT_STRBUF_UINT(name)

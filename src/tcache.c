@@ -6,6 +6,7 @@
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tcache.h"
+#include "xalloc/internal/sample.h"
 #include "xalloc/internal/report.h"
 
 /* Sentinels: empty bins that hold nothing. */
@@ -92,7 +93,9 @@ static void tsd_bins_init(tsd_t *t, bool enabled) {
     t->ext[i].szmin = i == 0 ? 0 : sz_index2size(i - 1) + 1;
     t->ext[i].szrange = sz_index2size(i) - t->ext[i].szmin;
     b->lg_fill_div = 1;
+    b->npop = b->npop_start = 0;
   }
+  sample_tsd_init(t);
 }
 
 void tcache_set_enabled(tsd_t *t, bool enabled) {
@@ -399,13 +402,35 @@ void tcache_event(tsd_t *t) {
 }
 
 void tcache_pop_carry(tsd_t *t, tcache_bin_t *b) {
-  t->npop_base[b - t->bins] += 256;
-  tcache_event(t);
+  unsigned ind = (unsigned)(b - t->bins);
+  if (likely(!sample_on)) {
+    t->npop_base[ind] += 256;
+    tcache_event(t);
+    return;
+  }
+  /* Sampling (sample.h): this batch was 256 - npop_start pops; the next
+   * one starts the counter at a random value. npop_base + npop stays the
+   * bin's pops. */
+  unsigned k = 256 - b->npop_start;
+  unsigned start = sample_carry(t, ind, k);
+  b->npop_start = (uint8_t)start;
+  b->npop = (uint8_t)start;
+  t->npop_base[ind] += 256 - start;
+  t->sample_gc += k;
+  if (t->sample_gc >= 256) {
+    t->sample_gc -= 256;
+    tcache_event(t);
+  }
 }
 
 /* Count a pop of bin ind made off the fast path. */
 static void tcache_count_pop(tsd_t *t, unsigned ind) {
-  if (tcache_npop_inc(&t->bins[ind])) t->npop_base[ind] += 256;
+  if (tcache_npop_inc(&t->bins[ind])) {
+    if (likely(!sample_on))
+      t->npop_base[ind] += 256;
+    else
+      tcache_pop_carry(t, &t->bins[ind]); /* the caller serves t->sample_pending */
+  }
 }
 
 uint64_t tsd_allocated(const tsd_t *t) {

@@ -22,6 +22,10 @@
 #include "xalloc/internal/huge.h"
 #include "xalloc/internal/pages.h"
 #include "xalloc/internal/base.h"
+#include "xalloc/internal/guard.h"
+#include "xalloc/internal/prof.h"
+#include "xalloc/internal/sample.h"
+#include "xalloc/internal/stack.h"
 #include "xalloc/internal/report.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/stats.h"
@@ -91,6 +95,11 @@ XA_NOINLINE static bool xa_init_slow(void) {
   }
   if (narenas_auto > ARENAS_MAX) narenas_auto = ARENAS_MAX;
   vg_running = config_valgrind && vg_detect();
+  if (prof_boot() || guard_boot()) {
+    xa_init_failed = true;
+    goto fail;
+  }
+  sample_boot();
   if (tcache_boot()) {
     xa_init_failed = true;
     goto fail;
@@ -103,6 +112,7 @@ XA_NOINLINE static bool xa_init_slow(void) {
    * (pthread_atfork may allocate, which is now fine). */
   xa_atfork_register();
   statlog_boot(); /* stats_interval_ms: starts here if the constructor ran */
+  if (opt_prof) prof_boot_late(); /* loads the unwinder: allocates */
   return false;
 fail:
   xmutex_unlock(&xa_init_lock);
@@ -143,7 +153,36 @@ static inline void xa_alloc_debug(void *ret, size_t usize, bool zero) {
  * page aligned); the rest comes straight from the arena. The calling
  * thread t counts every allocation its own bins did not serve.
  */
-static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t usize, size_t alignment, bool zero) {
+static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t);
+
+/*
+ * The allocation ret (req bytes asked for, usize served, alignment, zeroed if zero) just served
+ * from cache (or directly, for t) is a sample (cache->sample_pending,
+ * sample.h): serve it from the guarded pool instead, giving ret back,
+ * and/or record it in the heap profile. No lock is held. Not while a
+ * stack is being captured on this thread (the unwinder's own
+ * allocations).
+ */
+XA_NOINLINE static void *xa_sample_take(tsd_t *cache, void *ret, size_t req, size_t usize, size_t alignment,
+                                        bool zero) {
+  unsigned what = cache->sample_pending;
+  cache->sample_pending = 0;
+  if (stack_busy()) return ret;
+  if (what & SAMPLE_GUARD) {
+    void *g = guard_alloc(req, alignment, zero);
+    if (g != NULL) {
+      tsd_t *t = tsd_fetch();
+      xa_dalloc(ret, t->state == TSD_NOMINAL ? t : NULL, t);
+      ret = g;
+      usize = req; /* a guarded block is exactly what was asked for */
+    }
+  }
+  if (what & SAMPLE_PROF) prof_sample(ret, usize);
+  return ret;
+}
+
+static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t req, size_t usize, size_t alignment,
+                           bool zero) {
   unsigned ind = sz_size2index(usize);
   void *ret;
   if (cache != NULL && ind < tcache_nhbins && tcache_ncached_max(cache, ind) != 0 &&
@@ -152,6 +191,7 @@ static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t usize,
     if (ret == NULL) return NULL;
     if (zero) memset(ret, 0, usize);
     if (cache != t) tsd_count_direct(t, true, usize);
+    if (unlikely(cache->sample_pending)) ret = xa_sample_take(cache, ret, req, usize, alignment, zero);
     return ret;
   }
   if (ind < SZ_NBINS)
@@ -163,6 +203,10 @@ static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t usize,
   if (ret != NULL) {
     tsd_count_direct(t, true, usize);
     xa_alloc_debug(ret, usize, zero);
+    if (unlikely(sample_on) && t->state == TSD_NOMINAL) {
+      sample_direct(t, usize);
+      if (unlikely(t->sample_pending)) ret = xa_sample_take(t, ret, req, usize, alignment, zero);
+    }
   }
   return ret;
 }
@@ -184,7 +228,7 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
     return NULL;
   }
   tsd_t *t = tsd_fetch();
-  return xa_alloc_from(t, t, t->arena, usize, alignment, zero || opt_zero);
+  return xa_alloc_from(t, t, t->arena, size, usize, alignment, zero || opt_zero);
 }
 
 /*
@@ -223,8 +267,11 @@ XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
 
 /* Bin off's pop counter carried: count it, one incremental GC step, then
  * hand out ret. */
-XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret) {
-  tcache_pop_carry(t, t->gc_carry);
+XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret, size_t size) {
+  tcache_bin_t *b = t->gc_carry;
+  tcache_pop_carry(t, b);
+  if (unlikely(t->sample_pending))
+    return xa_sample_take(t, ret, size, sz_index2size((unsigned)(b - t->bins)), 0, false);
   return ret;
 }
 
@@ -239,7 +286,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
   tsd_t *t = tsd_tls;
   bool gc;
   void *ret = xa_alloc_cached(t, off8 * 8, &gc);
-  if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret) : ret;
+  if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret, size) : ret;
 slow:
   return xa_alloc_slow(size, 0, false);
 }
@@ -490,7 +537,10 @@ XA_NOINLINE static void *xa_calloc_clear(void *ret, size_t total) {
 /* The same when the pop's counter carried: clear, count, one GC step. */
 XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total) {
   memset(ret, 0, total < 8 ? 8 : total); /* the tag word too */
-  tcache_pop_carry(t, t->gc_carry);
+  tcache_bin_t *b = t->gc_carry;
+  tcache_pop_carry(t, b);
+  if (unlikely(t->sample_pending))
+    return xa_sample_take(t, ret, total, sz_index2size((unsigned)(b - t->bins)), 0, true);
   return ret;
 }
 
@@ -699,7 +749,7 @@ XA_NOINLINE static void *xa_mallocx_slow(size_t size, int flags) {
     return NULL;
   }
   size_t alignment = XA_FLAGS_LG_ALIGN(flags) != 0 ? XA_FLAGS_ALIGN(flags) : 0;
-  return xa_alloc_from(t, cache, arena, usize, alignment, XA_FLAGS_ZERO(flags) || opt_zero);
+  return xa_alloc_from(t, cache, arena, size, usize, alignment, XA_FLAGS_ZERO(flags) || opt_zero);
 }
 
 XA_EXPORT void *mallocx(size_t size, int flags) {

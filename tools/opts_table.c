@@ -32,7 +32,7 @@ static void row(const char *kind, const char *name, const char *def, long long m
     }
     range[j] = '\0';
   } else if (strcmp(kind, "STR") == 0) {
-    snprintf(range, sizeof(range), "at most 63 characters");
+    snprintf(range, sizeof(range), "at most 255 characters");
   }
   char defbuf[64];
   if (strcmp(kind, "ENUM") == 0) {

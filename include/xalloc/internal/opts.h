@@ -38,7 +38,20 @@
   X(STR, stats_print_opts, "", 0, 0, NULL, "options for the statistics printed at exit (as malloc_stats_print)") \
   X(UINT, stats_interval_ms, 0, 0, 86400000, NULL,                                                     \
     "write a line of memory figures (RSS, dirty, muzzy, retained, ...) every this many ms; 0 off")   \
-  X(STR, stats_log, "", 0, 0, NULL, "file the stats_interval_ms lines are appended to (empty: stderr)")
+  X(STR, stats_log, "", 0, 0, NULL, "file the stats_interval_ms lines are appended to (empty: stderr)") \
+  X(BOOL, prof, false, 0, 1, NULL, "heap profiler: sample allocations with their call stacks (doc/PROFILING.md)") \
+  X(BOOL, prof_active, true, 0, 1, NULL, "profiler sampling on at start (mallctl prof.active turns it on and off)") \
+  X(BOOL, prof_thread_active_init, true, 0, 1, NULL, "new threads sample (thread.prof.active)")  \
+  X(STR, prof_prefix, "jeprof", 0, 0, NULL, "profile dumps are PREFIX.PID.SEQ.KIND.heap")            \
+  X(UINT, lg_prof_sample, 19, 0, 62, NULL, "log2 of the mean bytes allocated between two samples (19: 512 KiB)") \
+  X(SSIZE, lg_prof_interval, -1, -1, 62, NULL, "dump a profile every 2^N bytes allocated; -1 never")    \
+  X(BOOL, prof_gdump, false, 0, 1, NULL, "dump a profile each time mapped memory reaches a new high")     \
+  X(BOOL, prof_final, false, 0, 1, NULL, "dump a profile at exit")                                    \
+  X(BOOL, prof_leak, false, 0, 1, NULL, "report the sampled allocations still live at exit, by call stack") \
+  X(BOOL, prof_accum, false, 0, 1, NULL, "profiles also count every sampled allocation ever made, freed or not") \
+  X(UINT, guard_sample, 0, 0, 1000000000, NULL,                                                      \
+    "serve one allocation in N (random) from the guarded pool (doc/SAFETY.md); 0 off")               \
+  X(UINT, guard_max, 4096, 1, 65536, NULL, "largest size (bytes) the guarded pool serves")
 
 #define OPT_CTYPE_BOOL bool
 #define OPT_CTYPE_UINT unsigned

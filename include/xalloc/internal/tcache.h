@@ -64,7 +64,8 @@ typedef struct {
   uint32_t magic;  /* the region-start test's multiplier (0 in bin_none) */
   uint8_t npop;    /* pops, mod 256; each carry adds 256 to npop_base and is a GC step */
   uint8_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
-  uint8_t pad[10];
+  uint8_t npop_start; /* while sampling (sample.h): npop's value after the last carry */
+  uint8_t pad[9];
 } tcache_bin_t;
 
 /* What the fast paths need less often, at the same stride, in a parallel
@@ -123,6 +124,15 @@ struct tsd_s {
    * to them was handed out (counters_published). */
   bool counters_published;
   uint64_t allocatedp, deallocatedp;
+  /* Sampling (sample.h), owner only: bytes until the next heap profile
+   * sample, allocations until the next guarded one, the random state, pops
+   * toward the next GC step, and what the allocation being served is to
+   * get (SAMPLE_PROF, SAMPLE_GUARD). */
+  int64_t sample_bytes;
+  int64_t sample_count;
+  uint64_t sample_rng;
+  uint32_t sample_gc;
+  uint8_t sample_pending;
 };
 
 _Static_assert(sizeof(tcache_bin_t) == 32 && offsetof(tsd_t, bins) == sizeof(tcache_bin_t) &&

@@ -1,0 +1,111 @@
+/* sample: the countdowns that choose profiled and guarded allocations (sample.h). */
+#include <time.h>
+
+#include "xalloc/internal/guard.h"
+#include "xalloc/internal/opts.h"
+#include "xalloc/internal/prof.h"
+#include "xalloc/internal/sample.h"
+#include "xalloc/internal/tag.h"
+
+bool sample_on;
+
+void sample_boot(void) { sample_on = opt_prof || opt_guard_sample != 0; }
+
+uint64_t sample_random(tsd_t *t) {
+  /* xorshift64* */
+  uint64_t x = t->sample_rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  t->sample_rng = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+double sample_neg_log(uint64_t r) {
+  /* u in (0, 1]: 53 bits, never 0. */
+  double u = (double)((r >> 11) + 1) * (1.0 / 9007199254740992.0);
+  /* u = m * 2^e, m in [1, 2): ln u = e ln 2 + ln m, and
+   * ln m = 2 atanh(z), z = (m - 1) / (m + 1) <= 1/3. */
+  uint64_t bits;
+  memcpy(&bits, &u, sizeof(bits));
+  int e = (int)((bits >> 52) & 0x7ff) - 1023;
+  bits = (bits & ((1ULL << 52) - 1)) | (1023ULL << 52);
+  double m;
+  memcpy(&m, &bits, sizeof(m));
+  double z = (m - 1) / (m + 1), z2 = z * z;
+  double lnm = 2 * z * (1 + z2 * (1.0 / 3 + z2 * (1.0 / 5 + z2 * (1.0 / 7 + z2 * (1.0 / 9 + z2 * (1.0 / 11 + z2 / 13))))));
+  double ln = (double)e * 0.69314718055994530942 + lnm;
+  return -ln;
+}
+
+/* The next countdowns: exponential with mean 2^lg_prof_sample bytes, and
+ * geometric with mean guard_sample allocations (at least 1). */
+static int64_t sample_next_bytes(tsd_t *t) {
+  double v = sample_neg_log(sample_random(t)) * (double)prof_sample_mean();
+  return v >= 9.2e18 ? INT64_MAX : (int64_t)v;
+}
+
+static int64_t sample_next_count(tsd_t *t) {
+  if (opt_guard_sample <= 1) return 1;
+  double v = sample_neg_log(sample_random(t)) * (double)opt_guard_sample;
+  return v >= 9.2e18 ? INT64_MAX : (int64_t)v + 1;
+}
+
+void sample_tsd_init(tsd_t *t) {
+  uint64_t seed = (uintptr_t)t ^ tag_key;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  seed ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL;
+  t->sample_rng = seed | 1;
+  t->sample_pending = 0;
+  t->sample_gc = 0;
+  t->sample_bytes = sample_on ? sample_next_bytes(t) : INT64_MAX;
+  t->sample_count = sample_on ? sample_next_count(t) : INT64_MAX;
+}
+
+/* Whether the profiler samples on t now (prof.active, thread.prof.active). */
+static inline bool sample_prof(const tsd_t *t) { return opt_prof && prof_sampling(t); }
+
+static void sample_count(tsd_t *t, size_t usize, uint64_t n) {
+  unsigned what = 0;
+  if (sample_prof(t)) {
+    uint64_t bytes = usize * n;
+    if ((uint64_t)t->sample_bytes <= bytes) {
+      what |= SAMPLE_PROF;
+      t->sample_bytes = sample_next_bytes(t);
+    } else {
+      t->sample_bytes -= (int64_t)bytes;
+    }
+  }
+  if (guard_on) {
+    if ((uint64_t)t->sample_count > n) {
+      t->sample_count -= (int64_t)n;
+    } else if (usize <= guard_max) {
+      what |= SAMPLE_GUARD;
+      t->sample_count = sample_next_count(t);
+    } else {
+      t->sample_count = 0; /* due: the next allocation small enough */
+    }
+  }
+  t->sample_pending = (uint8_t)what;
+}
+
+unsigned sample_carry(tsd_t *t, unsigned ind, unsigned k) {
+  size_t usize = sz_index2size(ind);
+  sample_count(t, usize, k);
+  /* The next batch: at most 1/32 of each mean interval, 1..256 pops. */
+  uint64_t kmax = 256;
+  if (sample_prof(t)) {
+    uint64_t m = (prof_sample_mean() >> 5) / usize;
+    if (m < kmax) kmax = m;
+  }
+  if (guard_on) {
+    uint64_t m = opt_guard_sample >> 5;
+    if (m < kmax) kmax = m;
+  }
+  if (kmax == 0) kmax = 1;
+  uint64_t next = 1 + sample_random(t) % kmax;
+  return (unsigned)(256 - next);
+}
+
+void sample_direct(tsd_t *t, size_t usize) { sample_count(t, usize, 1); }
