@@ -5,6 +5,7 @@
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/conf.h"
 #include "xalloc/internal/ctl.h"
+#include "xalloc/internal/prof.h"
 #include "xalloc/internal/huge.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/stats.h"
@@ -222,8 +223,8 @@ CTL_RO(ctl_config_debug, bool, config_debug)
 CTL_RO(ctl_config_fill, bool, true)
 CTL_RO(ctl_config_malloc_conf, const char *, XALLOC_CONF_DEFAULT)
 CTL_RO(ctl_config_lazy_lock, bool, false)
-CTL_RO(ctl_config_prof, bool, false)
-CTL_RO(ctl_config_prof_libgcc, bool, false)
+CTL_RO(ctl_config_prof, bool, true)
+CTL_RO(ctl_config_prof_libgcc, bool, true) /* stacks through the unwinder (stack.h) */
 CTL_RO(ctl_config_prof_libunwind, bool, false)
 CTL_RO(ctl_config_stats, bool, true)
 CTL_RO(ctl_config_utrace, bool, false)
@@ -254,6 +255,11 @@ static int ctl_opt_h(CTL_ARGS) {
   /* jemalloc's types: tcache_max is a size_t, junk a string. */
   if (d->ptr == &opt_tcache_max) {
     size_t v = opt_tcache_max;
+    return ctl_read(oldp, oldlenp, &v, sizeof(v));
+  }
+  /* lg_prof_sample is a size_t in jemalloc. */
+  if (d->ptr == &opt_lg_prof_sample) {
+    size_t v = opt_lg_prof_sample;
     return ctl_read(oldp, oldlenp, &v, sizeof(v));
   }
   if (d->ptr == &opt_junk) {
@@ -437,13 +443,100 @@ static int ctl_thread_deallocatedp(CTL_ARGS) {
   return ctl_thread_counterp(oldp, oldlenp, newp, newlen, true);
 }
 
+/* ---- prof.* and thread.prof.* (prof.h) ---- */
+
+/* A read-write bool kept by the profiler: fn(old, new or NULL). */
+static int ctl_prof_bool(void *oldp, size_t *oldlenp, void *newp, size_t newlen, int (*fn)(bool *, const bool *)) {
+  bool old, v = false, w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err == 0) err = fn(&old, w ? &v : NULL);
+  if (err != 0) return err;
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+static int ctl_prof_active(CTL_ARGS) {
+  (void)mib;
+  return ctl_prof_bool(oldp, oldlenp, newp, newlen, prof_ctl_active);
+}
+static int ctl_prof_gdump(CTL_ARGS) {
+  (void)mib;
+  return ctl_prof_bool(oldp, oldlenp, newp, newlen, prof_ctl_gdump);
+}
+static int ctl_prof_thread_active_init(CTL_ARGS) {
+  (void)mib;
+  return ctl_prof_bool(oldp, oldlenp, newp, newlen, prof_ctl_thread_active_init);
+}
+static int ctl_thread_prof_active(CTL_ARGS) {
+  (void)mib;
+  return ctl_prof_bool(oldp, oldlenp, newp, newlen, prof_ctl_thread_active);
+}
+
+/* prof.dump: write-only, a file name (const char *) or nothing for the
+ * next PREFIX.PID.SEQ.mN.heap. EFAULT if it cannot be written. */
+static int ctl_prof_dump(CTL_ARGS) {
+  CTL_UNUSED();
+  if (oldp != NULL || oldlenp != NULL) return EPERM;
+  const char *name = NULL;
+  bool w;
+  int err = ctl_write(&name, sizeof(name), newp, newlen, &w);
+  if (err != 0) return err;
+  return prof_ctl_dump(name);
+}
+
+/* prof.reset: write-only; a size_t, if given, is the new lg_prof_sample. */
+static int ctl_prof_reset(CTL_ARGS) {
+  CTL_UNUSED();
+  if (oldp != NULL || oldlenp != NULL) return EPERM;
+  size_t lg = (size_t)-1;
+  bool w;
+  int err = ctl_write(&lg, sizeof(lg), newp, newlen, &w);
+  if (err != 0) return err;
+  return prof_ctl_reset(lg);
+}
+
+static int ctl_prof_lg_sample(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  if (!opt_prof) return ENOENT;
+  size_t v = (size_t)util_lg_floor(prof_sample_mean());
+  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+}
+
+static int ctl_prof_interval(CTL_ARGS) {
+  CTL_UNUSED();
+  READONLY();
+  if (!opt_prof) return ENOENT;
+  uint64_t v = prof_interval_bytes();
+  return ctl_read(oldp, oldlenp, &v, sizeof(v));
+}
+
+/* thread.prof.name: read a const char * (the thread's name, "" if none),
+ * write one of at most 63 printable characters. */
+static int ctl_thread_prof_name(CTL_ARGS) {
+  (void)mib;
+  const char *old = NULL, *v = NULL;
+  bool w;
+  int err = ctl_check_read(oldp, oldlenp, sizeof(old));
+  if (err == 0) err = ctl_write(&v, sizeof(v), newp, newlen, &w);
+  if (err == 0) err = prof_ctl_thread_name(&old, w ? &v : NULL);
+  if (err != 0) return err;
+  return ctl_read(oldp, oldlenp, &old, sizeof(old));
+}
+
+static const ctl_node_t ctl_prof_nodes[] = {
+    LEAF("active", ctl_prof_active), LEAF("dump", ctl_prof_dump), LEAF("gdump", ctl_prof_gdump),
+    LEAF("reset", ctl_prof_reset), LEAF("lg_sample", ctl_prof_lg_sample), LEAF("interval", ctl_prof_interval),
+    LEAF("thread_active_init", ctl_prof_thread_active_init), END};
+static const ctl_node_t ctl_thread_prof_nodes[] = {
+    LEAF("name", ctl_thread_prof_name), LEAF("active", ctl_thread_prof_active), END};
+
 static const ctl_node_t ctl_thread_tcache_nodes[] = {
     LEAF("enabled", ctl_thread_tcache_enabled), LEAF("flush", ctl_thread_tcache_flush), END};
 static const ctl_node_t ctl_thread_nodes[] = {
     LEAF("arena", ctl_thread_arena),         LEAF("allocated", ctl_thread_allocated),
     LEAF("allocatedp", ctl_thread_allocatedp), LEAF("deallocated", ctl_thread_deallocated),
     LEAF("deallocatedp", ctl_thread_deallocatedp), LEAF("idle", ctl_thread_idle),
-    NODE("tcache", ctl_thread_tcache_nodes), END};
+    NODE("tcache", ctl_thread_tcache_nodes), NODE("prof", ctl_thread_prof_nodes), END};
 
 /* ---- tcache.* ---- */
 
@@ -668,6 +761,7 @@ static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
    * requires). */
   tsd_t *t = ctl_tsd();
   if (t != NULL) tcache_flush_all(t);
+  prof_arena_reset(a); /* its samples are about to be freed without free() */
   if (!destroy) return arena_reset(a) ? EFAULT : 0;
   /* EFAULT if a thread still uses it (or it is gone already). */
   if (arena_destroy(a)) return EFAULT;
@@ -873,7 +967,7 @@ static const ctl_node_t ctl_root_nodes[] = {
     LEAF("max_background_threads", ctl_max_background_threads), NODE("config", ctl_config_nodes),
     NODE("opt", ctl_opt_nodes),     NODE("thread", ctl_thread_nodes), NODE("tcache", ctl_tcache_nodes),
     NODE("arenas", ctl_arenas_nodes), INODE("arena", ctl_arena_index), NODE("stats", ctl_stats_nodes),
-    END};
+    NODE("prof", ctl_prof_nodes), END};
 static const ctl_node_t ctl_root = NODE(NULL, ctl_root_nodes);
 
 /* Whether the handlers under root child mib0 need ctl_mtx held: those that

@@ -38,6 +38,23 @@ double sample_neg_log(uint64_t r) {
   return -ln;
 }
 
+double sample_exp_neg(double x) {
+  if (!(x > 0)) return 1;
+  if (x > 700) return 0;
+  /* x = n ln 2 + r, 0 <= r < ln 2: exp(-x) = 2^-n exp(-r). */
+  const double ln2 = 0.69314718055994530942;
+  int n = (int)(x / ln2);
+  double r = x - n * ln2, term = 1, sum = 1;
+  for (int i = 1; i < 20; i++) {
+    term *= -r / i;
+    sum += term;
+  }
+  uint64_t bits = (uint64_t)(1023 - n) << 52; /* 2^-n, n < 1010 */
+  double scale;
+  memcpy(&scale, &bits, sizeof(scale));
+  return sum * scale;
+}
+
 /* The next countdowns: exponential with mean 2^lg_prof_sample bytes, and
  * geometric with mean guard_sample allocations (at least 1). */
 static int64_t sample_next_bytes(tsd_t *t) {
@@ -70,6 +87,7 @@ static void sample_count(tsd_t *t, size_t usize, uint64_t n) {
   unsigned what = 0;
   if (sample_prof(t)) {
     uint64_t bytes = usize * n;
+    if (unlikely(prof_count_bytes(bytes))) what |= SAMPLE_PROF_DUMP;
     if ((uint64_t)t->sample_bytes <= bytes) {
       what |= SAMPLE_PROF;
       t->sample_bytes = sample_next_bytes(t);

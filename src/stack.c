@@ -1,6 +1,7 @@
 /* stack: call stacks captured inside malloc (see stack.h). */
 #include <dlfcn.h>
 #include <execinfo.h>
+#include <link.h>
 
 #include "xalloc/internal/stack.h"
 
@@ -21,9 +22,63 @@ XA_NOINLINE unsigned stack_capture(void **frames, unsigned max, unsigned skip) {
   return got;
 }
 
+/* The executable segments of xalloc's own shared object (none when
+ * linked into the program). */
+#define STACK_OWN_MAX 4
+static uintptr_t stack_own_lo[STACK_OWN_MAX], stack_own_hi[STACK_OWN_MAX];
+static unsigned stack_own_n;
+
+static int stack_own_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  uintptr_t self = (uintptr_t)arg;
+  unsigned n = 0;
+  uintptr_t lo[STACK_OWN_MAX], hi[STACK_OWN_MAX];
+  bool mine = false;
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+    uintptr_t a = info->dlpi_addr + ph->p_vaddr, b = a + ph->p_memsz;
+    if (self >= a && self < b) mine = true;
+    if (n < STACK_OWN_MAX) {
+      lo[n] = a;
+      hi[n] = b;
+      n++;
+    }
+  }
+  if (!mine) return 0;
+  /* The program itself (the first object, named ""): xalloc is linked
+   * in; its frames are the program's. */
+  if (info->dlpi_name == NULL || info->dlpi_name[0] == '\0') return 1;
+  for (unsigned i = 0; i < n; i++) {
+    stack_own_lo[i] = lo[i];
+    stack_own_hi[i] = hi[i];
+  }
+  __atomic_store_n(&stack_own_n, n, __ATOMIC_RELEASE);
+  return 1;
+}
+
 void stack_boot(void) {
   void *frames[4];
   (void)stack_capture(frames, 4, 0);
+  dl_iterate_phdr(stack_own_cb, (void *)(uintptr_t)&stack_capture);
+}
+
+static bool stack_own(uintptr_t pc) {
+  unsigned n = __atomic_load_n(&stack_own_n, __ATOMIC_ACQUIRE);
+  for (unsigned i = 0; i < n; i++)
+    if (pc >= stack_own_lo[i] && pc < stack_own_hi[i]) return true;
+  return false;
+}
+
+XA_NOINLINE unsigned stack_capture_caller(void **frames, unsigned max) {
+  void *buf[STACK_DEPTH_MAX + 16];
+  if (max > STACK_DEPTH_MAX) max = STACK_DEPTH_MAX;
+  unsigned n = stack_capture(buf, max + 16, 0);
+  unsigned i = 0;
+  while (i < n && stack_own((uintptr_t)buf[i])) i++;
+  unsigned got = 0;
+  for (; i < n && got < max; i++) frames[got++] = buf[i];
+  return got;
 }
 
 size_t stack_format_frame(char *buf, size_t size, const void *pc) {

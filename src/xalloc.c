@@ -178,6 +178,7 @@ XA_NOINLINE static void *xa_sample_take(tsd_t *cache, void *ret, size_t req, siz
     }
   }
   if (what & SAMPLE_PROF) prof_sample(ret, usize);
+  if (what & SAMPLE_PROF_DUMP) prof_due_dump();
   return ret;
 }
 
@@ -318,12 +319,24 @@ static inline uint8_t *xa_meta(const void *ptr, const char *op) {
  * none), counting the call in t (the calling thread) when it does not go
  * into t's own bins. Every pointer is checked against the metadata first.
  */
+/* A small object being freed: a sample of the heap profiler is in a page
+ * whose word is 0 (prof.h). */
+static inline void xa_prof_free_small(const void *ptr) {
+  if (likely(!prof_live_any())) return;
+  uint64_t *words = rtree_pw_grain((uintptr_t)ptr);
+  if (words != NULL &&
+      __atomic_load_n(&words[((uintptr_t)ptr >> LG_PAGE) & (RTREE_PW_PER_GRAIN - 1)], __ATOMIC_ACQUIRE) != 0)
+    return;
+  prof_free_slow(ptr);
+}
+
 static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
   uint8_t *meta = xa_meta(ptr, "free");
   if (unlikely(meta == NULL)) return;
   if (*meta == META_HUGE) {
     extent_node_t *node = (extent_node_t *)meta;
     size_t usize = node->usize;
+    if (node->addr == ptr) prof_free_check(ptr);
     huge_dalloc(node, ptr);
     tsd_count_direct(t, false, usize);
     return;
@@ -339,12 +352,14 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
       return;
     }
     usize = sz_index2size(ind);
+    xa_prof_free_small(ptr);
   } else {
     /* Large (or not allocated: arena_dalloc reports it). */
     arena_run_t *run = chunk->map[pageind];
     usize = run != NULL && run->state == RUN_LARGE ? (size_t)run->npages << LG_PAGE : 0;
-    if (usize == 0 || usize > tcache_maxclass ||
-        (char *)ptr != chunk->addr + ((size_t)run->pageind << LG_PAGE)) {
+    bool start = usize != 0 && (char *)ptr == chunk->addr + ((size_t)run->pageind << LG_PAGE);
+    if (start) prof_free_check(ptr);
+    if (!start || usize > tcache_maxclass) {
       arena_dalloc(chunk, ptr);
       if (usize != 0) tsd_count_direct(t, false, usize);
       return;
@@ -485,11 +500,16 @@ static size_t xa_resize_in_place(void *ptr, size_t old, size_t usize, bool zero)
   uint8_t *meta = rtree_get((uintptr_t)ptr);
   if (*meta == META_ARENA_CHUNK) {
     if (old > SZ_SMALL_MAX && usize > SZ_SMALL_MAX && usize <= sz_large_max &&
-        !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, zero))
+        !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, zero)) {
+      prof_resize_check(ptr, usize); /* a sample keeps its record, with its new size and page word */
       return usize;
+    }
     return 0;
   }
-  if (usize > sz_large_max && !huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, zero)) return usize;
+  if (usize > sz_large_max && !huge_ralloc_in_place((extent_node_t *)meta, ptr, usize, zero)) {
+    prof_resize_check(ptr, usize);
+    return usize;
+  }
   return 0;
 }
 
@@ -1034,6 +1054,7 @@ static void xa_prefork(void) {
    * mallctl, which needs the locks taken below). */
   arenas_prefork_ops();
   ctl_prefork();
+  prof_prefork(); /* its locks come before base's (a new context is allocated under them) */
   xmutex_prefork(&xa_init_lock);
   background_prefork();
   statlog_prefork();
@@ -1051,6 +1072,7 @@ static void xa_postfork_parent(void) {
   statlog_postfork_parent();
   background_postfork_parent();
   xmutex_postfork_parent(&xa_init_lock);
+  prof_postfork_parent();
   ctl_postfork_parent();
 }
 
@@ -1062,6 +1084,7 @@ static void xa_postfork_child(void) {
   statlog_postfork_child();
   background_postfork_child();
   xmutex_postfork_child(&xa_init_lock);
+  prof_postfork_child();
   ctl_postfork_child();
 }
 

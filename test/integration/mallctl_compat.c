@@ -297,14 +297,20 @@ static void test_opt_types(void **state) {
   assert_false(b);
   RD("opt.oversize_threshold", z);
   assert_int_equal(z, 0);
-  static const char *const cfg[] = {"config.cache_oblivious", "config.lazy_lock", "config.prof",
-                                    "config.prof_libgcc", "config.prof_libunwind", "config.utrace",
-                                    "config.xmalloc"};
+  static const char *const cfg[] = {"config.cache_oblivious", "config.lazy_lock", "config.prof_libunwind",
+                                    "config.utrace", "config.xmalloc"};
   for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
     b = true;
     RD(cfg[i], b);
     assert_false(b);
   }
+  /* The heap profiler is built in, its stacks through libgcc's unwinder. */
+  b = false;
+  RD("config.prof", b);
+  assert_true(b);
+  b = false;
+  RD("config.prof_libgcc", b);
+  assert_true(b);
   /* Every opt.* refuses writes, whatever the length. */
   size_t mib[2], miblen = 2;
   assert_int_equal(mallctlnametomib("opt.abort", mib, &miblen), 0);
@@ -323,8 +329,8 @@ static void test_opt_types(void **state) {
   assert_true(nopts >= 25);
   /* Names xalloc has no concept for, as jemalloc built without them. */
   /* ... and those doc/API.md lists as not honoured. */
-  static const char *const none[] = {"opt.prof", "opt.utrace", "opt.xmalloc", "opt.lg_extent_max_active_fit",
-                                     "thread.prof.name", "prof.active", "experimental.hooks.install",
+  static const char *const none[] = {"opt.utrace", "opt.xmalloc", "opt.lg_extent_max_active_fit",
+                                     "experimental.hooks.install",
                                      "thread.peak.read", "thread.peak.reset", "stats.zero_reallocs",
                                      "arena.0.retain_grow_limit", "opt.trust_madvise", "stats.mutexes.ctl.num_ops",
                                      "stats.arenas.0.mutexes.large.num_ops", "stats.arenas.0.bins.0.mutex.num_ops",

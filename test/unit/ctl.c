@@ -102,8 +102,8 @@ static void test_opt_matches_table(void **state) {
       want = buf;
     }
     char got[64];
-    /* jemalloc's types: tcache_max a size_t, junk a string. */
-    if (conf_table[i].ptr == &opt_tcache_max) {
+    /* jemalloc's types: tcache_max and lg_prof_sample size_t, junk a string. */
+    if (conf_table[i].ptr == &opt_tcache_max || conf_table[i].ptr == &opt_lg_prof_sample) {
       size_t z;
       size_t sz = sizeof(z);
       assert_int_equal(mallctl(name, &z, &sz, NULL, 0), 0);

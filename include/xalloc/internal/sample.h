@@ -27,7 +27,9 @@
 
 #include "xalloc/internal/tcache.h"
 
-enum { SAMPLE_PROF = 1, SAMPLE_GUARD = 2 };
+/* What t->sample_pending asks for: record the allocation in the heap
+ * profile, serve it from the guarded pool, make a profile dump that is due. */
+enum { SAMPLE_PROF = 1, SAMPLE_GUARD = 2, SAMPLE_PROF_DUMP = 4 };
 
 /* prof:true or guard_sample > 0: carries are randomised (set once, at
  * initialization, before any thread cache exists). */
@@ -52,4 +54,7 @@ uint64_t sample_random(tsd_t *t);
 /* -ln(u) for u uniform in (0, 1], from 53 random bits: the exponential
  * countdowns (no libm). */
 double sample_neg_log(uint64_t r);
+/* exp(-x) for x >= 0 (no libm): the profiler's unbiasing,
+ * 1 / (1 - exp(-usize / 2^lg_prof_sample)). */
+double sample_exp_neg(double x);
 #endif

@@ -32,6 +32,14 @@
  * stored: 0 while another capture runs on this thread.
  */
 unsigned stack_capture(void **frames, unsigned max, unsigned skip);
+/*
+ * The same for the caller of the allocator: the frames inside xalloc's
+ * own shared object (the allocator's entry point and everything below
+ * it) are dropped, so frames[0] is the return address into the function
+ * that called malloc (or new, realloc, ...). Statically linked, xalloc's
+ * frames cannot be told from the program's and are kept.
+ */
+unsigned stack_capture_caller(void **frames, unsigned max);
 /* A capture is in progress on the calling thread (its allocations must
  * not be sampled). */
 bool stack_busy(void);
