@@ -239,6 +239,15 @@ void prof_resize_slow(const void *ptr, size_t usize) {
   if (td != NULL) __atomic_fetch_add(&td->cur_bytes, usize - old, __ATOMIC_RELAXED);
 }
 
+bool prof_is_sample(const void *ptr) {
+  unsigned b = prof_bucket(prof_page(ptr));
+  xmutex_lock(prof_bucket_mtx(b));
+  prof_rec_t *r = prof_rec_table[b];
+  while (r != NULL && r->ptr != ptr) r = r->next;
+  xmutex_unlock(prof_bucket_mtx(b));
+  return r != NULL;
+}
+
 /* The arena ptr (a live allocation) belongs to. */
 static arena_t *prof_arena_of(const void *ptr) {
   uint8_t *meta = rtree_get((uintptr_t)ptr);

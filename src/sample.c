@@ -68,6 +68,10 @@ static int64_t sample_next_count(tsd_t *t) {
   return v >= 9.2e18 ? INT64_MAX : (int64_t)v + 1;
 }
 
+/* The length of the next batch of bin ind's pops: at most 1/32 of each
+ * mean interval, 1..256 pops, random. */
+static unsigned sample_next_start(tsd_t *t, unsigned ind);
+
 void sample_tsd_init(tsd_t *t) {
   uint64_t seed = (uintptr_t)t ^ tag_key;
   struct timespec ts;
@@ -78,6 +82,16 @@ void sample_tsd_init(tsd_t *t) {
   t->sample_gc = 0;
   t->sample_bytes = sample_on ? sample_next_bytes(t) : INT64_MAX;
   t->sample_count = sample_on ? sample_next_count(t) : INT64_MAX;
+  if (!sample_on) return;
+  /* Each bin starts a batch of the right length for the rate now (a batch
+   * of 256 pops of a large class would hold many mean intervals, and give
+   * one sample). The bins' pop counts stay what they were. */
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    tcache_bin_t *b = &t->bins[i];
+    unsigned start = sample_next_start(t, i);
+    t->npop_base[i] += (uint64_t)b->npop - start;
+    b->npop = b->npop_start = (uint8_t)start;
+  }
 }
 
 /* Whether the profiler samples on t now (prof.active, thread.prof.active). */
@@ -108,10 +122,8 @@ static void sample_count(tsd_t *t, size_t usize, uint64_t n) {
   t->sample_pending = (uint8_t)what;
 }
 
-unsigned sample_carry(tsd_t *t, unsigned ind, unsigned k) {
+static unsigned sample_next_start(tsd_t *t, unsigned ind) {
   size_t usize = sz_index2size(ind);
-  sample_count(t, usize, k);
-  /* The next batch: at most 1/32 of each mean interval, 1..256 pops. */
   uint64_t kmax = 256;
   if (sample_prof(t)) {
     uint64_t m = (prof_sample_mean() >> 5) / usize;
@@ -124,6 +136,11 @@ unsigned sample_carry(tsd_t *t, unsigned ind, unsigned k) {
   if (kmax == 0) kmax = 1;
   uint64_t next = 1 + sample_random(t) % kmax;
   return (unsigned)(256 - next);
+}
+
+unsigned sample_carry(tsd_t *t, unsigned ind, unsigned k) {
+  sample_count(t, sz_index2size(ind), k);
+  return sample_next_start(t, ind);
 }
 
 void sample_direct(tsd_t *t, size_t usize) { sample_count(t, usize, 1); }

@@ -52,6 +52,8 @@ void prof_resize_slow(const void *ptr, size_t usize);
 static inline void prof_resize_check(const void *ptr, size_t usize) {
   if (unlikely(prof_live_any())) prof_resize_slow(ptr, usize);
 }
+/* ptr is a live sample (tests, diagnostics). */
+bool prof_is_sample(const void *ptr);
 /* Arena a is about to be reset or destroyed: forget its samples. */
 void prof_arena_reset(arena_t *a);
 
