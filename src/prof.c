@@ -178,8 +178,10 @@ void prof_sample(void *ptr, size_t usize) {
   r->next = prof_rec_table[b];
   prof_rec_table[b] = r;
   __atomic_fetch_add(&prof_nlive, 1, __ATOMIC_RELAXED);
-  xmutex_unlock(prof_bucket_mtx(b));
+  /* Counted under the bucket's lock: the live counts are always those of
+   * the records (a reset or free cannot slip in between). */
   prof_ctx_count(c, td, usize, true);
+  xmutex_unlock(prof_bucket_mtx(b));
 }
 
 /* Unlink r from bucket b (its lock held), restoring the page's word if r
@@ -204,8 +206,8 @@ void prof_free_slow(const void *ptr) {
     return;
   }
   prof_rec_unlink(b, link, r);
-  xmutex_unlock(prof_bucket_mtx(b));
   prof_ctx_count(r->ctx, r->td, r->usize, false);
+  xmutex_unlock(prof_bucket_mtx(b));
   base_pool_free(&prof_rec_pool, r);
 }
 
@@ -231,12 +233,12 @@ void prof_resize_slow(const void *ptr, size_t usize) {
   if (w != 0) __atomic_store_n(wp, 0, __ATOMIC_RELEASE);
   prof_ctx_t *c = r->ctx;
   prof_tdata_t *td = r->td;
-  xmutex_unlock(prof_bucket_mtx(b));
   xmutex_lock(&prof_ctx_mtx);
   c->cur_bytes += usize - old;
   c->accum_bytes += usize > old ? usize - old : 0;
   xmutex_unlock(&prof_ctx_mtx);
   if (td != NULL) __atomic_fetch_add(&td->cur_bytes, usize - old, __ATOMIC_RELAXED);
+  xmutex_unlock(prof_bucket_mtx(b));
 }
 
 bool prof_is_sample(const void *ptr) {
@@ -266,6 +268,7 @@ static void prof_rec_drop_if(bool (*drop)(const prof_rec_t *, void *), void *arg
     while ((r = *link) != NULL) {
       if (drop(r, arg)) {
         prof_rec_unlink(b, link, r);
+        prof_ctx_count(r->ctx, r->td, r->usize, false);
         r->next = gone;
         gone = r;
       } else {
@@ -275,7 +278,6 @@ static void prof_rec_drop_if(bool (*drop)(const prof_rec_t *, void *), void *arg
     xmutex_unlock(prof_bucket_mtx(b));
     while (gone != NULL) {
       prof_rec_t *next = gone->next;
-      prof_ctx_count(gone->ctx, gone->td, gone->usize, false);
       base_pool_free(&prof_rec_pool, gone);
       gone = next;
     }
@@ -355,16 +357,15 @@ int prof_ctl_reset(size_t lg_sample) {
     if (lg_sample > 62) return EINVAL;
     __atomic_store_n(&prof_sample_mean_bytes, (uint64_t)1 << lg_sample, __ATOMIC_RELAXED);
   }
+  /* Dropping the records brings the live counts to 0 (they are always
+   * the records'); the counts of all samples ever made start again. */
   prof_rec_drop_if(prof_rec_any, NULL);
   xmutex_lock(&prof_ctx_mtx);
   for (unsigned i = 0; i < PROF_CTX_NBUCKETS; i++)
-    for (prof_ctx_t *c = prof_ctx_table[i]; c != NULL; c = c->next)
-      c->cur_objs = c->cur_bytes = c->accum_objs = c->accum_bytes = 0;
+    for (prof_ctx_t *c = prof_ctx_table[i]; c != NULL; c = c->next) c->accum_objs = c->accum_bytes = 0;
   xmutex_unlock(&prof_ctx_mtx);
   xmutex_lock(&prof_tdata_mtx);
   for (prof_tdata_t *td = prof_tdata_list; td != NULL; td = td->next) {
-    __atomic_store_n(&td->cur_objs, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&td->cur_bytes, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&td->accum_objs, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&td->accum_bytes, 0, __ATOMIC_RELAXED);
   }
