@@ -415,26 +415,28 @@ int prof_ctl_thread_name(const char **oldp, const char *const *newp) {
 
 /* ---- fork ---- */
 
+/* The profiler's lock order: a dump's lock, then a bucket's, then the
+ * contexts', then the threads' (base's after all of them). */
 void prof_prefork(void) {
   if (!opt_prof) return;
-  xmutex_prefork(&prof_tdata_mtx);
-  xmutex_prefork(&prof_ctx_mtx);
-  for (unsigned i = 0; i < PROF_REC_NLOCKS; i++) xmutex_prefork(&prof_rec_mtx[i]);
   prof_dump_prefork();
+  for (unsigned i = 0; i < PROF_REC_NLOCKS; i++) xmutex_prefork(&prof_rec_mtx[i]);
+  xmutex_prefork(&prof_ctx_mtx);
+  xmutex_prefork(&prof_tdata_mtx);
 }
 
 void prof_postfork_parent(void) {
   if (!opt_prof) return;
-  prof_dump_postfork_parent();
-  for (unsigned i = 0; i < PROF_REC_NLOCKS; i++) xmutex_postfork_parent(&prof_rec_mtx[i]);
-  xmutex_postfork_parent(&prof_ctx_mtx);
   xmutex_postfork_parent(&prof_tdata_mtx);
+  xmutex_postfork_parent(&prof_ctx_mtx);
+  for (unsigned i = 0; i < PROF_REC_NLOCKS; i++) xmutex_postfork_parent(&prof_rec_mtx[i]);
+  prof_dump_postfork_parent();
 }
 
 void prof_postfork_child(void) {
   if (!opt_prof) return;
-  prof_dump_postfork_child();
-  for (unsigned i = 0; i < PROF_REC_NLOCKS; i++) xmutex_postfork_child(&prof_rec_mtx[i]);
-  xmutex_postfork_child(&prof_ctx_mtx);
   xmutex_postfork_child(&prof_tdata_mtx);
+  xmutex_postfork_child(&prof_ctx_mtx);
+  for (unsigned i = 0; i < PROF_REC_NLOCKS; i++) xmutex_postfork_child(&prof_rec_mtx[i]);
+  prof_dump_postfork_child();
 }
