@@ -11,10 +11,11 @@
  * when decay or the reuse window would purge it for good (a failed munmap
  * keeps the range, purged, as retained memory).
  *
- * A free range is in one of three states: dirty (freed, may be resident,
+ * A free range is in one of four states: dirty (freed, may be resident,
  * content unknown), muzzy (purged with MADV_FREE: may still be resident,
- * may read as old data or as zero) or clean (purged with MADV_DONTNEED or
- * never touched: reads as zero). Only clean ranges are "zeroed". Ranges
+ * may read as old data or as zero), clean (purged with MADV_DONTNEED or
+ * never touched: reads as zero) or retained (decommitted, only with
+ * pages_strict: see "Commit" below; reads as zero once committed). Only clean ranges are "zeroed". Ranges
  * merge only with neighbours in the same state. Dirty and muzzy ranges are
  * on a list each, oldest first, and decay (decay.h): dirty -> muzzy after
  * dirty_decay_ms, muzzy -> clean after muzzy_decay_ms (dirty -> clean
