@@ -7,6 +7,7 @@
 #include "xalloc/internal/sz.h"
 
 static base_pool_t chunk_node_pool = BASE_POOL_INITIALIZER(sizeof(extent_node_t));
+size_t chunk_nholes;
 
 
 extent_node_t *chunk_node_alloc(chunk_arena_t *ca) {
@@ -69,6 +70,7 @@ void chunk_arena_renew(chunk_arena_t *ca, extent_hooks_t *hooks, ssize_t dirty_m
   xmutex_lock(&ca->mtx);
   xassert(!ca->purging && ca->ad.n == 0 && ca->free_bytes == 0 && ca->reserved == 0 && ca->purging_bytes == 0);
   ca->npurged = ca->nmadvise = ca->nunmapped = ca->nunmap_kept = 0;
+  ca->decommitted = 0;
   ca->nhook_alloc = ca->nhook_dalloc = ca->nhook_refused = 0;
   ca->grow_size = 2 * sz_chunksize;
   ca->grow_count = 0;
@@ -106,13 +108,13 @@ static void chunk_default_destroy(extent_hooks_t *h, void *addr, size_t size, bo
 }
 static bool chunk_default_commit(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
                                  unsigned ind) {
-  (void)h, (void)addr, (void)size, (void)off, (void)len, (void)ind;
-  return false; /* pages-layer memory is always committed */
+  (void)h, (void)size, (void)ind;
+  return pages_commit((char *)addr + off, len);
 }
 static bool chunk_default_decommit(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
                                    unsigned ind) {
-  (void)h, (void)addr, (void)size, (void)off, (void)len, (void)ind;
-  return true; /* not supported: the range stays committed */
+  (void)h, (void)size, (void)ind;
+  return pages_decommit((char *)addr + off, len);
 }
 static bool chunk_default_purge_lazy(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
                                      unsigned ind) {
@@ -210,6 +212,30 @@ unsigned chunk_purge_pages(chunk_arena_t *ca, void *base, size_t bsize, size_t o
   return CHUNK_PURGE_NONE;
 }
 
+bool chunk_decommit_ok(chunk_arena_t *ca) {
+  return pages_strict && !chunk_hooked(ca) &&
+         __atomic_load_n(&chunk_nholes, __ATOMIC_RELAXED) < pages_hole_budget;
+}
+
+bool chunk_commit_pages(chunk_arena_t *ca, void *base, size_t bsize, size_t off, size_t len) {
+  if (len == 0) return false;
+  extent_hooks_t *h = chunk_hooks_get(ca);
+  if (h->commit == NULL || h->commit(h, base, bsize, off, len, ca->ind)) {
+    errno = ENOMEM;
+    return true;
+  }
+  __atomic_fetch_sub(&ca->decommitted, len, __ATOMIC_RELAXED);
+  return false;
+}
+
+bool chunk_decommit_pages(chunk_arena_t *ca, void *base, size_t bsize, size_t off, size_t len) {
+  if (len == 0) return false;
+  extent_hooks_t *h = chunk_hooks_get(ca);
+  if (h->decommit == NULL || h->decommit(h, base, bsize, off, len, ca->ind)) return true;
+  __atomic_fetch_add(&ca->decommitted, len, __ATOMIC_RELAXED);
+  return false;
+}
+
 /*
  * A new range from the user hooks, exactly size bytes at alignment; mtx not
  * held. NULL with errno ENOMEM if the hook fails or breaks its contract (a
@@ -242,13 +268,14 @@ fail:
 }
 
 static inline unsigned chunk_node_state(const extent_node_t *n) {
-  return n->dirty ? CHUNK_DIRTY : n->muzzy ? CHUNK_MUZZY : CHUNK_CLEAN;
+  return n->dirty ? CHUNK_DIRTY : n->muzzy ? CHUNK_MUZZY : n->retained ? CHUNK_RETAINED : CHUNK_CLEAN;
 }
 
 static inline void chunk_node_set_state(extent_node_t *n, unsigned state) {
   n->dirty = state == CHUNK_DIRTY;
   n->muzzy = state == CHUNK_MUZZY;
-  n->zeroed = state == CHUNK_CLEAN;
+  n->zeroed = state == CHUNK_CLEAN || state == CHUNK_RETAINED;
+  n->retained = state == CHUNK_RETAINED;
 }
 
 /* The dirty or muzzy list and byte count of n's state; NULL when clean. */
@@ -290,6 +317,7 @@ static void chunk_insert(chunk_arena_t *ca, extent_node_t *n) {
   rb_insert(&ca->ad, &n->ad);
   ca->free_bytes += n->size;
   chunk_list_insert(ca, n);
+  if (n->retained) chunk_holes_add(1);
 }
 
 static void chunk_remove(chunk_arena_t *ca, extent_node_t *n) {
@@ -297,6 +325,7 @@ static void chunk_remove(chunk_arena_t *ca, extent_node_t *n) {
   rb_remove(&ca->ad, &n->ad);
   ca->free_bytes -= n->size;
   chunk_list_remove(ca, n);
+  if (n->retained) chunk_holes_add(-1);
 }
 
 /*
@@ -443,6 +472,9 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
     if (!opt_retain && n->purge_op == CHUNK_PURGE_FORCED)
       n->purge_op = (uint8_t)chunk_release(ca, n); /* retain:false: for good is unmapped */
+    else if (n->purge_op == CHUNK_PURGE_FORCED && chunk_decommit_ok(ca) &&
+             !chunk_decommit_pages(ca, n->addr, n->size, 0, n->size))
+      n->purge_op = CHUNK_PURGE_DECOMMIT; /* strict overcommit: for good is decommitted */
     else
       n->purge_op = (uint8_t)chunk_purge_pages(ca, n->addr, n->size, 0, n->size, n->purge_op == CHUNK_PURGE_LAZY);
     ncalls++;
@@ -470,7 +502,9 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
     }
     if (n->purge_op != 0) {
       ca->npurged += n->size;
-      state = n->purge_op == CHUNK_PURGE_LAZY ? CHUNK_MUZZY : CHUNK_CLEAN;
+      state = n->purge_op == CHUNK_PURGE_LAZY      ? CHUNK_MUZZY
+              : n->purge_op == CHUNK_PURGE_DECOMMIT ? CHUNK_RETAINED
+                                                    : CHUNK_CLEAN;
     }
     n->purge_op = 0;
     ca->purging_bytes -= n->size;
@@ -561,11 +595,11 @@ static void chunk_insert_piece(chunk_arena_t *ca, extent_node_t **spare, char *a
 /*
  * Take [addr, addr+size) out of the free node n, which contains it. The
  * lead and trail go back into the trees, described by *spare nodes (set to
- * NULL when used). Returns whether the range reads as zero. mtx held; the
+ * NULL when used). Returns the state the range was in. mtx held; the
  * pages layer only (user hooks: chunk_take_hooked).
  */
-static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size, extent_node_t **spare1,
-                       extent_node_t **spare2) {
+static unsigned chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t size, extent_node_t **spare1,
+                           extent_node_t **spare2) {
   unsigned state = chunk_node_state(n);
   size_t lead = (size_t)(addr - n->addr);
   size_t trail = n->size - lead - size;
@@ -579,7 +613,7 @@ static bool chunk_take(chunk_arena_t *ca, extent_node_t *n, char *addr, size_t s
     chunk_insert_piece(ca, spare2, addr + size, trail, state);
   }
   chunk_decay_note(ca);
-  return state == CHUNK_CLEAN;
+  return state;
 }
 
 /*
@@ -627,12 +661,13 @@ static int chunk_take_hooked(chunk_arena_t *ca, extent_node_t *n, char *addr, si
 
 /*
  * Best fit: the smallest free range that holds size bytes at alignment,
- * dirty ranges first, then muzzy, then clean: memory just freed is reused
+ * dirty ranges first, then muzzy, then clean, then retained (decommitted:
+ * a commit call to reuse): memory just freed is reused
  * before memory purged (no page faults, and what the program reuses stays
  * the working set the reuse window keeps: decay.h).
  */
 static extent_node_t *chunk_find(chunk_arena_t *ca, size_t size, size_t alignment, char **addrp) {
-  static const unsigned order[CHUNK_NSTATES] = {CHUNK_DIRTY, CHUNK_MUZZY, CHUNK_CLEAN};
+  static const unsigned order[CHUNK_NSTATES] = {CHUNK_DIRTY, CHUNK_MUZZY, CHUNK_CLEAN, CHUNK_RETAINED};
   extent_node_t key = {0};
   key.size = size;
   key.addr = NULL;
@@ -655,17 +690,22 @@ static extent_node_t *chunk_find(chunk_arena_t *ca, size_t size, size_t alignmen
  * Reserve a new piece from the pages layer and add it to the trees. With
  * retain:true the piece grows geometrically (K of each size, then double);
  * with retain:false it is exactly size. A failed growth-sized mapping is
- * retried at exactly size.
+ * retried at exactly size. With pages_strict the piece is reserved
+ * uncommitted (retained: no commit charge), and committed when taken.
  */
+static char *chunk_reserve_map(size_t size, size_t alignment) {
+  return pages_strict ? pages_reserve_aligned(size, alignment) : pages_map_aligned(size, alignment);
+}
+
 static bool chunk_reserve(chunk_arena_t *ca, size_t size, size_t alignment) {
   size_t rsize = size;
   if (opt_retain && ca->grow_size > size) rsize = ca->grow_size;
   extent_node_t *node = chunk_node_alloc(ca);
   if (node == NULL) return true;
-  char *p = pages_map_aligned(rsize, alignment);
+  char *p = chunk_reserve_map(rsize, alignment);
   if (p == NULL && rsize != size) {
     rsize = size;
-    p = pages_map_aligned(rsize, alignment);
+    p = chunk_reserve_map(rsize, alignment);
   }
   if (p == NULL) {
     chunk_node_free(ca, node);
@@ -678,15 +718,117 @@ static bool chunk_reserve(chunk_arena_t *ca, size_t size, size_t alignment) {
     if (ca->grow_size <= SIZE_MAX / 4) ca->grow_size <<= 1;
   }
   ca->reserved += rsize;
-  chunk_insert_coalesce(ca, node, p, rsize, CHUNK_CLEAN);
+  if (pages_strict) __atomic_fetch_add(&ca->decommitted, rsize, __ATOMIC_RELAXED);
+  chunk_insert_coalesce(ca, node, p, rsize, pages_strict ? CHUNK_RETAINED : CHUNK_CLEAN);
   return false;
 }
 
-void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed) {
-  xassert(size != 0 && (size & (sz_chunksize - 1)) == 0);
-  if (alignment < sz_chunksize) alignment = sz_chunksize;
+/*
+ * pages_strict: settle the commit of [addr, addr+size), just taken from a
+ * free range in state (mtx not held): a retained range is committed up to
+ * *commit (all of it past the hole budget), a committed one has its tail
+ * past *commit decommitted if chunk_decommit_ok. *commit is set to what is
+ * committed. true if the commit failed (the range is still decommitted).
+ */
+static bool chunk_settle(chunk_arena_t *ca, char *addr, size_t size, unsigned state, size_t *commit) {
+  if (state == CHUNK_RETAINED) {
+    size_t want = chunk_decommit_ok(ca) ? *commit : size;
+    if (chunk_commit_pages(ca, addr, size, 0, want)) return true;
+    *commit = want;
+    return false;
+  }
+  if (*commit >= size || !chunk_decommit_ok(ca) || chunk_decommit_pages(ca, addr, size, *commit, size - *commit))
+    *commit = size;
+  return false;
+}
+
+/* Put a range taken out of the trees (in state) back, as it was. */
+static void chunk_untake(chunk_arena_t *ca, char *addr, size_t size, unsigned state) {
+  extent_node_t *node = chunk_node_alloc(ca);
+  if (node == NULL) {
+    /* No metadata: it stays mapped and accounted, owned by nothing. */
+    return;
+  }
+  xmutex_lock(&ca->mtx);
+  chunk_insert_coalesce(ca, node, addr, size, state);
+  xmutex_unlock(&ca->mtx);
+}
+
+/*
+ * Out of memory (a reservation or a commit failed): make room and let the
+ * caller try once more. Dirty and muzzy ranges are purged for good (with
+ * pages_strict: decommitted, which gives their commit charge back), and
+ * clean or retained ranges are unmapped (they hold address space, which
+ * is what RLIMIT_AS counts). Only with pages_strict or a finite RLIMIT_AS
+ * (elsewhere a failed mapping is an answer as it is). true if anything
+ * was freed.
+ */
+static bool chunk_relieve(chunk_arena_t *ca) {
+  if (chunk_hooked(ca) || !(pages_strict || pages_as_limited())) return false;
+  xmutex_lock(&ca->mtx);
+  if (!chunk_purger_enter(ca, true)) {
+    xmutex_unlock(&ca->mtx);
+    return false;
+  }
+  bool any = ca->dirty_bytes != 0 || ca->muzzy_bytes != 0;
+  chunk_purge(ca, 0, 0, false);
+  extent_node_t *list = NULL;
+  for (unsigned s = 0; s < CHUNK_NSTATES; s++) {
+    if (s != CHUNK_CLEAN && s != CHUNK_RETAINED) continue;
+    rb_node_t *r;
+    while ((r = rb_first(&ca->szad[s])) != NULL) {
+      extent_node_t *n = rb_entry(r, extent_node_t, szad);
+      chunk_remove(ca, n);
+      ca->purging_bytes += n->size;
+      n->purge_op = (uint8_t)s;
+      n->dirty_next = list;
+      list = n;
+    }
+  }
+  xmutex_unlock(&ca->mtx);
+  extent_node_t *kept = NULL, *gone = NULL;
+  size_t unmapped = 0, unmapped_dec = 0;
+  for (extent_node_t *n = list, *next; n != NULL; n = next) {
+    next = n->dirty_next;
+    int r = pages_unmap_or_keep(n->addr, n->size);
+    if (r == PAGES_UNMAPPED) {
+      unmapped += n->size;
+      if (n->purge_op == CHUNK_RETAINED) unmapped_dec += n->size;
+      n->dirty_next = gone;
+      gone = n;
+    } else {
+      /* Kept: a retained range is as it was; a clean one was purged
+       * again, or holds anything if that failed too. */
+      if (r == PAGES_KEPT && n->purge_op == CHUNK_CLEAN) n->purge_op = CHUNK_DIRTY;
+      n->dirty_next = kept;
+      kept = n;
+    }
+  }
+  __atomic_fetch_sub(&ca->decommitted, unmapped_dec, __ATOMIC_RELAXED);
+  xmutex_lock(&ca->mtx);
+  for (extent_node_t *n = kept, *next; n != NULL; n = next) {
+    next = n->dirty_next;
+    ca->purging_bytes -= n->size;
+    unsigned state = n->purge_op;
+    n->purge_op = 0;
+    chunk_insert_coalesce(ca, n, n->addr, n->size, state);
+  }
+  for (extent_node_t *n = gone; n != NULL; n = n->dirty_next) ca->purging_bytes -= n->size;
+  ca->reserved -= unmapped;
+  ca->nunmapped += unmapped;
+  chunk_purger_exit(ca);
+  xmutex_unlock(&ca->mtx);
+  for (extent_node_t *n = gone, *next; n != NULL; n = next) {
+    next = n->dirty_next;
+    chunk_node_free(ca, n);
+  }
+  return any || unmapped != 0;
+}
+
+static void *chunk_alloc_once(chunk_arena_t *ca, size_t size, size_t alignment, size_t *commit, bool *zeroed) {
   extent_node_t *s1 = chunk_node_alloc(ca), *s2 = chunk_node_alloc(ca);
   char *ret = NULL;
+  unsigned state = CHUNK_CLEAN;
   if (s1 == NULL || s2 == NULL) goto out;
   xmutex_lock(&ca->mtx);
   char *addr;
@@ -694,7 +836,8 @@ void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed
   extent_hooks_t *h = chunk_hooks_load(ca);
   if (n == NULL && h == NULL && !chunk_reserve(ca, size, alignment)) n = chunk_find(ca, size, alignment, &addr);
   if (n != NULL && h == NULL) {
-    *zeroed = chunk_take(ca, n, addr, size, &s1, &s2);
+    state = chunk_take(ca, n, addr, size, &s1, &s2);
+    *zeroed = state == CHUNK_CLEAN || state == CHUNK_RETAINED;
     ret = addr;
   } else if (n != NULL) {
     int z = chunk_take_hooked(ca, n, addr, size, &s1, &s2);
@@ -704,8 +847,17 @@ void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed
     }
   }
   xmutex_unlock(&ca->mtx);
+  if (ret != NULL && h == NULL && pages_strict && chunk_settle(ca, ret, size, state, commit)) {
+    chunk_untake(ca, ret, size, state);
+    ret = NULL;
+  } else if (ret != NULL && !(h == NULL && pages_strict)) {
+    *commit = size;
+  }
   /* User hooks: exactly this range from the hook, straight to the caller. */
-  if (ret == NULL && h != NULL) ret = chunk_hook_alloc(ca, h, size, alignment, zeroed);
+  if (ret == NULL && h != NULL) {
+    ret = chunk_hook_alloc(ca, h, size, alignment, zeroed);
+    *commit = size;
+  }
 out:
   if (s1 != NULL) chunk_node_free(ca, s1);
   if (s2 != NULL) chunk_node_free(ca, s2);
@@ -713,12 +865,32 @@ out:
   return ret;
 }
 
-bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
+void *chunk_alloc_commit(chunk_arena_t *ca, size_t size, size_t alignment, size_t *commit, bool *zeroed) {
+  xassert(size != 0 && (size & (sz_chunksize - 1)) == 0);
+  xassert(*commit != 0 && *commit <= size && (*commit & PAGE_MASK) == 0);
+  if (alignment < sz_chunksize) alignment = sz_chunksize;
+  size_t want = *commit;
+  void *ret = chunk_alloc_once(ca, size, alignment, commit, zeroed);
+  if (ret == NULL && chunk_relieve(ca)) {
+    *commit = want;
+    ret = chunk_alloc_once(ca, size, alignment, commit, zeroed);
+  }
+  if (ret == NULL) errno = ENOMEM;
+  return ret;
+}
+
+void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed) {
+  size_t commit = size;
+  return chunk_alloc_commit(ca, size, alignment, &commit, zeroed);
+}
+
+bool chunk_alloc_at_commit(chunk_arena_t *ca, void *addr, size_t size, size_t *commit, bool *zeroed) {
   /* User hooks: growing an allocated range in place would need a merge of
    * an allocated and a free range; not done (the caller moves). */
   if (chunk_hooked(ca)) return true;
   extent_node_t *s1 = chunk_node_alloc(ca), *s2 = chunk_node_alloc(ca);
   bool err = true;
+  unsigned state = CHUNK_CLEAN;
   if (s1 == NULL || s2 == NULL) goto out;
   xmutex_lock(&ca->mtx);
   extent_node_t key = {0};
@@ -727,24 +899,39 @@ bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
   if (r != NULL) {
     extent_node_t *n = rb_entry(r, extent_node_t, ad);
     if ((char *)addr + size <= n->addr + n->size && (char *)addr + size > (char *)addr) {
-      *zeroed = chunk_take(ca, n, addr, size, &s1, &s2);
+      state = chunk_take(ca, n, addr, size, &s1, &s2);
+      *zeroed = state == CHUNK_CLEAN || state == CHUNK_RETAINED;
       err = false;
     }
   }
   xmutex_unlock(&ca->mtx);
+  if (!err && pages_strict && chunk_settle(ca, addr, size, state, commit)) {
+    chunk_untake(ca, addr, size, state);
+    err = true;
+  } else if (!err && !pages_strict) {
+    *commit = size;
+  }
 out:
   if (s1 != NULL) chunk_node_free(ca, s1);
   if (s2 != NULL) chunk_node_free(ca, s2);
   return err;
 }
 
+bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed) {
+  size_t commit = size;
+  return chunk_alloc_at_commit(ca, addr, size, &commit, zeroed);
+}
+
 void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned state) {
   xassert(size != 0 && (size & (sz_chunksize - 1)) == 0);
+  /* Strict overcommit: a clean range is decommitted (no lock held). */
+  if (state == CHUNK_CLEAN && chunk_decommit_ok(ca) && !chunk_decommit_pages(ca, addr, size, 0, size))
+    state = CHUNK_RETAINED;
   extent_node_t *node = chunk_node_alloc(ca);
   if (node == NULL) {
     /* No metadata for the range: purge it and let it go (it stays mapped
      * and counted by the pages layer). */
-    chunk_purge_pages(ca, addr, size, 0, size, false);
+    if (state != CHUNK_RETAINED) chunk_purge_pages(ca, addr, size, 0, size, false);
     return;
   }
   /* Kept, with retain:false too: the purge that gives it back for good
@@ -752,6 +939,34 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
   xmutex_lock(&ca->mtx);
   chunk_insert_coalesce(ca, node, addr, size, state);
   xmutex_unlock(&ca->mtx);
+}
+
+void chunk_dalloc_commit(chunk_arena_t *ca, void *addr, size_t size, unsigned state, size_t committed) {
+  if (committed < size) {
+    /* The decommitted tail: committed again, so that the range is one
+     * state (it is reused as it is, under decay); if the commit limit
+     * refuses, all of it is decommitted. */
+    if (chunk_commit_pages(ca, addr, size, committed, size - committed)) {
+      if (!chunk_decommit_pages(ca, addr, size, 0, committed)) {
+        state = CHUNK_RETAINED;
+      } else {
+        /* Neither: the range stays as it is, owned by nothing (mapped
+         * and accounted, never reused). Rare: the commit limit and
+         * vm.max_map_count both reached. */
+        pages_purge_forced(addr, committed);
+        return;
+      }
+    }
+  }
+  if (state == CHUNK_RETAINED) {
+    extent_node_t *node = chunk_node_alloc(ca);
+    if (node == NULL) return;
+    xmutex_lock(&ca->mtx);
+    chunk_insert_coalesce(ca, node, addr, size, CHUNK_RETAINED);
+    xmutex_unlock(&ca->mtx);
+    return;
+  }
+  chunk_dalloc_state(ca, addr, size, state);
 }
 
 void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty) {
@@ -776,8 +991,9 @@ void chunk_arena_release(chunk_arena_t *ca) {
   /* No lock held: munmap, or the user's dalloc/destroy. */
   extent_hooks_t *h = chunk_hooks_load(ca);
   uint64_t ngiven = 0;
-  size_t bytes = 0;
+  size_t bytes = 0, dec = 0;
   for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
+    if (n->retained) dec += n->size;
     if (h != NULL) {
       /* dalloc, else destroy: the hook gets every range back. */
       chunk_hook_giveback(ca, h, n->addr, n->size);
@@ -788,6 +1004,7 @@ void chunk_arena_release(chunk_arena_t *ca) {
     }
     bytes += n->size;
   }
+  __atomic_fetch_sub(&ca->decommitted, dec, __ATOMIC_RELAXED);
   xmutex_lock(&ca->mtx);
   ca->nhook_dalloc += ngiven;
   ca->purging_bytes -= bytes;

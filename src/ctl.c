@@ -866,6 +866,7 @@ CTL_RO(ctl_stats_metadata, size_t, ctl_totals.metadata)
 CTL_RO(ctl_stats_resident, size_t, ctl_totals.resident)
 CTL_RO(ctl_stats_mapped, size_t, ctl_totals.mapped)
 CTL_RO(ctl_stats_retained, size_t, ctl_totals.retained)
+CTL_RO(ctl_stats_committed, size_t, ctl_totals.committed)
 CTL_RO(ctl_stats_dirty, size_t, ctl_totals.dirty)
 CTL_RO(ctl_stats_muzzy, size_t, ctl_totals.muzzy)
 CTL_RO(ctl_stats_metadata_thp, size_t, 0) /* metadata never uses huge pages */
@@ -888,6 +889,7 @@ CTL_RO(ctl_sa_pmuzzy, size_t, stats_muzzy(SA) >> LG_PAGE)
 CTL_RO(ctl_sa_resident, size_t, stats_resident(SA))
 CTL_RO(ctl_sa_mapped, size_t, SA->mapped)
 CTL_RO(ctl_sa_retained, size_t, stats_retained(SA))
+CTL_RO(ctl_sa_committed, size_t, SA->mapped - SA->decommitted)
 CTL_RO(ctl_sa_npurged, uint64_t, SA->npurged)
 CTL_RO(ctl_sa_dss, const char *, "disabled")
 /* Decay times of one arena; all and destroyed arenas have none (-1). */
@@ -940,7 +942,8 @@ static const ctl_node_t ctl_sa_i_nodes[] = {
     LEAF("nthreads", ctl_sa_nthreads), LEAF("pactive", ctl_sa_pactive),
     LEAF("pdirty", ctl_sa_pdirty),     LEAF("pmuzzy", ctl_sa_pmuzzy),
     LEAF("resident", ctl_sa_resident), LEAF("mapped", ctl_sa_mapped),
-    LEAF("retained", ctl_sa_retained), LEAF("npurged", ctl_sa_npurged),
+    LEAF("retained", ctl_sa_retained), LEAF("committed", ctl_sa_committed),
+    LEAF("npurged", ctl_sa_npurged),
     LEAF("dss", ctl_sa_dss),           LEAF("dirty_decay_ms", ctl_sa_dirty_decay_ms),
     LEAF("muzzy_decay_ms", ctl_sa_muzzy_decay_ms), LEAF("uptime", ctl_sa_uptime),
     LEAF("metadata_thp", ctl_sa_metadata_thp),
@@ -957,6 +960,7 @@ static const ctl_node_t ctl_stats_nodes[] = {
     LEAF("allocated", ctl_stats_allocated), LEAF("active", ctl_stats_active),
     LEAF("metadata", ctl_stats_metadata),   LEAF("resident", ctl_stats_resident),
     LEAF("mapped", ctl_stats_mapped),       LEAF("retained", ctl_stats_retained),
+    LEAF("committed", ctl_stats_committed),
     LEAF("dirty", ctl_stats_dirty),         LEAF("muzzy", ctl_stats_muzzy),
     LEAF("metadata_thp", ctl_stats_metadata_thp),
     NODE("background_thread", ctl_stats_bg_nodes), INODE("arenas", ctl_sa_index), END};

@@ -33,6 +33,7 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   xmutex_unlock(&a->lock);
   xmutex_lock(&a->chunks.mtx);
   s->mapped = a->chunks.reserved;
+  s->decommitted = __atomic_load_n(&a->chunks.decommitted, __ATOMIC_RELAXED);
   if (chunk_hooked(&a->chunks)) s->mapped_hooks = a->chunks.reserved;
   s->chunk_free = a->chunks.free_bytes;
   s->chunk_dirty = a->chunks.dirty_bytes;
@@ -51,7 +52,7 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   for (rb_node_t *r = rb_first(&a->huge); r != NULL; r = rb_next(r)) {
     const extent_node_t *n = rb_entry(r, extent_node_t, ad);
     s->pactive += PAGE_CEILING(n->usize) >> LG_PAGE;
-    s->huge_mapped += n->size; /* a recycled dirty range may be resident past usize */
+    s->huge_mapped += n->committed; /* a recycled dirty range may be resident past usize */
   }
   xmutex_unlock(&a->huge_mtx);
 }
@@ -66,6 +67,7 @@ void stats_arena_merge(stats_arena_t *d, const stats_arena_t *s) {
   d->nchunks += s->nchunks;
   d->mapped += s->mapped;
   d->mapped_hooks += s->mapped_hooks;
+  d->decommitted += s->decommitted;
   d->chunk_free += s->chunk_free;
   d->chunk_dirty += s->chunk_dirty;
   d->chunk_muzzy += s->chunk_muzzy;
@@ -118,6 +120,7 @@ void stats_totals_from(const stats_arena_t *all, stats_totals_t *t) {
   pages_stats_get(&ps);
   /* Memory from user extent hooks is mapped, but not by the pages layer. */
   t->mapped = ps.mapped + all->mapped_hooks;
+  t->committed = t->mapped - (all->decommitted < t->mapped ? all->decommitted : t->mapped);
   t->stranded = ps.stranded;
   t->nunmap_kept = ps.nunmap_kept;
 }

@@ -9,6 +9,7 @@ unsigned sz_nlarge_end;
 size_t sz_large_max;
 size_t sz_chunksize;
 unsigned sz_lg_chunk;
+size_t sz_page_min = SIZE_MAX;
 
 /* Smallest run (in pages) that holds regions of reg_size with no waste, or
  * failing that the one with the least waste, up to 16 pages. */

@@ -80,6 +80,7 @@ XA_NOINLINE static bool xa_init_slow(void) {
     goto fail;
   }
   conf_init();
+  pages_boot(); /* commit:auto reads vm.overcommit_memory */
   if (sz_boot(opt_lg_chunk) || rtree_boot(opt_lg_chunk) || arena_boot()) {
     xa_init_failed = true;
     goto fail;
@@ -104,6 +105,9 @@ XA_NOINLINE static bool xa_init_slow(void) {
     xa_init_failed = true;
     goto fail;
   }
+  /* Strict commit accounting: blocks above the cached classes are page
+   * multiples (sz.h). */
+  if (pages_strict) sz_page_min = tcache_maxclass > SZ_SMALL_MAX ? tcache_maxclass : SZ_SMALL_MAX;
   background_boot();
   if (opt_stats_print) xa_stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
   __atomic_store_n(&xa_initialized, true, __ATOMIC_RELEASE);

@@ -11,8 +11,10 @@
 void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int __real_munmap(void *addr, size_t len);
 int __real_madvise(void *addr, size_t len, int advice);
+int __real_mprotect(void *addr, size_t len, int prot);
 
-unsigned long wrap_nmmap, wrap_nmunmap, wrap_nmadvise;
+unsigned long wrap_nmmap, wrap_nmunmap, wrap_nmadvise, wrap_nmprotect;
+unsigned long wrap_nmmap_none, wrap_nmmap_fixed;
 wrap_range_t wrap_mmap_log[WRAP_LOG];
 static unsigned wrap_log_pos;
 unsigned long wrap_fail_mmap, wrap_fail_mmap_after;
@@ -27,6 +29,8 @@ void wrap_reset(void) {
 
 void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   __atomic_fetch_add(&wrap_nmmap, 1, __ATOMIC_RELAXED);
+  if (prot == PROT_NONE) __atomic_fetch_add(&wrap_nmmap_none, 1, __ATOMIC_RELAXED);
+  if (flags & MAP_FIXED) __atomic_fetch_add(&wrap_nmmap_fixed, 1, __ATOMIC_RELAXED);
   if (wrap_fail_mmap > 0) {
     if (wrap_fail_mmap_after > 0) {
       wrap_fail_mmap_after--;
@@ -67,6 +71,11 @@ int __wrap_madvise(void *addr, size_t len, int advice) {
     return -1;
   }
   return __real_madvise(addr, len, advice);
+}
+
+int __wrap_mprotect(void *addr, size_t len, int prot) {
+  __atomic_fetch_add(&wrap_nmprotect, 1, __ATOMIC_RELAXED);
+  return __real_mprotect(addr, len, prot);
 }
 
 /* Walk /proc/self/maps without stdio buffering surprises: read it whole

@@ -1,6 +1,7 @@
 /*
- * Test-side wrappers of mmap, munmap and madvise (unit tests link with
- * -Wl,--wrap=mmap,--wrap=munmap,--wrap=madvise). They record every call
+ * Test-side wrappers of mmap, munmap, madvise and mprotect (unit tests
+ * link with -Wl,--wrap=mmap,--wrap=munmap,--wrap=madvise,--wrap=mprotect;
+ * mprotect is only counted). They record every call
  * the library makes and can make chosen calls fail with ENOMEM.
  */
 #ifndef XALLOC_TEST_WRAP_H
@@ -15,7 +16,9 @@ typedef struct {
 } wrap_range_t;
 
 /* Counts of calls made since the start (successful or not). */
-extern unsigned long wrap_nmmap, wrap_nmunmap, wrap_nmadvise;
+extern unsigned long wrap_nmmap, wrap_nmunmap, wrap_nmadvise, wrap_nmprotect;
+/* Of the mmap calls: those with PROT_NONE, and those with MAP_FIXED. */
+extern unsigned long wrap_nmmap_none, wrap_nmmap_fixed;
 /* The most recent successful mmap results (ring of WRAP_LOG entries). */
 #define WRAP_LOG 64
 extern wrap_range_t wrap_mmap_log[WRAP_LOG];

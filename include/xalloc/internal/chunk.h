@@ -11,10 +11,11 @@
  * when decay or the reuse window would purge it for good (a failed munmap
  * keeps the range, purged, as retained memory).
  *
- * A free range is in one of three states: dirty (freed, may be resident,
+ * A free range is in one of four states: dirty (freed, may be resident,
  * content unknown), muzzy (purged with MADV_FREE: may still be resident,
- * may read as old data or as zero) or clean (purged with MADV_DONTNEED or
- * never touched: reads as zero). Only clean ranges are "zeroed". Ranges
+ * may read as old data or as zero), clean (purged with MADV_DONTNEED or
+ * never touched: reads as zero) or retained (decommitted, only with
+ * pages_strict: see "Commit" below; reads as zero once committed). Only clean ranges are "zeroed". Ranges
  * merge only with neighbours in the same state. Dirty and muzzy ranges are
  * on a list each, oldest first, and decay (decay.h): dirty -> muzzy after
  * dirty_decay_ms, muzzy -> clean after muzzy_decay_ms (dirty -> clean
@@ -61,8 +62,9 @@
 #define CHUNK_GROW_K (opt_retain_grow_k)
 /* Free range records a chunk arena keeps for reuse. */
 #define CHUNK_NODE_CACHE 32
-/* States of a free range. */
-enum { CHUNK_CLEAN = 0, CHUNK_MUZZY = 1, CHUNK_DIRTY = 2, CHUNK_NSTATES = 3 };
+/* States of a free range. Retained: decommitted (pages_strict only; no
+ * pages, no commit charge; reads as zero once committed again). */
+enum { CHUNK_CLEAN = 0, CHUNK_MUZZY = 1, CHUNK_DIRTY = 2, CHUNK_RETAINED = 3, CHUNK_NSTATES = 4 };
 
 /* Kinds of metadata that the radix tree points to (first byte of each). */
 enum { META_NONE = 0, META_ARENA_CHUNK = 1, META_HUGE = 2, META_FREE = 3 };
@@ -80,11 +82,13 @@ struct extent_node_s {
   bool dirty;  /* free: dirty (may be resident, content unknown) */
   bool muzzy;  /* free: lazily purged (may be resident, not zero) */
   bool zeroed; /* free: clean, reads as zero (neither dirty nor muzzy) */
+  bool retained; /* free: decommitted (then zeroed too) */
   uint8_t purge_op; /* while being purged: the madvise to make */
   void *arena;
   char *addr;
   size_t size;  /* bytes, a multiple of the chunk size */
   size_t usize; /* huge: usable size */
+  size_t committed; /* huge: bytes committed from addr (the rest decommitted) */
   rb_node_t szad;
   rb_node_t ad;
   extent_node_t *dirty_prev, *dirty_next;
@@ -101,6 +105,7 @@ typedef struct {
   size_t muzzy_bytes;  /* bytes of muzzy ranges in the trees */
   size_t purging_bytes; /* bytes out of the trees being purged or unmapped */
   size_t reserved;     /* bytes reserved from the pages layer and not unmapped */
+  size_t decommitted;  /* of which decommitted (atomic): retained ranges, huge tails */
   size_t grow_size;    /* size of the next reservation */
   unsigned grow_count; /* reservations made at grow_size */
   uint64_t npurged;    /* bytes purged (lazily or forced) */
@@ -121,7 +126,42 @@ typedef struct {
 } chunk_arena_t;
 
 /* Purge operations (results of chunk_purge_pages). */
-enum { CHUNK_PURGE_NONE = 0, CHUNK_PURGE_LAZY = 1, CHUNK_PURGE_FORCED = 2, CHUNK_PURGE_UNMAPPED = 3 };
+enum { CHUNK_PURGE_NONE = 0, CHUNK_PURGE_LAZY = 1, CHUNK_PURGE_FORCED = 2, CHUNK_PURGE_UNMAPPED = 3,
+       CHUNK_PURGE_DECOMMIT = 4 };
+
+/*
+ * Commit (pages_strict, arenas without user hooks; see pages.h). A free
+ * range is committed (dirty, muzzy, clean) or not (retained); reservations
+ * start retained. chunk_alloc_commit commits what it hands out up to the
+ * length the caller asks for and leaves (or makes) the rest of the range
+ * decommitted; purges for good decommit; a clean range given back is
+ * decommitted. chunk_nholes counts the decommitted pieces that may split
+ * a kernel mapping (retained free ranges and huge allocations with a
+ * decommitted tail); past pages_hole_budget nothing more is decommitted
+ * (purges fall back to MADV_DONTNEED, tails stay committed), which bounds
+ * the mappings strict mode adds. Without pages_strict none of this runs.
+ */
+extern size_t chunk_nholes;
+static inline void chunk_holes_add(ssize_t n) {
+  __atomic_fetch_add(&chunk_nholes, (size_t)n, __ATOMIC_RELAXED);
+}
+/* Whether ca should decommit what it does not use now. */
+bool chunk_decommit_ok(chunk_arena_t *ca);
+/* Commit / decommit [base+off, base+off+len) of the range [base,
+ * base+bsize) through the arena's hooks (chunk_hooks_default.commit /
+ * .decommit for the pages layer); true if refused or failed. */
+bool chunk_commit_pages(chunk_arena_t *ca, void *base, size_t bsize, size_t off, size_t len);
+bool chunk_decommit_pages(chunk_arena_t *ca, void *base, size_t bsize, size_t off, size_t len);
+/* chunk_alloc, committing *commit bytes (a page multiple, at most size)
+ * from the start at least; on return *commit is what is committed (size
+ * when the tail could not, or should not, be decommitted). */
+void *chunk_alloc_commit(chunk_arena_t *ca, size_t size, size_t alignment, size_t *commit, bool *zeroed);
+/* chunk_alloc_at, with *commit as for chunk_alloc_commit. */
+bool chunk_alloc_at_commit(chunk_arena_t *ca, void *addr, size_t size, size_t *commit, bool *zeroed);
+/* chunk_dalloc_state of a range of which only the first committed bytes
+ * are committed: its tail is committed again (then it is state), or else
+ * all of it decommitted (retained). */
+void chunk_dalloc_commit(chunk_arena_t *ca, void *addr, size_t size, unsigned state, size_t committed);
 
 /* The table arena.<i>.extent_hooks reads for an arena without user hooks:
  * working functions over the pages layer (a user hook may call them). */
@@ -161,7 +201,8 @@ void *chunk_alloc(chunk_arena_t *ca, size_t size, size_t alignment, bool *zeroed
 /* Give [addr, addr+size) back to the arena's trees, dirty or clean. No
  * lock held (retain:false may munmap, user hooks are called). */
 void chunk_dalloc(chunk_arena_t *ca, void *addr, size_t size, bool dirty);
-/* The same with a state (CHUNK_CLEAN, CHUNK_MUZZY or CHUNK_DIRTY). */
+/* The same with a state (CHUNK_CLEAN, CHUNK_MUZZY or CHUNK_DIRTY; a
+ * committed range). A clean range is decommitted when chunk_decommit_ok. */
 void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned state);
 /* Take the free range [addr, addr+size) if it is wholly free; true if not. */
 bool chunk_alloc_at(chunk_arena_t *ca, void *addr, size_t size, bool *zeroed);

@@ -30,6 +30,8 @@
     "ms a freed page may stay unused before it is purged for good, within the decay times; 0: decay only") \
   X(BOOL, retain, true, 0, 1, NULL, "keep freed chunk memory mapped (purged) instead of unmapping")  \
   X(UINT, retain_grow_k, 2, 1, 64, NULL, "reservations of one size before the reservation size doubles") \
+  X(ENUM, commit, 0, 0, 2, "auto|on|off",                                                          \
+    "decommit unused chunk memory (strict overcommit); auto: when vm.overcommit_memory is 2")     \
   X(BOOL, background_thread, false, 0, 1, NULL, "purge from a background thread while idle")         \
   X(ENUM, thp, 0, 0, 2, "default|always|never", "transparent huge pages for chunk memory")          \
   X(BOOL, junk, false, 0, 1, NULL, "fill new memory with 0xa5 and freed memory with 0x5a")            \
@@ -64,5 +66,7 @@ XALLOC_OPTIONS(OPT_DECLARE)
 
 /* Values of the thp option. */
 enum { THP_DEFAULT = 0, THP_ALWAYS = 1, THP_NEVER = 2 };
+/* Values of the commit option. */
+enum { COMMIT_AUTO = 0, COMMIT_ON = 1, COMMIT_OFF = 2 };
 
 #endif

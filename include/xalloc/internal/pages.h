@@ -11,6 +11,44 @@
 
 #include "xalloc/internal/util.h"
 
+/*
+ * Commit accounting (the commit option). pages_strict is set once, by
+ * pages_boot at initialization: commit:on, or commit:auto and
+ * /proc/sys/vm/overcommit_memory reads 2 (strict accounting: every
+ * writable private mapping is charged against CommitLimit, touched or
+ * not). When it is set, the chunk layer reserves address space
+ * uncommitted (pages_reserve_aligned: PROT_NONE, not charged), commits
+ * what it hands out (pages_commit) and decommits what it keeps unused
+ * (pages_decommit). When it is not set none of these calls is made.
+ *
+ * Commit is mprotect(PROT_READ|PROT_WRITE): under strict accounting the
+ * kernel charges the range then, and refuses (ENOMEM, nothing changed)
+ * past the limit; a MAP_FIXED mmap would unmap the range before it is
+ * charged and leave a hole on failure. Decommit is a MAP_FIXED mmap of
+ * PROT_NONE over the range: the old pages and their charge go (mprotect
+ * to PROT_NONE would keep the charge). No MAP_NORESERVE: strict mode
+ * ignores it, and without it commit:on under heuristic overcommit charges
+ * exactly what strict mode would (the tests read that from smaps).
+ *
+ * pages_hole_budget bounds the decommitted pieces the chunk layer keeps
+ * (each may split a kernel mapping in three): an eighth of
+ * vm.max_map_count, read at the same time.
+ */
+extern bool pages_strict;
+extern size_t pages_hole_budget;
+void pages_boot(void);
+/* Whether RLIMIT_AS is finite (asked once, the first time: after a failed
+ * mapping). */
+bool pages_as_limited(void);
+/* Reserve [a, a+size), a % alignment == 0, uncommitted (PROT_NONE), as
+ * pages_map_aligned does; counted in pages_mapped(). */
+void *pages_reserve_aligned(size_t size, size_t alignment);
+/* Commit / decommit a page-aligned range inside a mapping of this layer;
+ * true on failure (errno ENOMEM). A failed commit leaves the range
+ * decommitted. A decommitted range reads as zero once committed again. */
+bool pages_commit(void *addr, size_t size);
+bool pages_decommit(void *addr, size_t size);
+
 /* Map size bytes of fresh zeroed memory; NULL (errno ENOMEM) on failure. */
 void *pages_map(size_t size);
 /*
@@ -56,6 +94,8 @@ typedef struct {
   uint64_t nfailed;   /* failed mmap/munmap/madvise calls */
   uint64_t nunmap_kept; /* failed munmaps whose range the caller kept */
   uint64_t npurge_lazy, npurge_forced; /* successful MADV_FREE / MADV_DONTNEED calls */
+  uint64_t ncommit, ndecommit; /* successful commit / decommit calls */
+  uint64_t ncommit_failed;     /* commits the kernel refused (commit limit) */
 } pages_stats_t;
 void pages_stats_get(pages_stats_t *out);
 static inline size_t pages_mapped(void) {

@@ -15,6 +15,8 @@ typedef struct {
   size_t allocated;  /* bytes in live allocations (usable sizes) */
   size_t active;     /* bytes in pages of live runs and huge allocations */
   size_t mapped;     /* bytes mapped by xalloc (pages layer) */
+  size_t committed;  /* of which committed: charged against the commit
+                        limit (all of mapped unless commit decommits) */
   size_t metadata;   /* bytes mapped for metadata */
   size_t dirty;      /* bytes in free dirty pages (runs and chunk ranges) */
   size_t muzzy;      /* bytes in free lazily purged pages (MADV_FREE) */
@@ -48,6 +50,7 @@ typedef struct {
   size_t nchunks;        /* arena chunks */
   size_t mapped;         /* bytes reserved for this arena (pages layer or hooks) */
   size_t mapped_hooks;   /* of which from user extent hooks */
+  size_t decommitted;    /* of which decommitted (retained ranges, huge tails) */
   size_t chunk_free;     /* bytes in free chunk ranges */
   size_t chunk_dirty;    /* of which dirty */
   size_t chunk_muzzy;    /* of which muzzy (lazily purged) */

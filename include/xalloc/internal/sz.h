@@ -44,6 +44,16 @@ extern unsigned sz_nlarge_end; /* first huge index */
 extern size_t sz_large_max;    /* largest large class */
 extern size_t sz_chunksize;
 extern unsigned sz_lg_chunk;
+/*
+ * Requests above sz_page_min get their size rounded up to a page, not to
+ * a class (SIZE_MAX: never). Set at initialization when commit accounting
+ * is strict (pages_strict): there every byte of a block's pages is charged
+ * against the commit limit, and a class can be 25 % larger than the
+ * request (a 100 KiB block in the 112 KiB class). It is at least the
+ * largest class the thread caches hold, so cached blocks keep their
+ * classes.
+ */
+extern size_t sz_page_min;
 
 /* Set the chunk size (and with it the large/huge boundary); true if the
  * chunk size is out of range. */
@@ -74,6 +84,7 @@ static inline size_t sz_index2size(unsigned ind) { return sz_index2size_tab[ind]
 /* Usable size for a request of size bytes; 0 if too large. */
 static inline size_t sz_s2u(size_t size) {
   if (unlikely(size > SZ_MAX)) return 0;
+  if (unlikely(size > sz_page_min)) return PAGE_CEILING(size);
   return sz_index2size(sz_size2index(size));
 }
 /* Usable size for size bytes at alignment (a power of two); 0 if too large. */
