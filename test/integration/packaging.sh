@@ -29,7 +29,7 @@ if ! make -C "$XALLOC_BUILDDIR" install DESTDIR="$dest" prefix=/usr/local > "$tm
   exit 1
 fi
 for f in lib/libxalloc.so.0 lib/libxalloc.so lib/libxalloc.a include/xalloc/xalloc.h \
-  lib/pkgconfig/xalloc.pc bin/xalloc; do
+  lib/pkgconfig/xalloc.pc bin/xalloc bin/xalloc-prof; do
   if [ -e "$root/$f" ]; then pass "installed $f"; else fail "not installed: /usr/local/$f"; fi
 done
 if [ -L "$root/lib/libxalloc.so" ] && [ "$(readlink "$root/lib/libxalloc.so")" = libxalloc.so.0 ]; then
@@ -38,6 +38,7 @@ else
   fail "lib/libxalloc.so is not a relative symlink to libxalloc.so.0"
 fi
 [ -x "$root/bin/xalloc" ] && pass "bin/xalloc is executable" || fail "bin/xalloc is not executable"
+[ -x "$root/bin/xalloc-prof" ] && pass "bin/xalloc-prof is executable" || fail "bin/xalloc-prof is not executable"
 # Nothing may land outside the prefix.
 outside=$(cd "$dest" && find . \( -type f -o -type l \) ! -path './usr/local/*')
 [ -z "$outside" ] && pass "nothing installed outside the prefix" || fail "installed outside the prefix: $outside"
