@@ -90,10 +90,10 @@ static void sample_count(tsd_t *t, size_t usize, uint64_t n) {
   t->sample_pending = (uint8_t)what;
 }
 
-unsigned sample_carry(tsd_t *t, unsigned ind, unsigned k) {
+/* The counter's start value for bin ind's next batch: 256 - its length,
+ * at most 1/32 of each mean interval, 1..256 pops. */
+static unsigned sample_next_start(tsd_t *t, unsigned ind) {
   size_t usize = sz_index2size(ind);
-  sample_count(t, usize, k);
-  /* The next batch: at most 1/32 of each mean interval, 1..256 pops. */
   uint64_t kmax = 256;
   if (sample_prof(t)) {
     uint64_t m = (prof_sample_mean() >> 5) / usize;
@@ -106,6 +106,22 @@ unsigned sample_carry(tsd_t *t, unsigned ind, unsigned k) {
   if (kmax == 0) kmax = 1;
   uint64_t next = 1 + sample_random(t) % kmax;
   return (unsigned)(256 - next);
+}
+
+unsigned sample_carry(tsd_t *t, unsigned ind, unsigned k) {
+  sample_count(t, sz_index2size(ind), k);
+  return sample_next_start(t, ind);
+}
+
+void sample_bins_init(tsd_t *t) {
+  /* The first batch is random too (with guard_sample:1, one pop: every
+   * allocation of a new cache is counted, its first one included);
+   * npop_base + npop, the bin's pops, stays as it was. */
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    unsigned start = sample_next_start(t, i);
+    t->bins[i].npop = t->bins[i].npop_start = (uint8_t)start;
+    t->npop_base[i] -= start;
+  }
 }
 
 void sample_direct(tsd_t *t, size_t usize) { sample_count(t, usize, 1); }

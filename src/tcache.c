@@ -96,6 +96,7 @@ static void tsd_bins_init(tsd_t *t, bool enabled) {
     b->npop = b->npop_start = 0;
   }
   sample_tsd_init(t);
+  if (sample_on) sample_bins_init(t);
 }
 
 void tcache_set_enabled(tsd_t *t, bool enabled) {

@@ -42,6 +42,8 @@ void sample_tsd_init(tsd_t *t);
  * return the counter's next start value (256 - the next batch's length).
  */
 unsigned sample_carry(tsd_t *t, unsigned ind, unsigned k);
+/* Start t's bins' counters at random batch lengths (while sample_on). */
+void sample_bins_init(tsd_t *t);
 /* One allocation of usize bytes not served by a bin. */
 void sample_direct(tsd_t *t, size_t usize);
 /* (What a pending sample gets is the API layer's: xa_sample_take in
