@@ -492,10 +492,10 @@ static size_t xa_usable(const void *ptr, const char *op) {
  * get junk; memcheck sees one block freed and one allocated).
  */
 static size_t xa_resize_in_place(void *ptr, size_t old, size_t usize, bool zero) {
+  if (unlikely(guard_contains(ptr))) return 0; /* a guarded block (guard.h) moves */
   if (usize == old) return old;
   if (opt_junk || vg_on()) return 0;
   uint8_t *meta = rtree_get((uintptr_t)ptr);
-  if (unlikely(meta == NULL)) return 0; /* a guarded block (guard.h) moves */
   if (*meta == META_ARENA_CHUNK) {
     if (old > SZ_SMALL_MAX && usize > SZ_SMALL_MAX && usize <= sz_large_max &&
         !arena_ralloc_large_in_place((arena_chunk_t *)meta, ptr, old, usize, zero))
