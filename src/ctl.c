@@ -5,6 +5,7 @@
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/conf.h"
 #include "xalloc/internal/ctl.h"
+#include "xalloc/internal/guard.h"
 #include "xalloc/internal/prof.h"
 #include "xalloc/internal/huge.h"
 #include "xalloc/internal/rtree.h"
@@ -34,6 +35,7 @@ static stats_totals_t ctl_totals;
 static unsigned ctl_narenas;
 static size_t ctl_bg_nthreads;   /* stats.background_thread.* */
 static uint64_t ctl_bg_nruns, ctl_bg_interval;
+static guard_stats_t ctl_guard; /* stats.guard.* */
 /* Per arena, the sum at [CTL_ARENAS_ALL], and the destroyed arenas at
  * [CTL_ARENAS_DESTROYED]; in base memory, reused. */
 static stats_arena_t *ctl_astats[ARENAS_MAX + 2];
@@ -104,6 +106,7 @@ static void ctl_refresh(void) {
   ctl_bg_nthreads = background_running() ? 1 : 0;
   ctl_bg_nruns = background_npasses();
   ctl_bg_interval = background_run_interval_ns();
+  guard_stats_get(&ctl_guard);
   ctl_epoch++;
 }
 
@@ -873,6 +876,22 @@ CTL_RO(ctl_stats_metadata_thp, size_t, 0) /* metadata never uses huge pages */
 CTL_RO(ctl_stats_bg_num_threads, size_t, ctl_bg_nthreads)
 CTL_RO(ctl_stats_bg_num_runs, uint64_t, ctl_bg_nruns)
 CTL_RO(ctl_stats_bg_run_interval, uint64_t, ctl_bg_interval)
+/* stats.guard.*: the guarded pool (guard.h). */
+CTL_RO(ctl_sg_slots, size_t, ctl_guard.slots)
+CTL_RO(ctl_sg_slot_size, size_t, ctl_guard.slot_size)
+CTL_RO(ctl_sg_mapped, size_t, ctl_guard.mapped)
+CTL_RO(ctl_sg_in_use, size_t, ctl_guard.in_use)
+CTL_RO(ctl_sg_allocated, size_t, ctl_guard.allocated)
+CTL_RO(ctl_sg_resident, size_t, ctl_guard.resident)
+CTL_RO(ctl_sg_nmalloc, uint64_t, ctl_guard.nmalloc)
+CTL_RO(ctl_sg_ndalloc, uint64_t, ctl_guard.ndalloc)
+CTL_RO(ctl_sg_exhausted, uint64_t, ctl_guard.nexhausted)
+CTL_RO(ctl_sg_faults, uint64_t, ctl_guard.nfaults)
+static const ctl_node_t ctl_stats_guard_nodes[] = {
+    LEAF("slots", ctl_sg_slots),         LEAF("slot_size", ctl_sg_slot_size), LEAF("mapped", ctl_sg_mapped),
+    LEAF("in_use", ctl_sg_in_use),       LEAF("allocated", ctl_sg_allocated), LEAF("resident", ctl_sg_resident),
+    LEAF("nmalloc", ctl_sg_nmalloc),     LEAF("ndalloc", ctl_sg_ndalloc),     LEAF("exhausted", ctl_sg_exhausted),
+    LEAF("faults", ctl_sg_faults),       END};
 static const ctl_node_t ctl_stats_bg_nodes[] = {LEAF("num_threads", ctl_stats_bg_num_threads),
                                                 LEAF("num_runs", ctl_stats_bg_num_runs),
                                                 LEAF("run_interval", ctl_stats_bg_run_interval), END};
@@ -963,7 +982,8 @@ static const ctl_node_t ctl_stats_nodes[] = {
     LEAF("committed", ctl_stats_committed),
     LEAF("dirty", ctl_stats_dirty),         LEAF("muzzy", ctl_stats_muzzy),
     LEAF("metadata_thp", ctl_stats_metadata_thp),
-    NODE("background_thread", ctl_stats_bg_nodes), INODE("arenas", ctl_sa_index), END};
+    NODE("background_thread", ctl_stats_bg_nodes), NODE("guard", ctl_stats_guard_nodes),
+    INODE("arenas", ctl_sa_index), END};
 
 static const ctl_node_t ctl_root_nodes[] = {
     LEAF("version", ctl_version),   LEAF("epoch", ctl_epoch_h),

@@ -1,5 +1,5 @@
 /*
- * pages: every mmap, munmap and madvise in xalloc is in this file.
+ * pages: every mmap, munmap, madvise and mprotect in xalloc is in this file.
  *
  * The aligned mapping (the third seed story): a first mmap of exactly size
  * bytes is kept if it happens to be aligned. Otherwise it is released and
@@ -21,7 +21,7 @@
 size_t pages_mapped_bytes;
 static size_t pages_stranded_bytes;
 static uint64_t pages_nmaps, pages_nunmaps, pages_nfailed, pages_nunmap_kept;
-static uint64_t pages_npurge_lazy, pages_npurge_forced;
+static uint64_t pages_npurge_lazy, pages_npurge_forced, pages_nprotect;
 static bool pages_unmap_reported;
 static uint64_t pages_ncommit, pages_ndecommit, pages_ncommit_failed;
 bool pages_strict;
@@ -261,6 +261,29 @@ void pages_set_thp(void *addr, size_t size) {
     pages_nohuge(addr, size);
 }
 
+void *pages_reserve(size_t size) {
+  xassert(size != 0 && (size & PAGE_MASK) == 0);
+  void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    PAGES_ADD(pages_nfailed, 1);
+    errno = ENOMEM;
+    return NULL;
+  }
+  PAGES_ADD(pages_nmaps, 1);
+  PAGES_ADD(pages_mapped_bytes, size);
+  return p;
+}
+
+bool pages_protect(void *addr, size_t size, bool access) {
+  xassert(((uintptr_t)addr & PAGE_MASK) == 0 && (size & PAGE_MASK) == 0);
+  if (mprotect(addr, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) == 0) {
+    PAGES_ADD(pages_nprotect, 1);
+    return false;
+  }
+  PAGES_ADD(pages_nfailed, 1);
+  return true;
+}
+
 void pages_stats_get(pages_stats_t *out) {
   out->mapped = __atomic_load_n(&pages_mapped_bytes, __ATOMIC_RELAXED);
   out->stranded = __atomic_load_n(&pages_stranded_bytes, __ATOMIC_RELAXED);
@@ -273,4 +296,5 @@ void pages_stats_get(pages_stats_t *out) {
   out->ncommit = __atomic_load_n(&pages_ncommit, __ATOMIC_RELAXED);
   out->ndecommit = __atomic_load_n(&pages_ndecommit, __ATOMIC_RELAXED);
   out->ncommit_failed = __atomic_load_n(&pages_ncommit_failed, __ATOMIC_RELAXED);
+  out->nprotect = __atomic_load_n(&pages_nprotect, __ATOMIC_RELAXED);
 }

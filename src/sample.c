@@ -122,6 +122,8 @@ static void sample_count(tsd_t *t, size_t usize, uint64_t n) {
   t->sample_pending = (uint8_t)what;
 }
 
+/* The counter's start value for bin ind's next batch: 256 - its length,
+ * at most 1/32 of each mean interval, 1..256 pops. */
 static unsigned sample_next_start(tsd_t *t, unsigned ind) {
   size_t usize = sz_index2size(ind);
   uint64_t kmax = 256;

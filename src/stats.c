@@ -2,6 +2,7 @@
 #include "xalloc/internal/stats.h"
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/conf.h"
+#include "xalloc/internal/guard.h"
 #include "xalloc/internal/pages.h"
 #include "xalloc/internal/tcache.h"
 
@@ -234,6 +235,32 @@ static unsigned stats_pct(uint64_t part, uint64_t whole) {
   return whole == 0 ? 0 : (unsigned)(part * 100 / whole);
 }
 
+/* The guarded pool (guard.h), when guard_sample is on. */
+static void stats_print_guard(stats_out_t *o) {
+  guard_stats_t g;
+  guard_stats_get(&g);
+  if (g.slots == 0) return;
+  if (o->json) {
+    j_open(o, "guard", "{");
+    j_u64(o, "slots", g.slots);
+    j_u64(o, "slot_size", g.slot_size);
+    j_u64(o, "mapped", g.mapped);
+    j_u64(o, "in_use", g.in_use);
+    j_u64(o, "allocated", g.allocated);
+    j_u64(o, "resident", g.resident);
+    j_u64(o, "nmalloc", g.nmalloc);
+    j_u64(o, "ndalloc", g.ndalloc);
+    j_u64(o, "exhausted", g.nexhausted);
+    j_u64(o, "faults", g.nfaults);
+    j_close(o, "}");
+  } else {
+    OUT(o, "Guarded pool: %zu slots of %zu bytes (%zu mapped), in use %zu (%zu bytes requested, %zu resident), "
+           "served %llu, freed %llu, exhausted %llu, faults %llu\n",
+        g.slots, g.slot_size, g.mapped, g.in_use, g.allocated, g.resident, (unsigned long long)g.nmalloc,
+        (unsigned long long)g.ndalloc, (unsigned long long)g.nexhausted, (unsigned long long)g.nfaults);
+  }
+}
+
 static void stats_print_arena(stats_out_t *o, const char *key, const char *title,
                               const stats_arena_t *s, bool bins, bool large) {
   if (o->json) {
@@ -387,6 +414,7 @@ void stats_print(stats_write_cb_t *write_cb, void *opaque, const char *opts) {
     j_u64(o, "failed_munmaps_kept", t.nunmap_kept);
     j_u64(o, "nmalloc", t.nmalloc);
     j_u64(o, "ndalloc", t.ndalloc);
+    stats_print_guard(o);
   } else {
     OUT(o, "___ Begin xalloc statistics ___\n");
     OUT(o, "Version: %s\n", PACKAGE_VERSION);
@@ -412,6 +440,7 @@ void stats_print(stats_write_cb_t *write_cb, void *opaque, const char *opts) {
         t.allocated_large, t.allocated_huge, t.nhuge);
     OUT(o, "Allocation calls: %llu, free calls: %llu\n", (unsigned long long)t.nmalloc,
         (unsigned long long)t.ndalloc);
+    stats_print_guard(o);
   }
   if (merged || per_arena) {
     if (o->json) j_open(o, "arenas", "{");

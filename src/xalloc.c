@@ -117,6 +117,7 @@ XA_NOINLINE static bool xa_init_slow(void) {
   xa_atfork_register();
   statlog_boot(); /* stats_interval_ms: starts here if the constructor ran */
   if (opt_prof) prof_boot_late(); /* loads the unwinder: allocates */
+  if (guard_on) guard_boot_late();
   return false;
 fail:
   xmutex_unlock(&xa_init_lock);
@@ -173,7 +174,7 @@ XA_NOINLINE static void *xa_sample_take(tsd_t *cache, void *ret, size_t req, siz
   cache->sample_pending = 0;
   if (stack_busy()) return ret;
   if (what & SAMPLE_GUARD) {
-    void *g = guard_alloc(req, alignment, zero);
+    void *g = guard_alloc(req, usize, alignment, zero);
     if (g != NULL) {
       tsd_t *t = tsd_fetch();
       xa_dalloc(ret, t->state == TSD_NOMINAL ? t : NULL, t);
@@ -312,6 +313,7 @@ static inline bool xa_region_start(const arena_chunk_t *chunk, const void *ptr, 
 static inline uint8_t *xa_meta(const void *ptr, const char *op) {
   uint8_t *meta = rtree_get((uintptr_t)ptr);
   if (unlikely(meta == NULL || (*meta != META_ARENA_CHUNK && *meta != META_HUGE))) {
+    if (guard_contains(ptr)) return (uint8_t *)&guard_meta; /* the guarded pool (guard.h) */
     report_unowned(op, ptr);
     return NULL;
   }
@@ -337,6 +339,7 @@ static inline void xa_prof_free_small(const void *ptr) {
 static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
   uint8_t *meta = xa_meta(ptr, "free");
   if (unlikely(meta == NULL)) return;
+  if (unlikely(*meta == META_GUARD)) { guard_free(ptr, "free"); return; }
   if (*meta == META_HUGE) {
     extent_node_t *node = (extent_node_t *)meta;
     size_t usize = node->usize;
@@ -477,10 +480,19 @@ XA_ALWAYS_INLINE void xa_free(void *ptr) {
 
 /* Usable size of a live allocation; 0 (reported as a bad op) if ptr is
  * not xalloc's, not the start of an allocation, or already freed. */
+static size_t xa_usable(const void *ptr, const char *op);
+/* xa_usable as the size classes see it, for the sized frees' checks: a
+ * guarded block's is the usable size its request would have had. */
+static size_t xa_usable_class(const void *ptr, const char *op) {
+  size_t u = xa_usable(ptr, op);
+  return unlikely(u != 0 && guard_contains(ptr)) ? guard_usize(ptr) : u;
+}
+
 static size_t xa_usable(const void *ptr, const char *op) {
   uint8_t *meta = xa_meta(ptr, op);
   if (meta == NULL) return 0;
   if (*meta == META_ARENA_CHUNK) return arena_lookup((arena_chunk_t *)meta, ptr, op);
+  if (unlikely(*meta == META_GUARD)) return guard_usable(ptr, op);
   extent_node_t *node = (extent_node_t *)meta;
   if (node->addr != ptr) {
     report_bad(op, BAD_INTERIOR, ptr, node->usize, ((arena_t *)node->arena)->ind, NULL);
@@ -499,6 +511,7 @@ static size_t xa_usable(const void *ptr, const char *op) {
  * get junk; memcheck sees one block freed and one allocated).
  */
 static size_t xa_resize_in_place(void *ptr, size_t old, size_t usize, bool zero) {
+  if (unlikely(guard_contains(ptr))) return 0; /* a guarded block (guard.h) moves */
   if (usize == old) return old;
   if (opt_junk || vg_on()) return 0;
   uint8_t *meta = rtree_get((uintptr_t)ptr);
@@ -539,7 +552,8 @@ static void *xa_realloc(void *ptr, size_t size) {
     if (u != old) tsd_count_resize(tsd_fetch(), old, u);
     return ptr;
   }
-  void *ret = xa_alloc(size);
+  void *ret = unlikely(guard_contains(ptr)) ? guard_alloc(size, usize, 0, opt_zero) : NULL; /* stays guarded */
+  if (ret == NULL) ret = xa_alloc(size);
   if (ret == NULL) return NULL;
   memcpy(ret, ptr, old < size ? old : size);
   xa_free(ptr);
@@ -679,7 +693,7 @@ XA_EXPORT size_t malloc_usable_size(void *ptr) {
 /* A sized free whose size is wrong, or that the fast path left: checked
  * in full (one report for a bad pointer or a wrong size), then freed. */
 XA_NOINLINE static void xa_free_sized_slow(void *ptr, size_t size) {
-  size_t usize = xa_usable(ptr, "free_sized");
+  size_t usize = xa_usable_class(ptr, "free_sized");
   if (usize == 0) return;
   if (sz_s2u(size) != usize) {
     char detail[64];
@@ -710,7 +724,7 @@ XA_EXPORT void free_sized(void *ptr, size_t size) {
 
 XA_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
   if (ptr == NULL) return;
-  size_t usize = xa_usable(ptr, "free_aligned_sized");
+  size_t usize = xa_usable_class(ptr, "free_aligned_sized");
   if (usize == 0) return;
   bool bad_align = !util_is_pow2(alignment) || ((uintptr_t)ptr & (alignment - 1)) != 0;
   if (bad_align || sz_sa2u(size, alignment) != usize) {
@@ -807,7 +821,7 @@ XA_EXPORT void dallocx(void *ptr, int flags) {
 }
 
 XA_NOINLINE static void xa_sdallocx_slow(void *ptr, size_t size, int flags) {
-  size_t usize = xa_usable(ptr, "sdallocx");
+  size_t usize = xa_usable_class(ptr, "sdallocx");
   if (usize == 0) return;
   if (xa_flags_usize(size, flags) != usize) {
     report_bad_find("sdallocx", BAD_SIZE, ptr, NULL);
@@ -850,6 +864,18 @@ XA_EXPORT size_t nallocx(size_t size, int flags) {
   return xa_flags_usize(size, flags);
 }
 
+/* rallocx of a guarded block (guard.h): moves, into the pool again if it
+ * fits and no arena is named. */
+XA_NOINLINE static void *xa_rallocx_guarded(void *ptr, size_t size, int flags, size_t usize, size_t old) {
+  size_t alignment = XA_FLAGS_LG_ALIGN(flags) != 0 ? XA_FLAGS_ALIGN(flags) : 0;
+  void *ret = XA_FLAGS_ARENA(flags) == 0 ? guard_alloc(size, usize, alignment, XA_FLAGS_ZERO(flags) || opt_zero) : NULL;
+  if (ret == NULL) ret = mallocx(size, flags);
+  if (ret == NULL) return NULL;
+  memcpy(ret, ptr, old < size ? old : size);
+  dallocx(ptr, flags & (0xfff << 8));
+  return ret;
+}
+
 XA_EXPORT void *rallocx(void *ptr, size_t size, int flags) {
   if (unlikely(xa_init())) {
     errno = ENOMEM;
@@ -870,6 +896,7 @@ XA_EXPORT void *rallocx(void *ptr, size_t size, int flags) {
   bool zero = XA_FLAGS_ZERO(flags) || opt_zero;
   size_t alignment = XA_FLAGS_ALIGN(flags);
   uint8_t *meta = rtree_get((uintptr_t)ptr);
+  if (unlikely(meta == NULL)) return xa_rallocx_guarded(ptr, size, flags, usize, old);
   arena_t *owner = *meta == META_HUGE ? (arena_t *)((extent_node_t *)meta)->arena : ((arena_chunk_t *)meta)->arena;
   if (((uintptr_t)ptr & (alignment - 1)) == 0 && (ai == 0 || owner->ind == ai - 1)) {
     size_t u = xa_resize_in_place(ptr, old, usize, zero);
@@ -1063,6 +1090,7 @@ static void xa_prefork(void) {
   background_prefork();
   statlog_prefork();
   tcache_prefork();
+  guard_prefork();
   arenas_prefork();
   rtree_prefork();
   base_prefork();
@@ -1072,6 +1100,7 @@ static void xa_postfork_parent(void) {
   base_postfork_parent();
   rtree_postfork_parent();
   arenas_postfork_parent();
+  guard_postfork_parent();
   tcache_postfork_parent();
   statlog_postfork_parent();
   background_postfork_parent();
@@ -1084,6 +1113,7 @@ static void xa_postfork_child(void) {
   base_postfork_child();
   rtree_postfork_child();
   arenas_postfork_child();
+  guard_postfork_child();
   tcache_postfork_child();
   statlog_postfork_child();
   background_postfork_child();

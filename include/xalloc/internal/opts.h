@@ -53,7 +53,10 @@
   X(BOOL, prof_accum, false, 0, 1, NULL, "profiles also count every sampled allocation ever made, freed or not") \
   X(UINT, guard_sample, 0, 0, 1000000000, NULL,                                                      \
     "serve one allocation in N (random) from the guarded pool (doc/SAFETY.md); 0 off")               \
-  X(UINT, guard_max, 4096, 1, 65536, NULL, "largest size (bytes) the guarded pool serves")
+  X(UINT, guard_max, 4096, 1, 65536, NULL, "largest size (bytes) the guarded pool serves")              \
+  X(UINT, guard_slots, 256, 1, 16384, NULL, "slots of the guarded pool (guarded blocks live at once, plus the freed ones kept inaccessible)") \
+  X(ENUM, guard_underflow, 0, 0, 2, "off|alternate|always",                                          \
+    "guarded blocks placed against the start of their slot, to catch underflows: never, every other one, all")
 
 #define OPT_CTYPE_BOOL bool
 #define OPT_CTYPE_UINT unsigned
@@ -68,5 +71,7 @@ XALLOC_OPTIONS(OPT_DECLARE)
 enum { THP_DEFAULT = 0, THP_ALWAYS = 1, THP_NEVER = 2 };
 /* Values of the commit option. */
 enum { COMMIT_AUTO = 0, COMMIT_ON = 1, COMMIT_OFF = 2 };
+/* Values of the guard_underflow option. */
+enum { GUARD_UNDERFLOW_OFF = 0, GUARD_UNDERFLOW_ALTERNATE = 1, GUARD_UNDERFLOW_ALWAYS = 2 };
 
 #endif

@@ -80,6 +80,17 @@ int pages_unmap_or_keep(void *addr, size_t size);
  * true on failure. */
 bool pages_purge_lazy(void *addr, size_t size);
 bool pages_purge_forced(void *addr, size_t size);
+/*
+ * Reserve size bytes of address space with no access (PROT_NONE, nothing
+ * committed): the guarded pool (guard.h). Counted in pages_mapped() like
+ * any mapping. NULL (errno ENOMEM) on failure.
+ */
+void *pages_reserve(size_t size);
+/* Make [addr, addr+size) readable and writable (access) or inaccessible
+ * (mprotect); true on failure. Each protected piece of a mapping is a
+ * kernel mapping of its own (a VMA) until its neighbours get the same
+ * protection again: the caller bounds how many it makes. */
+bool pages_protect(void *addr, size_t size, bool access);
 /* Transparent huge page hints; true on failure. */
 bool pages_huge(void *addr, size_t size);
 bool pages_nohuge(void *addr, size_t size);
@@ -96,6 +107,7 @@ typedef struct {
   uint64_t npurge_lazy, npurge_forced; /* successful MADV_FREE / MADV_DONTNEED calls */
   uint64_t ncommit, ndecommit; /* successful commit / decommit calls */
   uint64_t ncommit_failed;     /* commits the kernel refused (commit limit) */
+  uint64_t nprotect;  /* successful mprotect calls */
 } pages_stats_t;
 void pages_stats_get(pages_stats_t *out);
 static inline size_t pages_mapped(void) {
