@@ -339,7 +339,11 @@ static inline void xa_prof_free_small(const void *ptr) {
 static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
   uint8_t *meta = xa_meta(ptr, "free");
   if (unlikely(meta == NULL)) return;
-  if (unlikely(*meta == META_GUARD)) { guard_free(ptr, "free"); return; }
+  if (unlikely(*meta == META_GUARD)) {
+    prof_free_check(ptr); /* a guarded block may be a profile sample too */
+    guard_free(ptr, "free");
+    return;
+  }
   if (*meta == META_HUGE) {
     extent_node_t *node = (extent_node_t *)meta;
     size_t usize = node->usize;
