@@ -385,11 +385,7 @@ static void arena_reset_runs(arena_t *a) {
     xmutex_unlock(&bin->lock);
   }
   /* No lock held: chunk_dalloc may unmap (retain:false) or call hooks. */
-  for (arena_chunk_t *chunk = list, *next; chunk != NULL; chunk = next) {
-    next = chunk->out_next;
-    chunk_dalloc_state(&a->chunks, chunk->addr, sz_chunksize, chunk->out_state);
-    base_pool_free(&arena_chunk_pool, chunk);
-  }
+  arena_chunks_giveback(a, list);
 }
 
 bool arena_reset(arena_t *a) {

@@ -32,6 +32,7 @@ static void *arena_run_reg_alloc(arena_run_t *run, const sz_bin_info_t *info) {
 static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned binind) {
   const sz_bin_info_t *info = &sz_bin_info[binind];
   arena_run_t *run;
+  bool relieved = false;
   for (;;) {
     if (bin->runcur != NULL && bin->runcur->nfree > 0) return bin->runcur;
     rb_node_t *r = rb_first(&bin->runs);
@@ -39,9 +40,9 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
       rb_remove(&bin->runs, r);
       return rb_entry(r, arena_run_t, link);
     }
-    bool need_chunk;
+    unsigned need;
     xmutex_lock(&a->lock);
-    run = arena_run_alloc(a, info->run_pages, PAGE, info->nwords, &need_chunk);
+    run = arena_run_alloc(a, info->run_pages, PAGE, info->nwords, &need);
     if (run != NULL) {
       run->state = RUN_SMALL;
       run->binind = (uint16_t)binind;
@@ -53,11 +54,20 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
     }
     xmutex_unlock(&a->lock);
     if (run != NULL) break;
-    if (!need_chunk) return NULL;
+    if (need == ARENA_NEED_NONE || (need == ARENA_NEED_RELIEVE && relieved)) return NULL;
     xmutex_unlock(&bin->lock);
-    bool err = arena_chunk_add(a);
+    bool err;
+    if (need == ARENA_NEED_RELIEVE) {
+      relieved = true; /* once: the commit limit */
+      err = !arena_commit_relieve(a);
+    } else {
+      err = arena_chunk_add(a, info->run_pages);
+    }
     xmutex_lock(&bin->lock);
-    if (err) return NULL;
+    if (err) {
+      errno = ENOMEM;
+      return NULL;
+    }
   }
   run->nfree = (uint16_t)info->nregs;
   for (unsigned w = 0; w < info->nwords; w++) {

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 
 #include "xalloc/internal/run.h"
+#include "xalloc/internal/pages.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tag.h"
 #include "xalloc/internal/vg.h"
@@ -149,6 +150,14 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
     }
     CHECK(rtree_get((uintptr_t)chunk->addr) == chunk, "chunk %p is not mapped to its descriptor",
           chunk->addr);
+    CHECK(chunk->ncommitted >= 1 && chunk->ncommitted <= arena_chunk_npages &&
+              (pages_strict || chunk->ncommitted == arena_chunk_npages),
+          "chunk %p: commit mark %u", chunk->addr, (unsigned)chunk->ncommitted);
+    if (chunk->ncommitted < arena_chunk_npages) {
+      size_t nc = chunk->ncommitted, rest = arena_chunk_npages - nc;
+      CHECK(arena_dirty_count(chunk, nc, rest) == 0 && arena_muzzy_count(chunk, nc, rest) == 0,
+            "chunk %p: pages past its commit mark %zu are not clean", chunk->addr, nc);
+    }
     bool prev_free = false;
     for (size_t p = 0; p < arena_chunk_npages;) {
       arena_run_t *run = chunk->map[p];
@@ -197,6 +206,8 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
                 (void *)chunk->map[q]);
         nactive += run->npages;
         prev_free = false;
+        CHECK(last < chunk->ncommitted, "run at %p ends past the chunk's commit mark (page %u)", raddr,
+              (unsigned)chunk->ncommitted);
         if (run->state == RUN_SMALL) {
           arena_check_small_run(c, chunk, run, contents, curregs, curruns);
         } else if (run->state == RUN_LARGE) {

@@ -763,7 +763,7 @@ static void chunk_untake(chunk_arena_t *ca, char *addr, size_t size, unsigned st
  * (elsewhere a failed mapping is an answer as it is). true if anything
  * was freed.
  */
-static bool chunk_relieve(chunk_arena_t *ca) {
+bool chunk_relieve(chunk_arena_t *ca) {
   if (chunk_hooked(ca) || !(pages_strict || pages_as_limited())) return false;
   xmutex_lock(&ca->mtx);
   if (!chunk_purger_enter(ca, true)) {
@@ -942,7 +942,12 @@ void chunk_dalloc_state(chunk_arena_t *ca, void *addr, size_t size, unsigned sta
 }
 
 void chunk_dalloc_commit(chunk_arena_t *ca, void *addr, size_t size, unsigned state, size_t committed) {
-  if (committed < size) {
+  /* A clean range is decommitted (chunk_dalloc_state): its committed head
+   * only, then. */
+  if (committed < size && state == CHUNK_CLEAN && chunk_decommit_ok(ca) &&
+      !chunk_decommit_pages(ca, addr, size, 0, committed))
+    state = CHUNK_RETAINED;
+  else if (committed < size) {
     /* The decommitted tail: committed again, so that the range is one
      * state (it is reused as it is, under decay); if the commit limit
      * refuses, all of it is decommitted. */

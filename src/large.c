@@ -23,13 +23,21 @@ void *arena_malloc_large(arena_t *a, size_t usize, size_t alignment, bool zero) 
   if (alignment < PAGE) alignment = PAGE;
   xmutex_lock(&a->lock);
   arena_run_t *run;
+  bool relieved = false;
   for (;;) {
-    bool need_chunk;
-    run = arena_run_alloc(a, (uint32_t)(usize >> LG_PAGE), alignment, 0, &need_chunk);
-    if (run != NULL || !need_chunk) break;
-    /* A new chunk, with the arena lock dropped; then search again. */
+    unsigned need;
+    run = arena_run_alloc(a, (uint32_t)(usize >> LG_PAGE), alignment, 0, &need);
+    if (run != NULL || need == ARENA_NEED_NONE || (need == ARENA_NEED_RELIEVE && relieved)) break;
+    /* A new chunk, or (the commit limit refused the run's pages) memory
+     * given back once, with the arena lock dropped; then search again. */
     xmutex_unlock(&a->lock);
-    bool err = arena_chunk_add(a);
+    bool err;
+    if (need == ARENA_NEED_RELIEVE) {
+      relieved = true;
+      err = !arena_commit_relieve(a);
+    } else {
+      err = arena_chunk_add(a, usize >> LG_PAGE); /* at its page 0: aligned */
+    }
     xmutex_lock(&a->lock);
     if (err) break;
   }
@@ -116,6 +124,8 @@ bool arena_ralloc_large_in_place(arena_chunk_t *chunk, void *ptr, size_t oldsize
     if (next_ind >= arena_chunk_npages) goto out;
     arena_run_t *fr = chunk->map[next_ind];
     if (fr == NULL || fr->state != RUN_FREE || fr->npages < extra) goto out;
+    /* pages_strict: the new pages committed (else the caller moves it). */
+    if (arena_chunk_commit_to(a, chunk, run->pageind + new_np)) goto out;
     arena_run_t *spare = arena_run_desc_alloc(a, 0);
     if (spare == NULL) goto out;
     bool zeroed = arena_pages_take(a, fr, 0, extra, &spare);

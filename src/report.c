@@ -127,8 +127,17 @@ void report_unowned(const char *op, const void *ptr) {
   report_bad(op, BAD_NOT_OURS, ptr, 0, ARENA_IND_NONE, NULL);
 }
 
+/* Whether ptr's page can be read: not past an arena chunk's commit mark
+ * (pages_strict: PROT_NONE there, and never handed out). */
+static bool report_readable(const void *ptr) {
+  const arena_chunk_t *chunk = rtree_get((uintptr_t)ptr);
+  if (chunk == NULL || chunk->kind != META_ARENA_CHUNK) return true;
+  size_t pageind = (size_t)((const char *)ptr - chunk->addr) >> LG_PAGE;
+  return pageind < __atomic_load_n(&chunk->ncommitted, __ATOMIC_RELAXED);
+}
+
 void report_unallocated(arena_t *a, const void *ptr, const char *op) {
-  if (tag_present_peek(ptr)) {
+  if (report_readable(ptr) && tag_present_peek(ptr)) {
     xmutex_lock(&a->lock);
     size_t usize = report_freed_find(a->freed_large, ptr);
     xmutex_unlock(&a->lock);

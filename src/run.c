@@ -127,13 +127,68 @@ static void arena_run_count(arena_run_t *run) {
 static void arena_chunk_list_insert(arena_t *a, arena_chunk_t *chunk);
 
 /*
+ * pages_strict: an arena chunk is committed from its start up to a
+ * high-water mark (chunk->ncommitted), raised when a run first reaches
+ * past it, by at least ARENA_COMMIT_STEP pages (fewer commit calls for
+ * small runs; at most that many pages committed and never used per
+ * chunk). Pages past the mark are free, clean and uncharged. A chunk whose
+ * mark is short of its end is one hole (chunk_nholes: it may split the
+ * kernel mapping in two, like a huge allocation's decommitted tail).
+ */
+#define ARENA_COMMIT_STEP 16u
+
+static uint32_t arena_commit_target(uint32_t mark, uint32_t end) {
+  uint32_t to = mark + ARENA_COMMIT_STEP;
+  if (to < end) to = end;
+  if (to > arena_chunk_npages) to = (uint32_t)arena_chunk_npages;
+  return to;
+}
+
+bool arena_chunk_commit_to(arena_t *a, arena_chunk_t *chunk, uint32_t end) {
+  uint32_t mark = chunk->ncommitted;
+  if (likely(end <= mark)) return false;
+  uint32_t to = arena_commit_target(mark, end);
+  if (chunk_commit_pages(&a->chunks, chunk->addr, sz_chunksize, (size_t)mark << LG_PAGE,
+                         (size_t)(to - mark) << LG_PAGE)) {
+    /* The commit limit: what the run needs only, if that is less. */
+    if (to == end || chunk_commit_pages(&a->chunks, chunk->addr, sz_chunksize, (size_t)mark << LG_PAGE,
+                                        (size_t)(end - mark) << LG_PAGE)) {
+      errno = ENOMEM;
+      return true;
+    }
+    to = end;
+  }
+  if (to == arena_chunk_npages) chunk_holes_add(-1);
+  __atomic_store_n(&chunk->ncommitted, to, __ATOMIC_RELAXED);
+  return false;
+}
+
+/* Give a detached chunk's memory back to the chunk trees in state (no lock
+ * held); the descriptor is the caller's to free. */
+static void arena_chunk_giveback(arena_t *a, arena_chunk_t *chunk, unsigned state) {
+  size_t committed = (size_t)chunk->ncommitted << LG_PAGE;
+  if (committed < sz_chunksize) chunk_holes_add(-1);
+  chunk_dalloc_commit(&a->chunks, chunk->addr, sz_chunksize, state, committed);
+}
+
+void arena_chunks_giveback(arena_t *a, arena_chunk_t *list) {
+  for (arena_chunk_t *chunk = list, *next; chunk != NULL; chunk = next) {
+    next = chunk->out_next;
+    arena_chunk_giveback(a, chunk, chunk->out_state);
+    base_pool_free(&arena_chunk_pool, chunk);
+  }
+}
+
+/*
  * A new arena chunk, one free run over all of it, not yet in the arena:
  * no lock held (the chunk layer may map memory or call the user's extent
- * hooks). NULL with errno ENOMEM on failure.
+ * hooks). hint: the pages of the run it is for (what pages_strict commits
+ * at first). NULL with errno ENOMEM on failure.
  */
-static arena_chunk_t *arena_chunk_new(arena_t *a) {
+static arena_chunk_t *arena_chunk_new(arena_t *a, size_t hint) {
   bool zeroed;
-  char *addr = chunk_alloc(&a->chunks, sz_chunksize, sz_chunksize, &zeroed);
+  size_t commit = (size_t)arena_commit_target(0, (uint32_t)(hint < 1 ? 1 : hint)) << LG_PAGE;
+  char *addr = chunk_alloc_commit(&a->chunks, sz_chunksize, sz_chunksize, &commit, &zeroed);
   if (addr == NULL) return NULL;
   arena_chunk_t *chunk = base_pool_alloc(&arena_chunk_pool);
   arena_run_t *run = arena_run_desc_alloc_unlocked();
@@ -144,34 +199,36 @@ static arena_chunk_t *arena_chunk_new(arena_t *a) {
   chunk->map = (arena_run_t **)(chunk->binmap + ALIGNMENT_CEILING(arena_chunk_npages, 8));
   chunk->dirtymap = (uint64_t *)(chunk->map + arena_chunk_npages);
   chunk->muzzymap = chunk->dirtymap + (arena_chunk_npages + 63) / 64;
-  /* A range that is not clean may hold anything: dirty. */
-  if (zeroed)
-    arena_pages_set_clean(chunk, 0, arena_chunk_npages);
-  else
-    arena_pages_set_dirty(chunk, 0, arena_chunk_npages);
+  chunk->ncommitted = (uint32_t)(commit >> LG_PAGE);
+  /* A range that is not clean may hold anything: dirty; but not its
+   * decommitted tail (reads as zero once committed). */
+  uint32_t ndirty = zeroed ? 0 : chunk->ncommitted;
+  arena_pages_set_clean(chunk, 0, arena_chunk_npages);
+  if (ndirty != 0) arena_pages_set_dirty(chunk, 0, ndirty);
   for (size_t i = 0; i < arena_chunk_npages; i++) chunk->binmap[i] = BININD_NONE;
   run->chunk = chunk;
   run->pageind = 0;
   run->npages = (uint32_t)arena_chunk_npages;
   run->state = RUN_FREE;
-  run->ndirty = zeroed ? 0 : (uint32_t)arena_chunk_npages;
+  run->ndirty = ndirty;
   run->nmuzzy = 0;
   chunk->map[0] = run;
   chunk->map[arena_chunk_npages - 1] = run;
   /* Its pages are free: a lookup of a pointer into it finds no allocation. */
   if (rtree_set_range_chunk((uintptr_t)addr, sz_chunksize, chunk)) goto fail;
+  if (commit < sz_chunksize) chunk_holes_add(1);
   vg_noaccess(addr, sz_chunksize);
   return chunk;
 fail:
   if (chunk != NULL) base_pool_free(&arena_chunk_pool, chunk);
   if (run != NULL) base_pool_free(&arena_run_pools[0], run);
-  chunk_dalloc(&a->chunks, addr, sz_chunksize, !zeroed);
+  chunk_dalloc_commit(&a->chunks, addr, sz_chunksize, zeroed ? CHUNK_CLEAN : CHUNK_DIRTY, commit);
   errno = ENOMEM;
   return NULL;
 }
 
-bool arena_chunk_add(arena_t *a) {
-  arena_chunk_t *chunk = arena_chunk_new(a);
+bool arena_chunk_add(arena_t *a, size_t hint) {
+  arena_chunk_t *chunk = arena_chunk_new(a, hint);
   if (chunk == NULL) return true;
   xmutex_lock(&a->lock);
   arena_avail_insert(a, chunk->map[0]);
@@ -205,11 +262,20 @@ void arena_chunks_flush(arena_t *a) {
   arena_chunk_t *list = a->chunks_out;
   __atomic_store_n(&a->chunks_out, NULL, __ATOMIC_RELAXED);
   xmutex_unlock(&a->lock);
-  for (arena_chunk_t *chunk = list, *next; chunk != NULL; chunk = next) {
-    next = chunk->out_next;
-    chunk_dalloc_state(&a->chunks, chunk->addr, sz_chunksize, chunk->out_state);
-    base_pool_free(&arena_chunk_pool, chunk);
+  arena_chunks_giveback(a, list);
+}
+
+bool arena_commit_relieve(arena_t *a) {
+  /* The spare (wholly free) chunk's committed pages first. */
+  xmutex_lock(&a->lock);
+  bool spare = a->spare != NULL;
+  if (spare) {
+    arena_chunk_dalloc(a, a->spare);
+    a->spare = NULL;
   }
+  xmutex_unlock(&a->lock);
+  arena_chunks_flush(a);
+  return chunk_relieve(&a->chunks) || spare;
 }
 
 arena_run_t *arena_run_at(const arena_chunk_t *chunk, size_t pageind) {
@@ -292,22 +358,31 @@ bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages
 /*
  * Allocate a run of npages at alignment (a power of two >= PAGE) with a
  * descriptor of nwords bitmap words from the arena's free runs. Arena lock
- * held. NULL on OOM, with *need_chunk set if no free run fits (the caller
- * adds a chunk with arena_chunk_add, locks dropped, and tries again).
+ * held. NULL on OOM, with *need saying what the caller does next (run.h).
  */
-arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords, bool *need_chunk) {
-  *need_chunk = false;
-  uint32_t need = npages + (uint32_t)((alignment >> LG_PAGE) - 1);
-  if (need > arena_chunk_npages) return NULL;
+arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords, unsigned *need) {
+  *need = ARENA_NEED_NONE;
+  uint32_t span = npages + (uint32_t)((alignment >> LG_PAGE) - 1);
+  if (span > arena_chunk_npages) return NULL;
   arena_run_t key = {0};
-  key.npages = need;
+  key.npages = span;
   key.chunk = NULL;
   rb_node_t *r = rb_nsearch(&a->runs_avail, &key.link);
   if (r == NULL) {
-    *need_chunk = true;
+    *need = ARENA_NEED_CHUNK;
     return NULL;
   }
   arena_run_t *fr = rb_entry(r, arena_run_t, link);
+  uintptr_t addr = (uintptr_t)arena_run_addr(fr);
+  uint32_t off = (uint32_t)((ALIGNMENT_CEILING(addr, alignment) - addr) >> LG_PAGE);
+  arena_chunk_t *chunk = fr->chunk;
+  /* pages_strict: the run's pages committed (the commit call is made with
+   * the arena lock held: one mprotect of pages with no content). */
+  if (unlikely(fr->pageind + off + npages > chunk->ncommitted) &&
+      arena_chunk_commit_to(a, chunk, fr->pageind + off + npages)) {
+    *need = ARENA_NEED_RELIEVE;
+    return NULL;
+  }
   arena_run_t *run = arena_run_desc_alloc(a, nwords);
   arena_run_t *spare = arena_run_desc_alloc(a, 0);
   if (run == NULL || spare == NULL) {
@@ -316,9 +391,6 @@ arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsi
     errno = ENOMEM;
     return NULL;
   }
-  uintptr_t addr = (uintptr_t)arena_run_addr(fr);
-  uint32_t off = (uint32_t)((ALIGNMENT_CEILING(addr, alignment) - addr) >> LG_PAGE);
-  arena_chunk_t *chunk = fr->chunk;
   run->chunk = chunk;
   run->pageind = fr->pageind + off;
   run->npages = npages;

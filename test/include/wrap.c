@@ -19,12 +19,13 @@ wrap_range_t wrap_mmap_log[WRAP_LOG];
 static unsigned wrap_log_pos;
 unsigned long wrap_fail_mmap, wrap_fail_mmap_after;
 unsigned long wrap_fail_munmap, wrap_fail_munmap_after;
-unsigned long wrap_fail_madvise;
+unsigned long wrap_fail_madvise, wrap_fail_mprotect;
 
 void wrap_reset(void) {
   wrap_fail_mmap = wrap_fail_mmap_after = 0;
   wrap_fail_munmap = wrap_fail_munmap_after = 0;
   wrap_fail_madvise = 0;
+  wrap_fail_mprotect = 0;
 }
 
 void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
@@ -75,6 +76,11 @@ int __wrap_madvise(void *addr, size_t len, int advice) {
 
 int __wrap_mprotect(void *addr, size_t len, int prot) {
   __atomic_fetch_add(&wrap_nmprotect, 1, __ATOMIC_RELAXED);
+  if (wrap_fail_mprotect > 0) {
+    wrap_fail_mprotect--;
+    errno = ENOMEM; /* as the commit limit refuses a commit */
+    return -1;
+  }
   return __real_mprotect(addr, len, prot);
 }
 

@@ -1,7 +1,7 @@
 /*
  * Test-side wrappers of mmap, munmap, madvise and mprotect (unit tests
  * link with -Wl,--wrap=mmap,--wrap=munmap,--wrap=madvise,--wrap=mprotect;
- * mprotect is only counted). They record every call
+ * mprotect is counted, and can fail too). They record every call
  * the library makes and can make chosen calls fail with ENOMEM.
  */
 #ifndef XALLOC_TEST_WRAP_H
@@ -27,6 +27,9 @@ extern wrap_range_t wrap_mmap_log[WRAP_LOG];
 extern unsigned long wrap_fail_mmap, wrap_fail_mmap_after;
 extern unsigned long wrap_fail_munmap, wrap_fail_munmap_after;
 extern unsigned long wrap_fail_madvise;
+/* Make the next n calls of mprotect fail with ENOMEM (what strict
+ * overcommit answers at the commit limit). */
+extern unsigned long wrap_fail_mprotect;
 void wrap_reset(void);
 
 /* /proc/self/maps helpers: the whole text (read now, in a static buffer);

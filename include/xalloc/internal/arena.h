@@ -147,6 +147,11 @@ struct arena_chunk_s {
   rb_node_t link;     /* arena->chunk_list */
   arena_chunk_t *out_next; /* detached: arena->chunks_out, or a reset's list */
   uint8_t out_state;       /* detached: the chunk state to give it back in */
+  /* Pages committed from the start (the commit high-water mark): all of
+   * them except with pages_strict, where a chunk is committed as its runs
+   * first reach its pages (arena_chunk_commit_to). Pages past it are free,
+   * clean and never handed out; written under the arena lock. */
+  uint32_t ncommitted;
   /* One per page (stored after binmap): the run of every page of a small
    * run; of the first and the last page of a large, free or purging run
    * (NULL between: O(1) per large allocation and free whatever its size;

@@ -159,9 +159,14 @@ void *chunk_alloc_commit(chunk_arena_t *ca, size_t size, size_t alignment, size_
 /* chunk_alloc_at, with *commit as for chunk_alloc_commit. */
 bool chunk_alloc_at_commit(chunk_arena_t *ca, void *addr, size_t size, size_t *commit, bool *zeroed);
 /* chunk_dalloc_state of a range of which only the first committed bytes
- * are committed: its tail is committed again (then it is state), or else
- * all of it decommitted (retained). */
+ * are committed: a clean one has its head decommitted (retained); else its
+ * tail is committed again (then it is state), or else all of it
+ * decommitted (retained). */
 void chunk_dalloc_commit(chunk_arena_t *ca, void *addr, size_t size, unsigned state, size_t committed);
+/* Out of memory (a reservation or a commit failed; pages_strict or a
+ * finite RLIMIT_AS only): decommit ca's dirty and muzzy ranges, unmap its
+ * clean and retained ones. No lock held. true if anything was freed. */
+bool chunk_relieve(chunk_arena_t *ca);
 
 /* The table arena.<i>.extent_hooks reads for an arena without user hooks:
  * working functions over the pages layer (a user hook may call them). */

@@ -54,13 +54,28 @@ void arena_pages_dirty_to_muzzy(arena_chunk_t *chunk, size_t start, size_t n);
 bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages, arena_run_t **spare);
 /* Allocate a run of npages at alignment (a power of two >= PAGE) with a
  * descriptor of nwords bitmap words from the free runs. NULL on OOM, with
- * *need_chunk set when no free run fits: then drop every lock, call
- * arena_chunk_add and try again. */
-arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords, bool *need_chunk);
-/* Add a new chunk (one free run) to the arena. No lock held on entry or
- * exit: the chunk is allocated with none held (the chunk layer may mmap or
- * call the user's extent hooks). True (errno ENOMEM) if there is none. */
-bool arena_chunk_add(arena_t *a);
+ * *need set to ARENA_NEED_CHUNK when no free run fits (then drop every
+ * lock, call arena_chunk_add and try again) or to ARENA_NEED_RELIEVE when
+ * the commit of the run's pages failed (pages_strict, the commit limit:
+ * drop every lock, and try again once if arena_commit_relieve freed
+ * anything). */
+enum { ARENA_NEED_NONE = 0, ARENA_NEED_CHUNK, ARENA_NEED_RELIEVE };
+arena_run_t *arena_run_alloc(arena_t *a, uint32_t npages, size_t alignment, unsigned nwords, unsigned *need);
+/* Add a new chunk (one free run) to the arena, for a run of hint pages.
+ * No lock held on entry or exit: the chunk is allocated with none held
+ * (the chunk layer may mmap or call the user's extent hooks). True (errno
+ * ENOMEM) if there is none. */
+bool arena_chunk_add(arena_t *a, size_t hint);
+/* pages_strict: commit chunk's pages up to page end at least (raising its
+ * commit mark, chunk->ncommitted; nothing when end is below it, always so
+ * in the default mode). true (errno ENOMEM) if the commit limit refused. */
+bool arena_chunk_commit_to(arena_t *a, arena_chunk_t *chunk, uint32_t end);
+/* A commit failed: give back the spare chunk and the chunk level's free
+ * memory (chunk_relieve). No lock held. true if anything was freed. */
+bool arena_commit_relieve(arena_t *a);
+/* Give the detached chunks of list (out_next, each in its out_state) back
+ * to the chunk trees and free their descriptors. No lock held. */
+void arena_chunks_giveback(arena_t *a, arena_chunk_t *list);
 /* Make the pages of run (already unlinked from any bin) free, merging with
  * free neighbours; a wholly free chunk becomes the spare, and the previous
  * spare is detached: the caller calls arena_chunks_flush once it holds no
