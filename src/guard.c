@@ -57,7 +57,6 @@ bool guard_boot(void) {
     util_warn("xalloc: guard_sample: no room for the guarded pool (%zu bytes); guarded sampling is off\n", size);
     return false;
   }
-  memset(guard_slots, 0, n * sizeof(guard_slot_t));
   for (size_t i = 0; i < n; i++) guard_ring[i] = (uint32_t)i;
   guard_ring_head = 0;
   guard_ring_count = n;
