@@ -4,6 +4,7 @@
 #include <link.h>
 
 #include "xalloc/internal/stack.h"
+#include "xalloc/internal/unwind.h"
 
 static __thread bool stack_in_capture __attribute__((tls_model("initial-exec")));
 
@@ -12,14 +13,21 @@ bool stack_busy(void) { return stack_in_capture; }
 XA_NOINLINE unsigned stack_capture(void **frames, unsigned max, unsigned skip) {
   if (stack_in_capture || max == 0) return 0;
   stack_in_capture = true;
-  void *buf[STACK_DEPTH_MAX + 16];
-  unsigned want = max + skip + 1; /* + this frame */
-  if (want > sizeof(buf) / sizeof(buf[0])) want = sizeof(buf) / sizeof(buf[0]);
-  int n = backtrace(buf, (int)want);
+  /* The frame-size cache first (unwind.h), else libgcc's unwinder
+   * (which teaches the cache), else backtrace(3). */
+  uintptr_t cfa = (uintptr_t)__builtin_dwarf_cfa();
+  int got = unwind_fast(cfa, frames, max, skip);
+  if (got < 0) got = unwind_full(cfa, frames, max, skip);
+  if (got < 0) {
+    void *buf[STACK_DEPTH_MAX + 16];
+    unsigned want = max + skip + 1; /* + this frame */
+    if (want > sizeof(buf) / sizeof(buf[0])) want = sizeof(buf) / sizeof(buf[0]);
+    int n = backtrace(buf, (int)want);
+    got = 0;
+    for (int i = (int)skip + 1; i < n && (unsigned)got < max; i++) frames[got++] = buf[i];
+  }
   stack_in_capture = false;
-  unsigned got = 0;
-  for (int i = (int)skip + 1; i < n && got < max; i++) frames[got++] = buf[i];
-  return got;
+  return (unsigned)got;
 }
 
 /* The executable segments of xalloc's own shared object (none when
@@ -59,7 +67,8 @@ static int stack_own_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 
 void stack_boot(void) {
   void *frames[4];
-  (void)stack_capture(frames, 4, 0);
+  (void)stack_capture(frames, 4, 0); /* backtrace(3) loads libgcc_s */
+  unwind_boot();
   dl_iterate_phdr(stack_own_cb, (void *)(uintptr_t)&stack_capture);
 }
 

@@ -1,0 +1,103 @@
+/* Stack captures (stack.h) through the frame-size cache (unwind.h): the
+ * same frames as backtrace(3), through recursion, frames of varying size
+ * (alloca), and threads; the cache must serve most captures. */
+#include "xtest.h"
+
+#include <alloca.h>
+#include <execinfo.h>
+#include <pthread.h>
+
+#include "xalloc/internal/stack.h"
+#include "xalloc/internal/unwind.h"
+
+static unsigned nchecked;
+
+/* Capture both ways from here and compare (the first frames are this
+ * function's two call sites: compared from the caller on). */
+__attribute__((noinline)) static void probe(void) {
+  void *a[64], *b[64];
+  unsigned n = stack_capture(a, 64, 0);
+  int m = backtrace(b, 64);
+  assert_true(n >= 3 && m >= 3);
+  /* a[0] and b[0] are return addresses into probe: different. */
+  if ((unsigned)m != n) {
+    for (int i = 0; i < m || i < (int)n; i++) print_message("  %d: %p %p\n", i, i < (int)n ? a[i] : NULL, i < m ? b[i] : NULL);
+    char **sym = backtrace_symbols(b, m);
+    for (int i = 0; i < m; i++) print_message("  %s\n", sym[i]);
+    fail_msg("stack_capture %u frames, backtrace %d", n, m);
+  }
+  for (unsigned i = 1; i < n; i++)
+    if (a[i] != b[i]) fail_msg("frame %u: %p, backtrace %p (of %u)", i, a[i], b[i], n);
+  __atomic_fetch_add(&nchecked, 1, __ATOMIC_RELAXED);
+}
+
+__attribute__((noinline)) static int recurse(int d) {
+  if (d > 0) return recurse(d - 1) + 1;
+  probe();
+  return 0;
+}
+
+/* A frame whose size depends on n at the same call site. */
+__attribute__((noinline)) static int with_alloca(size_t n, int d) {
+  volatile char *p = alloca(n);
+  p[0] = 1;
+  p[n - 1] = 2;
+  return recurse(d) + p[0];
+}
+
+/* The same, with the alloca'd bytes full of return addresses the cache
+ * knows (a frame of another size than the cached one would find one
+ * where it expects its caller's): the capture must not be fooled. */
+static void *poison_frames[64];
+static int npoison;
+__attribute__((noinline)) static int with_poison(size_t n, int d) {
+  void **p = alloca(n * sizeof(void *));
+  for (size_t i = 0; i < n; i++) p[i] = poison_frames[i % (size_t)npoison];
+  __asm__ volatile("" : : "r"(p) : "memory");
+  return recurse(d) + (p[0] != NULL);
+}
+
+static void *worker(void *arg) {
+  (void)arg;
+  for (int r = 0; r < 300; r++) {
+    recurse(r % 9);
+    with_alloca(16 + (size_t)(r % 7) * 1000, r % 3);
+  }
+  return NULL;
+}
+
+static void test_same_as_backtrace(void **state) {
+  (void)state;
+  free(malloc(1));
+  stack_boot();
+  uint64_t fast0 = unwind_nfast, full0 = unwind_nfull;
+  for (int r = 0; r < 2000; r++) recurse(r % 17);
+  uint64_t fast = unwind_nfast - fast0, full = unwind_nfull - full0;
+  print_message("%u captures checked: %llu by the cache, %llu full unwinds\n", nchecked, (unsigned long long)fast,
+                (unsigned long long)full);
+#if defined(__x86_64__)
+  /* Most captures come from the cache (the first of each depth and one in
+   * 64 are full unwinds). */
+  assert_true(fast > 10 * full);
+#endif
+  for (int r = 0; r < 500; r++) with_alloca(16 + (size_t)(r % 13) * 512, r % 5);
+  for (int r = 0; r < 1000; r++) {
+    recurse(r % 11);
+    with_alloca(16 + (size_t)(r % 29) * 48, r % 4);
+  }
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&th[i], NULL, worker, NULL), 0);
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  /* Return addresses the cache holds: a deep stack's. */
+  npoison = backtrace(poison_frames, 64);
+  for (int r = 0; r < 1000; r++) {
+    recurse(r % 7);
+    with_poison(2 + (size_t)(r % 37) * 3, r % 3);
+  }
+  print_message("%u captures checked in all\n", nchecked);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_same_as_backtrace)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
