@@ -89,11 +89,16 @@ static void unwind_learn(uintptr_t ip, unsigned v) {
 /* The highest CFA a full unwind on this thread reached: the fast walk
  * reads below it only. */
 static __thread uintptr_t unwind_hi __attribute__((tls_model("initial-exec")));
+/* The longest stretch (outermost CFA - starting CFA) a full unwind on
+ * this thread walked: a fast walk must start within twice that (+ 64 KiB)
+ * below unwind_hi, so that a capture on another stack (a coroutine's, a
+ * signal stack) takes the full unwinder. */
+static __thread uintptr_t unwind_span __attribute__((tls_model("initial-exec")));
 static __thread unsigned unwind_ncapture __attribute__((tls_model("initial-exec")));
 
 int unwind_fast(uintptr_t cfa, void **frames, unsigned max, unsigned skip) {
   uintptr_t hi = unwind_hi;
-  if (hi == 0 || cfa >= hi) return -1;
+  if (hi == 0 || cfa >= hi || hi - cfa > 2 * unwind_span + 65536) return -1;
   /* One capture in 64 takes the full path, which checks the cache. */
   if ((++unwind_ncapture & 63) == 0) return -1;
   unsigned n = 0, seen = 0;
@@ -174,7 +179,10 @@ XA_NOINLINE int unwind_full(uintptr_t cfa, void **frames, unsigned max, unsigned
     else
       unwind_learn(w.ip[i], UNWIND_BAD);
   }
-  if (complete && w.n > 0 && w.cfa[w.n - 1] > unwind_hi) unwind_hi = w.cfa[w.n - 1];
+  if (complete && w.n > 0) {
+    if (w.cfa[w.n - 1] > unwind_hi) unwind_hi = w.cfa[w.n - 1];
+    if (w.cfa[w.n - 1] - cfa > unwind_span) unwind_span = w.cfa[w.n - 1] - cfa;
+  }
   unsigned n = 0;
   for (unsigned i = k + skip; i < w.n && n < max; i++) frames[n++] = (void *)w.ip[i];
   return (int)n;

@@ -6,6 +6,7 @@
 #include <alloca.h>
 #include <execinfo.h>
 #include <pthread.h>
+#include <ucontext.h>
 
 #include "xalloc/internal/stack.h"
 #include "xalloc/internal/unwind.h"
@@ -57,6 +58,17 @@ __attribute__((noinline)) static int with_poison(size_t n, int d) {
   return recurse(d) + (p[0] != NULL);
 }
 
+/* A coroutine on a stack of its own (swapcontext): captures there are
+ * right too (and the fast walk, bounded by this thread's own stack, does
+ * not run off it). */
+static ucontext_t co_main, co_ctx;
+static void co_body(void) {
+  for (int r = 0; r < 200; r++) {
+    recurse(r % 5);
+    swapcontext(&co_ctx, &co_main);
+  }
+}
+
 static void *worker(void *arg) {
   (void)arg;
   for (int r = 0; r < 300; r++) {
@@ -94,6 +106,19 @@ static void test_same_as_backtrace(void **state) {
     recurse(r % 7);
     with_poison(2 + (size_t)(r % 37) * 3, r % 3);
   }
+  size_t co_size = 256 * 1024;
+  char *co_stack = malloc(co_size);
+  assert_non_null(co_stack);
+  assert_int_equal(getcontext(&co_ctx), 0);
+  co_ctx.uc_stack.ss_sp = co_stack;
+  co_ctx.uc_stack.ss_size = co_size;
+  co_ctx.uc_link = &co_main;
+  makecontext(&co_ctx, co_body, 0);
+  for (int r = 0; r < 200; r++) {
+    assert_int_equal(swapcontext(&co_main, &co_ctx), 0);
+    recurse(r % 6); /* and on the thread's stack in between */
+  }
+  free(co_stack);
   print_message("%u captures checked in all\n", nchecked);
 }
 

@@ -13,7 +13,10 @@
  *
  * Safety: a walk reads only between its starting CFA and the highest CFA
  * a full unwind on this thread reached (memory of the thread's stack, so
- * mapped), with CFAs strictly increasing; any return address not in the
+ * mapped), with CFAs strictly increasing, and starts only within twice the
+ * longest stretch a full unwind walked below that CFA (a capture on
+ * another stack, a coroutine's or a signal stack, takes the full
+ * unwinder); any return address not in the
  * cache ends the fast walk and the capture takes the full unwinder. A
  * function whose frame size varies at a call site (alloca, variable-length
  * arrays, dynamic realignment: its CFA is kept in rbp) gives different
