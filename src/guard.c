@@ -249,19 +249,28 @@ void guard_free(void *ptr, const char *op) {
   }
   size_t i = (size_t)(s - guard_slots);
   char *slot = (char *)guard_slot_addr(i);
-  /* Inaccessible first (a later access faults), then the page goes back
-   * to the kernel. A failed mprotect leaves the slot accessible: it is
-   * reused, its use after free just goes unnoticed. */
-  pages_protect(slot, guard_slot_size, false);
-  pages_purge_forced(slot, guard_slot_size);
+  /* Inaccessible (a later access faults) and the page back to the
+   * kernel, in one system call (each one takes the address space's lock
+   * and, with threads on other CPUs, flushes their TLBs). If that fails,
+   * mprotect and madvise; if mprotect fails too, the slot may no longer
+   * be mapped (the failed MAP_FIXED mapping may have removed it): it is
+   * never used again. A slot left accessible is reused, its use after
+   * free just goes unnoticed. */
+  bool lost = false;
+  if (pages_discard_inaccessible(slot, guard_slot_size)) {
+    lost = pages_protect(slot, guard_slot_size, false);
+    if (!lost) pages_purge_forced(slot, guard_slot_size);
+  }
   GUARD_ADD(guard_ndalloc, 1);
   GUARD_SUB(guard_in_use, 1);
   GUARD_SUB(guard_allocated, s->size);
 
   xmutex_lock(&guard_mtx);
   __atomic_store_n(&s->state, GUARD_FREED, __ATOMIC_RELEASE);
-  guard_ring[(guard_ring_head + guard_ring_count) % guard_nslots] = (uint32_t)i;
-  guard_ring_count++;
+  if (!lost) {
+    guard_ring[(guard_ring_head + guard_ring_count) % guard_nslots] = (uint32_t)i;
+    guard_ring_count++;
+  }
   xmutex_unlock(&guard_mtx);
 }
 

@@ -217,6 +217,19 @@ bool pages_decommit(void *addr, size_t size) {
   return false;
 }
 
+bool pages_discard_inaccessible(void *addr, size_t size) {
+  xassert(((uintptr_t)addr & PAGE_MASK) == 0 && (size & PAGE_MASK) == 0);
+  /* The flags of pages_reserve's mapping: the new one merges back into
+   * its neighbours (no mapping added). */
+  void *p = mmap(addr, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    PAGES_ADD(pages_nfailed, 1);
+    return true;
+  }
+  PAGES_ADD(pages_nprotect, 1);
+  return false;
+}
+
 bool pages_purge_lazy(void *addr, size_t size) {
 #ifdef MADV_FREE
   if (madvise(addr, size, MADV_FREE) == 0) {

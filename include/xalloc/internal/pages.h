@@ -75,6 +75,14 @@ bool pages_unmap(void *addr, size_t size);
  */
 enum { PAGES_UNMAPPED = 0, PAGES_KEPT_CLEAN = 1, PAGES_KEPT = 2 };
 int pages_unmap_or_keep(void *addr, size_t size);
+/*
+ * Make [addr, addr+size), part of a pages_reserve mapping, inaccessible and
+ * give its pages back, in one call (a MAP_FIXED PROT_NONE mapping over it,
+ * with the reservation's flags, so it merges back: no mapping added). On
+ * failure (true) the range may be unmapped: the caller must not use it
+ * again unless mprotect says it is still mapped.
+ */
+bool pages_discard_inaccessible(void *addr, size_t size);
 /* Give pages back to the kernel. Lazy: MADV_FREE (contents undefined until
  * rewritten). Forced: MADV_DONTNEED (reads as zero afterwards). Both return
  * true on failure. */
