@@ -59,10 +59,20 @@ static inline unsigned unwind_lookup(uintptr_t ip) {
   return UNWIND_MISS;
 }
 
+/* ip is the return address of a signal handler: the kernel's
+ * rt_sigreturn trampoline (mov $15, %rax; syscall), whose frame (the
+ * signal frame) varies in size with the interrupted stack pointer's
+ * alignment. The bytes are read as libgcc reads them for the same test. */
+static bool unwind_sigreturn(uintptr_t ip) {
+  static const unsigned char code[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+  return memcmp((const void *)ip, code, sizeof(code)) == 0;
+}
+
 /* Learn value v for ip: a new entry is tentative; the same value seen
  * again confirms it; a different one makes it UNWIND_BAD for good. */
 static void unwind_learn(uintptr_t ip, unsigned v) {
   if (ip == 0 || (ip & ~UNWIND_IP_MASK) != 0) return;
+  if (v != UNWIND_BAD && unwind_sigreturn(ip)) v = UNWIND_BAD;
   unsigned h = unwind_hash(ip);
   for (unsigned i = 0; i < UNWIND_PROBE; i++) {
     uint64_t *slot = &unwind_cache[(h + i) & (UNWIND_SLOTS - 1)];

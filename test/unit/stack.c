@@ -69,6 +69,25 @@ static void co_body(void) {
   }
 }
 
+/* Captures in a signal handler (the signal frame's size varies with the
+ * interrupted stack pointer). */
+#include <signal.h>
+static volatile int in_handler;
+static void on_usr1(int sig) {
+  (void)sig;
+  in_handler++;
+  recurse(in_handler % 4);
+}
+__attribute__((noinline)) static void raise_at_depth(int d, size_t pad) {
+  volatile char *p = alloca(pad);
+  p[0] = 0;
+  if (d > 0) {
+    raise_at_depth(d - 1, pad);
+    return;
+  }
+  raise(SIGUSR1);
+}
+
 static void *worker(void *arg) {
   (void)arg;
   for (int r = 0; r < 300; r++) {
@@ -106,6 +125,9 @@ static void test_same_as_backtrace(void **state) {
     recurse(r % 7);
     with_poison(2 + (size_t)(r % 37) * 3, r % 3);
   }
+  signal(SIGUSR1, on_usr1);
+  for (int r = 0; r < 300; r++) raise_at_depth(r % 5, 8 + (size_t)(r % 11) * 8);
+  signal(SIGUSR1, SIG_DFL);
   size_t co_size = 256 * 1024;
   char *co_stack = malloc(co_size);
   assert_non_null(co_stack);
