@@ -20,7 +20,7 @@ enum { NTHREADS = 8, RING = 4096, ROUNDS = 60000 };
 /* Objects handed from thread i to thread (i + 1) % NTHREADS. */
 static void *ring[NTHREADS][RING];
 static pthread_mutex_t ring_lock[NTHREADS];
-static volatile bool stop_dumping;
+static bool stop_dumping; /* atomic */
 
 static void *worker(void *arg) {
   unsigned me = (unsigned)(uintptr_t)arg, next = (me + 1) % NTHREADS;
@@ -71,7 +71,7 @@ static char dumpbuf[1 << 22];
 static void *dumper(void *arg) {
   const char *dir = arg;
   int i = 0;
-  while (!stop_dumping) {
+  while (!__atomic_load_n(&stop_dumping, __ATOMIC_ACQUIRE)) {
     char path[256];
     snprintf(path, sizeof(path), "%s/t%d.heap", dir, i % 4);
     const char *p = path;
@@ -91,7 +91,7 @@ static void test_threads_dump_reset(void **state) {
   assert_non_null(mkdtemp(dir));
   for (int i = 0; i < NTHREADS; i++) pthread_mutex_init(&ring_lock[i], NULL);
   pthread_t th[NTHREADS], d;
-  stop_dumping = false;
+  __atomic_store_n(&stop_dumping, false, __ATOMIC_RELEASE);
   assert_int_equal(pthread_create(&d, NULL, dumper, dir), 0);
   for (unsigned i = 0; i < NTHREADS; i++) assert_int_equal(pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i), 0);
   for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
@@ -99,7 +99,7 @@ static void test_threads_dump_reset(void **state) {
   char path[300];
   snprintf(path, sizeof(path), "%s/live.heap", dir);
   const char *p = path;
-  stop_dumping = true;
+  __atomic_store_n(&stop_dumping, true, __ATOMIC_RELEASE);
   pthread_join(d, NULL);
   /* (The dumper's last reset may have forgotten the rings' samples.) */
   void *mine[1000];
@@ -128,10 +128,10 @@ static void test_threads_dump_reset(void **state) {
 
 /* fork while other threads allocate (and sample): the child's profiler
  * works (its locks were not left held) and dumps its own heap. */
-static volatile bool stop_churn;
+static bool stop_churn; /* atomic */
 static void *churn(void *arg) {
   (void)arg;
-  while (!stop_churn) {
+  while (!__atomic_load_n(&stop_churn, __ATOMIC_ACQUIRE)) {
     void *v[64];
     for (int i = 0; i < 64; i++) v[i] = malloc(100 + (size_t)i * 97);
     for (int i = 0; i < 64; i++) free(v[i]);
@@ -142,7 +142,7 @@ static void *churn(void *arg) {
 static void test_fork(void **state) {
   (void)state;
   pthread_t th[2];
-  stop_churn = false;
+  __atomic_store_n(&stop_churn, false, __ATOMIC_RELEASE);
   for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, churn, NULL), 0);
   char path[] = "/tmp/xalloc-prof-fork-XXXXXX";
   int fd = mkstemp(path);
@@ -168,7 +168,7 @@ static void test_fork(void **state) {
     alarm(0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   }
-  stop_churn = true;
+  __atomic_store_n(&stop_churn, true, __ATOMIC_RELEASE);
   for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
   unlink(path);
 }
