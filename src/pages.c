@@ -202,12 +202,21 @@ bool pages_commit(void *addr, size_t size) {
   return true;
 }
 
-bool pages_decommit(void *addr, size_t size) {
+/* Replace [addr, addr+size) by a fresh PROT_NONE mapping (its pages
+ * discarded) with extra mmap flags; true on failure (the range may then be
+ * unmapped). */
+static bool pages_remap_none(void *addr, size_t size, int flags) {
   xassert(((uintptr_t)addr & PAGE_MASK) == 0 && (size & PAGE_MASK) == 0);
-  if (size == 0) return false;
-  void *p = mmap(addr, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
+  if (mmap(addr, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0) == MAP_FAILED) {
     PAGES_ADD(pages_nfailed, 1);
+    return true;
+  }
+  return false;
+}
+
+bool pages_decommit(void *addr, size_t size) {
+  if (size == 0) return false;
+  if (pages_remap_none(addr, size, 0)) {
     errno = ENOMEM;
     return true;
   }
@@ -218,14 +227,9 @@ bool pages_decommit(void *addr, size_t size) {
 }
 
 bool pages_discard_inaccessible(void *addr, size_t size) {
-  xassert(((uintptr_t)addr & PAGE_MASK) == 0 && (size & PAGE_MASK) == 0);
   /* The flags of pages_reserve's mapping: the new one merges back into
    * its neighbours (no mapping added). */
-  void *p = mmap(addr, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) {
-    PAGES_ADD(pages_nfailed, 1);
-    return true;
-  }
+  if (pages_remap_none(addr, size, MAP_NORESERVE)) return true;
   PAGES_ADD(pages_nprotect, 1);
   return false;
 }

@@ -41,8 +41,7 @@ static prof_tdata_t *prof_tdata_get(void) {
   return td;
 }
 
-bool prof_sampling(const tsd_t *t) {
-  (void)t;
+bool prof_sampling(void) {
   if (!__atomic_load_n(&prof_active_now, __ATOMIC_RELAXED)) return false;
   prof_tdata_t *td = prof_td;
   return td == NULL ? __atomic_load_n(&prof_thread_active_init_now, __ATOMIC_RELAXED)

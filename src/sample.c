@@ -11,8 +11,8 @@ bool sample_on;
 
 void sample_boot(void) { sample_on = opt_prof || opt_guard_sample != 0; }
 
-uint64_t sample_random(tsd_t *t) {
-  /* xorshift64* */
+/* A uniform 64-bit random number from t's state (xorshift64*). */
+static uint64_t sample_random(tsd_t *t) {
   uint64_t x = t->sample_rng;
   x ^= x >> 12;
   x ^= x << 25;
@@ -21,7 +21,9 @@ uint64_t sample_random(tsd_t *t) {
   return x * 0x2545F4914F6CDD1DULL;
 }
 
-double sample_neg_log(uint64_t r) {
+/* -ln(u) for u uniform in (0, 1], from 53 random bits: the exponential
+ * countdowns (no libm). */
+static double sample_neg_log(uint64_t r) {
   /* u in (0, 1]: 53 bits, never 0. */
   double u = (double)((r >> 11) + 1) * (1.0 / 9007199254740992.0);
   /* u = m * 2^e, m in [1, 2): ln u = e ln 2 + ln m, and
@@ -95,11 +97,11 @@ void sample_tsd_init(tsd_t *t) {
 }
 
 /* Whether the profiler samples on t now (prof.active, thread.prof.active). */
-static inline bool sample_prof(const tsd_t *t) { return opt_prof && prof_sampling(t); }
+static inline bool sample_prof(void) { return opt_prof && prof_sampling(); }
 
 static void sample_count(tsd_t *t, size_t usize, uint64_t n) {
   unsigned what = 0;
-  if (sample_prof(t)) {
+  if (sample_prof()) {
     uint64_t bytes = usize * n;
     if (unlikely(prof_count_bytes(bytes))) what |= SAMPLE_PROF_DUMP;
     if ((uint64_t)t->sample_bytes <= bytes) {
@@ -127,7 +129,7 @@ static void sample_count(tsd_t *t, size_t usize, uint64_t n) {
 static unsigned sample_next_start(tsd_t *t, unsigned ind) {
   size_t usize = sz_index2size(ind);
   uint64_t kmax = 256;
-  if (sample_prof(t)) {
+  if (sample_prof()) {
     uint64_t m = (prof_sample_mean() >> 5) / usize;
     if (m < kmax) kmax = m;
   }

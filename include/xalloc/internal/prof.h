@@ -30,7 +30,7 @@ extern uint64_t prof_nlive;
 static inline bool prof_live_any(void) { return __atomic_load_n(&prof_nlive, __ATOMIC_RELAXED) != 0; }
 
 /* prof.active and the calling thread's thread.prof.active. */
-bool prof_sampling(const tsd_t *t);
+bool prof_sampling(void);
 
 bool prof_boot(void);
 /* After initialization, malloc usable: load the unwinder, register the

@@ -49,11 +49,6 @@ void sample_direct(tsd_t *t, size_t usize);
 /* (What a pending sample gets is the API layer's: xa_sample_take in
  * xalloc.c serves it from the guarded pool and/or records it in the heap
  * profile.) */
-/* A uniform 64-bit random number from t's state. */
-uint64_t sample_random(tsd_t *t);
-/* -ln(u) for u uniform in (0, 1], from 53 random bits: the exponential
- * countdowns (no libm). */
-double sample_neg_log(uint64_t r);
 /* exp(-x) for x >= 0 (no libm): the profiler's unbiasing,
  * 1 / (1 - exp(-usize / 2^lg_prof_sample)). */
 double sample_exp_neg(double x);
