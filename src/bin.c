@@ -221,18 +221,44 @@ static void *arena_bin_remote_walk(arena_t *a, arena_bin_t *bin, unsigned binind
   const uintptr_t key = arena_remote_key();
   size_t budget = bin->stats.curregs;
   void *prev = NULL;
+  /* The run of the previous object: a batch freed together mostly comes
+   * from a few runs, and an object inside it needs no radix tree or page
+   * map lookup (the bin lock keeps it a small run of this class until one
+   * of its regions is freed into it and empties it). */
+  arena_run_t *lrun = NULL;
+  uintptr_t lbase = 0, lspan = 0;
+  uint64_t nremote = 0;
   while (p != NULL) {
-    if (n != 0 && *filled == n) return p;
+    if (n != 0 && *filled == n) break;
     arena_run_t *run;
     size_t idx;
-    int st = budget-- == 0 ? ARENA_REGION_NOT_RUN : arena_bin_region(a, binind, p, &run, &idx);
+    int st;
+    if (unlikely(budget-- == 0)) {
+      st = ARENA_REGION_NOT_RUN;
+    } else if ((uintptr_t)p - lbase < lspan) {
+      size_t off = (uintptr_t)p - lbase;
+      run = lrun;
+      idx = (size_t)((off * info->div_magic) >> 32);
+      if (unlikely(idx * info->reg_size != off))
+        st = ARENA_REGION_INTERIOR;
+      else
+        st = run->bitmap[idx >> 6] & ((uint64_t)1 << (idx & 63)) ? ARENA_REGION_FREE : ARENA_REGION_OK;
+    } else {
+      st = arena_bin_region(a, binind, p, &run, &idx);
+      if (likely(st == ARENA_REGION_OK)) {
+        lrun = run;
+        lbase = (uintptr_t)arena_run_addr(run);
+        lspan = (uintptr_t)info->nregs * info->reg_size;
+      }
+    }
     if (unlikely(st != ARENA_REGION_OK)) {
       if (st == ARENA_REGION_FREE)
         report_bad("free", BAD_FREED, p, info->reg_size, a->ind, NULL);
       else
         report_bad("remote free", BAD_TAG_LOST, prev != NULL ? prev : p, info->reg_size, a->ind,
                    "its link to the next object freed with it was overwritten (the rest stay allocated)");
-      return NULL;
+      p = NULL;
+      break;
     }
     uintptr_t *w = arena_remote_word(p);
     void *next = (void *)(*w ^ key);
@@ -242,23 +268,28 @@ static void *arena_bin_remote_walk(arena_t *a, arena_bin_t *bin, unsigned binind
     } else if (unlikely(*w == ARENA_REMOTE_TAKEN)) {
       /* Pushed twice (freed twice, its tag written over in between). */
       report_bad("free", BAD_FREED, p, info->reg_size, a->ind, NULL);
-      return NULL;
+      p = NULL;
+      break;
     } else {
       *w = ARENA_REMOTE_TAKEN;
-      bin->stats.nremote++;
+      nremote++;
       if (n != 0) {
         /* Straight into the refilling cache: returned and handed out again. */
         ptrs[n - 1 - (*filled)++] = p;
-        bin->stats.ndalloc++;
-        bin->stats.nmalloc++;
       } else {
+        if (run->nfree + 1u == info->nregs) lspan = 0; /* empties it: given back */
         arena_bin_region_free(a, bin, info, run, idx, p);
       }
     }
     prev = p;
     p = next;
   }
-  return NULL;
+  bin->stats.nremote += nremote;
+  if (n != 0) {
+    bin->stats.ndalloc += nremote;
+    bin->stats.nmalloc += nremote;
+  }
+  return p;
 }
 
 /*

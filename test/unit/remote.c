@@ -570,6 +570,17 @@ static void *free_one_main(void *arg) {
   return NULL;
 }
 
+/* Frees two objects from arena bad_C, in this order, in one flush. */
+static void *bad_two[2];
+static void *free_two_main(void *arg) {
+  (void)arg;
+  bind_arena(bad_C);
+  free(bad_two[0]);
+  free(bad_two[1]);
+  EXPECT(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) == 0);
+  return NULL;
+}
+
 static void bad_child(void *arg) {
   int which = (int)(intptr_t)arg;
   opt_abort = false;
@@ -616,6 +627,44 @@ static void bad_child(void *arg) {
     EXPECT(reported("double free", p));
     break;
   }
+  case 4: {
+    /* Back in its run already, written after free (its tag gone, so the
+     * free fast path takes it) and freed again remotely right after a live
+     * neighbour of its run: the run's bitmap says it is free (the drain
+     * meets it through the run the neighbour's lookup found). */
+    arena_op(P, "decay");
+    EXPECT(!pending(P, binind));
+    bind_arena(P);
+    bool on = false;
+    EXPECT(mallctl("thread.tcache.enabled", NULL, NULL, &on, sizeof(on)) == 0);
+    /* Live objects, so that the list is not longer than what is in use
+     * (the walk's other bound). */
+    void *live[8];
+    for (int i = 0; i < 8; i++) EXPECT((live[i] = malloc(size)) != NULL);
+    char *q = malloc(size);
+    EXPECT(q != NULL);
+    p = NULL;
+    for (int i = 0; i < NOBJ && p == NULL; i++) {
+      bool in_use = objs[i] == q;
+      for (int j = 0; j < 8; j++) in_use |= objs[i] == live[j];
+      if (!in_use && ((uintptr_t)objs[i] >> 12) == ((uintptr_t)q >> 12)) p = objs[i];
+    }
+    EXPECT(p != NULL);
+    memset(p, 0, 16);
+    bad_two[0] = q;
+    bad_two[1] = p;
+    pthread_t th;
+    EXPECT(pthread_create(&th, NULL, free_two_main, NULL) == 0);
+    EXPECT(pthread_join(th, NULL) == 0);
+    EXPECT(pending(P, binind));
+    arena_op(P, "decay");
+    EXPECT(reported("double free", p));
+    for (int i = 0; i < 8; i++) free(live[i]);
+    on = true;
+    EXPECT(mallctl("thread.tcache.enabled", NULL, NULL, &on, sizeof(on)) == 0);
+    p = NULL;
+    break;
+  }
   }
   arena_op(P, "decay"); /* (case 0: the stack was left alone) */
   EXPECT(!pending(P, binind));
@@ -632,7 +681,7 @@ static void bad_child(void *arg) {
 static void test_bad_pending(void **state) {
   (void)state;
   if (!tcache_active || !config_heap_checks) skip();
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     char err[8192];
     int st = xtest_run_child(bad_child, (void *)(intptr_t)i, err, sizeof(err));
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("case %d failed (status %x):\n%s", i, st, err);
