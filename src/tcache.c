@@ -28,7 +28,8 @@ static pthread_key_t tsd_key;
 static xmutex_t tsd_list_lock = XMUTEX_INITIALIZER;
 static tsd_t tsd_list = {.state = TSD_EMPTY}; /* sentinel of the list of live tsds */
 
-static unsigned tcache_bin_slots(unsigned ind) {
+/* Bin ind's starting capacity. */
+static unsigned tcache_bin_cap0(unsigned ind) {
   if (ind < SZ_NBINS) {
     unsigned n = sz_bin_info[ind].nregs * 2;
     if (n > TCACHE_NSLOTS_SMALL_MAX) n = TCACHE_NSLOTS_SMALL_MAX;
@@ -36,6 +37,17 @@ static unsigned tcache_bin_slots(unsigned ind) {
     return n & ~1u;
   }
   return TCACHE_NSLOTS_LARGE;
+}
+
+/* Its stack's slots: what its capacity may grow to. */
+static unsigned tcache_bin_slots(unsigned ind) {
+  unsigned n = tcache_bin_cap0(ind);
+  if (ind < SZ_NBINS) {
+    size_t g = TCACHE_GROW_BYTES / sz_bin_info[ind].reg_size;
+    if (g > TCACHE_NSLOTS_GROW_MAX) g = TCACHE_NSLOTS_GROW_MAX;
+    if (g > n) n = (unsigned)g & ~1u;
+  }
+  return n;
 }
 
 static void tsd_destroy(void *arg);
@@ -86,9 +98,12 @@ static void tsd_bins_init(tsd_t *t, bool enabled) {
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
     t->ext[i].base = off;
+    t->ext[i].cap0 = tcache_bin_cap0(i);
+    t->ext[i].slots = tcache_bin_slots(i);
     b->top = b->low = off;
-    b->full = off + (enabled && tcache_allowed ? tcache_bin_slots(i) * 8 : 0);
-    off += tcache_bin_slots(i) * 8;
+    b->full = off + (enabled && tcache_allowed ? t->ext[i].cap0 * 8 : 0);
+    b->refilled = 0;
+    off += t->ext[i].slots * 8;
     b->magic = i < SZ_NBINS ? sz_div_magic[i] : TCACHE_REGION_BOUND;
     t->ext[i].szmin = i == 0 ? 0 : sz_index2size(i - 1) + 1;
     t->ext[i].szrange = sz_index2size(i) - t->ext[i].szmin;
@@ -104,7 +119,8 @@ void tcache_set_enabled(tsd_t *t, bool enabled) {
   t->tcache_enabled = enabled;
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
-    b->full = tcache_base(t, i) + (enabled && tcache_allowed ? tcache_bin_slots(i) * 8 : 0);
+    b->full = tcache_base(t, i) + (enabled && tcache_allowed ? t->ext[i].cap0 * 8 : 0);
+    b->refilled = 0;
   }
 }
 
@@ -279,6 +295,7 @@ static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
    * tags): only the one handed out is cleared. */
   b->top = tcache_base(t, ind) + (got - 1) * 8;
   b->low = tcache_base(t, ind);
+  b->refilled = 1;
   t->nfill[ind] += got;
   void *ret = *tcache_slot(t, (uint32_t)b->top);
   tag_clear(ret);
@@ -291,13 +308,10 @@ static arena_t *tcache_owner(void *ptr) {
   return chunk->arena;
 }
 
-void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
-  tcache_bin_t *b = &t->bins[ind];
-  uint32_t ncached = tcache_ncached(t, ind);
-  if (rem >= ncached) return;
-  unsigned nflush = ncached - rem;
-  void **objs = tcache_slot(t, tcache_base(t, ind));
-  void *batch[TCACHE_NSLOTS_SMALL_MAX];
+/* Give objs[0..nflush) (nflush <= TCACHE_FLUSH_WINDOW) of bin ind back to
+ * their arenas; objs[] is overwritten. */
+static void tcache_flush_window(tsd_t *t, unsigned ind, void **objs, unsigned nflush) {
+  void *batch[TCACHE_FLUSH_WINDOW];
   /* Objects leaving the cache must still hold their tags. One that lost it
    * was written after free, or pushed twice with the tag written over in
    * between and one copy already handed out (it is live): reported, and
@@ -307,7 +321,7 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
   unsigned keep = 0;
   /* Each object's owner, looked up once; then one batch per owner (most
    * flushes have one owner: given back as they are). */
-  arena_t *own[TCACHE_NSLOTS_SMALL_MAX];
+  arena_t *own[TCACHE_FLUSH_WINDOW];
   bool mixed = false;
   for (unsigned j = 0; j < nflush; j++) {
     if (unlikely(tag_lost(objs[j]))) {
@@ -353,6 +367,19 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
     }
     nflush = m;
   }
+}
+
+void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
+  tcache_bin_t *b = &t->bins[ind];
+  uint32_t ncached = tcache_ncached(t, ind);
+  if (rem >= ncached) return;
+  void **objs = tcache_slot(t, tcache_base(t, ind));
+  /* The oldest first, a window at a time (the windows' arrays are on the
+   * stack). */
+  for (unsigned s = 0; s < ncached - rem; s += TCACHE_FLUSH_WINDOW) {
+    unsigned w = ncached - rem - s;
+    tcache_flush_window(t, ind, objs + s, w < TCACHE_FLUSH_WINDOW ? w : TCACHE_FLUSH_WINDOW);
+  }
   memmove(objs, objs + (ncached - rem), rem * sizeof(void *));
   t->nflush[ind] += ncached - rem;
   b->top = tcache_base(t, ind) + rem * 8;
@@ -367,7 +394,20 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
     return;
   }
   tag_set(ptr);
-  if ((uint32_t)b->top >= b->full) tcache_flush_bin(t, ind, tcache_ncached_max(t, ind) / 2);
+  if ((uint32_t)b->top >= b->full) {
+    /* Full. A bin that went empty since it last overflowed cycles between
+     * its arena and the program: it doubles instead (up to its slots), so
+     * that a thread that frees and allocates its objects by the thousand
+     * stops sending them back and forth (tcmalloc's free lists grow the
+     * same way). The GC shrinks it back as the thread stops using it. */
+    uint32_t cap = tcache_ncached_max(t, ind), slots = t->ext[ind].slots;
+    if (b->refilled && cap != 0 && cap < slots) {
+      b->full = tcache_base(t, ind) + (cap * 2 < slots ? cap * 2 : slots) * 8;
+    } else {
+      tcache_flush_bin(t, ind, cap / 2);
+    }
+    b->refilled = 0;
+  }
   *tcache_slot(t, (uint32_t)b->top) = ptr;
   b->top += 8;
   TSD_PUBLISH(t);
@@ -387,6 +427,13 @@ void tcache_event(tsd_t *t) {
     /* Unused since the last visit: flush three quarters of it, and fill
      * less next time. */
     tcache_flush_bin(t, ind, tcache_ncached(t, ind) - (low_water - (low_water >> 2)));
+    /* A bin that grew (tcache_dalloc_hard) gives back half of it. */
+    uint32_t cap = tcache_ncached_max(t, ind), cap0 = t->ext[ind].cap0;
+    if (cap > cap0) {
+      cap = cap / 2 > cap0 ? cap / 2 : cap0;
+      tcache_flush_bin(t, ind, cap);
+      b->full = tcache_base(t, ind) + cap * 8;
+    }
     if (ind < SZ_NBINS && (tcache_ncached_max(t, ind) >> (b->lg_fill_div + 1)) >= 1) b->lg_fill_div++;
   } else if (b->lg_fill_div > 1) {
     /* It ran dry: fill more next time. */

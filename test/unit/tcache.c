@@ -175,6 +175,55 @@ static void test_gc_shrinks_unused_bins(void **state) {
   assert_true(tcache_ncached(t, ind) < before / 2);
 }
 
+/* A bin the thread keeps emptying and filling grows until the whole batch
+ * stays in the cache; one it stops using shrinks back; one that is only
+ * freed into (a consumer) never grows. */
+static void *consume_only(void *arg) {
+  void **objs = arg;
+  tsd_t *t = tsd_fetch();
+  unsigned ind = sz_size2index(16);
+  for (int i = 0; i < 1600; i++) free(objs[i]);
+  assert_int_equal(tcache_ncached_max(t, ind), t->ext[ind].cap0);
+  return NULL;
+}
+
+static void test_bins_grow_and_shrink(void **state) {
+  (void)state;
+  tsd_t *t = tsd_fetch();
+  unsigned ind = sz_size2index(16);
+  if (!opt_tcache) {
+    assert_int_equal(tcache_ncached_max(t, ind), 0);
+    return;
+  }
+  uint32_t cap0 = t->ext[ind].cap0;
+  assert_int_equal(tcache_ncached_max(t, ind), cap0);
+  assert_true(t->ext[ind].slots >= 1600);
+  static void *p[1600];
+  uint64_t nflush = 0;
+  for (int round = 0; round < 8; round++) {
+    nflush = t->nflush[ind];
+    for (int i = 0; i < 1600; i++) assert_non_null(p[i] = malloc(16));
+    for (int i = 0; i < 1600; i++) free(p[i]);
+  }
+  /* It grew, to no more than its slots, and the last round sent nothing
+   * back to the arena. */
+  assert_true(tcache_ncached_max(t, ind) >= 1600);
+  assert_true(tcache_ncached_max(t, ind) <= t->ext[ind].slots);
+  assert_true(t->nflush[ind] == nflush);
+  assert_true(tcache_ncached(t, ind) >= 1600);
+  validate_all();
+  /* Unused: the GC gives it back, and the capacity returns to the start. */
+  for (int i = 0; i < 400000; i++) free(malloc(2000));
+  assert_int_equal(tcache_ncached_max(t, ind), cap0);
+  assert_true(tcache_ncached(t, ind) <= cap0);
+  /* A thread that only frees into the bin keeps the starting capacity. */
+  for (int i = 0; i < 1600; i++) assert_non_null(p[i] = malloc(16));
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, consume_only, p), 0);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  validate_all();
+}
+
 /* The free fast path's region-start test (tcache.h): exact for every
  * class the caches hold and every offset a page word can give (a small
  * run's offsets, a large run's first page). */
@@ -230,6 +279,7 @@ int main(void) {
       cmocka_unit_test(test_cross_thread_and_arena_frees),
       cmocka_unit_test(test_threads_spread_over_arenas),
       cmocka_unit_test(test_gc_shrinks_unused_bins),
+      cmocka_unit_test(test_bins_grow_and_shrink),
       cmocka_unit_test(test_tags),
       cmocka_unit_test(test_region_start_test),
   };

@@ -32,7 +32,14 @@
 #include "xalloc/internal/tag.h"
 
 #define TCACHE_NBINS_MAX SZ_NFAST /* small classes and large ones up to 1 MiB */
+/* A small bin's capacity starts at twice its run's regions, at most
+ * TCACHE_NSLOTS_SMALL_MAX, and may grow (tcache_dalloc_hard) to
+ * TCACHE_GROW_BYTES' worth of objects, at most TCACHE_NSLOTS_GROW_MAX:
+ * its stack has that many slots. */
 #define TCACHE_NSLOTS_SMALL_MAX 200
+#define TCACHE_GROW_BYTES 131072
+#define TCACHE_NSLOTS_GROW_MAX 2048
+#define TCACHE_FLUSH_WINDOW 256 /* objects a flush handles at a time */
 #define TCACHE_NSLOTS_LARGE 20
 #define TCACHE_GC_INTERVAL 256 /* pops of a bin per GC step: the carry of its 8-bit counter */
 
@@ -65,7 +72,8 @@ typedef struct {
   uint8_t npop;    /* pops, mod 256; each carry adds 256 to npop_base and is a GC step */
   uint8_t lg_fill_div; /* refill ncached_max >> lg_fill_div objects */
   uint8_t npop_start; /* while sampling (sample.h): npop's value after the last carry */
-  uint8_t pad[9];
+  uint8_t refilled;   /* refilled since it last overflowed: it may grow */
+  uint8_t pad[8];
 } tcache_bin_t;
 
 /* What the fast paths need less often, at the same stride, in a parallel
@@ -74,7 +82,9 @@ typedef struct {
   uint64_t szmin;  /* free_sized: sizes of this class are szmin .. szmin + szrange */
   uint64_t szrange;
   uint32_t base;   /* the stack's start */
-  uint32_t pad[3];
+  uint32_t cap0;   /* the bin's starting capacity (objects) */
+  uint32_t slots;  /* its stack's slots: what it may grow to */
+  uint32_t pad;
 } tcache_bin_ext_t;
 
 typedef struct tsd_s tsd_t;
