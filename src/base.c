@@ -57,7 +57,7 @@ void *base_pool_alloc(base_pool_t *pool) {
   void *p = pool->free;
   if (p != NULL) {
     pool->free = *(void **)p;
-    memset(p, 0, pool->size);
+    memset(p, 0, pool->zero != 0 ? pool->zero : pool->size);
   } else {
     p = base_alloc_locked(pool->size);
   }

@@ -78,6 +78,9 @@ bool tcache_boot(void) {
   tsd_slots = 0;
   for (unsigned i = 0; i < tcache_nhbins; i++) tsd_slots += tcache_bin_slots(i);
   tsd_pool.size = sizeof(tsd_t) + tsd_slots * sizeof(void *);
+  /* The stacks' slots are written before they are read: a reused tsd
+   * clears only its fields (not the slots' pages it never touched). */
+  tsd_pool.zero = sizeof(tsd_t);
   tsd_pool.free = NULL;
   if (pthread_key_create(&tsd_key, tsd_destroy) != 0) return true;
   return false;
@@ -110,6 +113,7 @@ static void tsd_bins_init(tsd_t *t, bool enabled) {
     b->lg_fill_div = 1;
     b->npop = b->npop_start = 0;
   }
+  t->grown = 0;
   sample_tsd_init(t);
 }
 
@@ -122,6 +126,7 @@ void tcache_set_enabled(tsd_t *t, bool enabled) {
     b->full = tcache_base(t, i) + (enabled && tcache_allowed ? t->ext[i].cap0 * 8 : 0);
     b->refilled = 0;
   }
+  t->grown = 0;
 }
 
 static tsd_t *tsd_create(void) {
@@ -401,8 +406,11 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
      * stops sending them back and forth (tcmalloc's free lists grow the
      * same way). The GC shrinks it back as the thread stops using it. */
     uint32_t cap = tcache_ncached_max(t, ind), slots = t->ext[ind].slots;
-    if (b->refilled && cap != 0 && cap < slots) {
-      b->full = tcache_base(t, ind) + (cap * 2 < slots ? cap * 2 : slots) * 8;
+    uint32_t grow = cap < slots - cap ? cap : slots - cap;
+    uint64_t bytes = (uint64_t)grow * sz_index2size(ind);
+    if (b->refilled && cap != 0 && grow != 0 && t->grown + bytes <= TCACHE_GROW_BUDGET) {
+      b->full += grow * 8;
+      t->grown += bytes;
     } else {
       tcache_flush_bin(t, ind, cap / 2);
     }
@@ -430,9 +438,10 @@ void tcache_event(tsd_t *t) {
     /* A bin that grew (tcache_dalloc_hard) gives back half of it. */
     uint32_t cap = tcache_ncached_max(t, ind), cap0 = t->ext[ind].cap0;
     if (cap > cap0) {
-      cap = cap / 2 > cap0 ? cap / 2 : cap0;
-      tcache_flush_bin(t, ind, cap);
-      b->full = tcache_base(t, ind) + cap * 8;
+      uint32_t to = cap / 2 > cap0 ? cap / 2 : cap0;
+      tcache_flush_bin(t, ind, to);
+      b->full = tcache_base(t, ind) + to * 8;
+      t->grown -= (uint64_t)(cap - to) * sz_index2size(ind);
     }
     if (ind < SZ_NBINS && (tcache_ncached_max(t, ind) >> (b->lg_fill_div + 1)) >= 1) b->lg_fill_div++;
   } else if (b->lg_fill_div > 1) {

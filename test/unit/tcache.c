@@ -212,6 +212,22 @@ static void test_bins_grow_and_shrink(void **state) {
   assert_true(t->nflush[ind] == nflush);
   assert_true(tcache_ncached(t, ind) >= 1600);
   validate_all();
+  /* Growth is bounded per thread: the other tiny classes cannot all grow
+   * as far. */
+  assert_true(t->grown > 0 && t->grown <= TCACHE_GROW_BUDGET);
+  static void *r[6][2048];
+  for (int round = 0; round < 12; round++)
+    for (int c = 0; c < 6; c++) {
+      size_t size = 32 + 16 * (size_t)c;
+      for (int i = 0; i < 2048; i++) assert_non_null(r[c][i] = malloc(size));
+      for (int i = 0; i < 2048; i++) free(r[c][i]);
+    }
+  assert_true(t->grown <= TCACHE_GROW_BUDGET);
+  size_t extra = 0;
+  for (unsigned i = 0; i < SZ_NBINS; i++)
+    extra += (size_t)(tcache_ncached_max(t, i) - t->ext[i].cap0) * sz_index2size(i);
+  assert_int_equal(extra, t->grown);
+  validate_all();
   /* Unused: the GC gives it back, and the capacity returns to the start. */
   for (int i = 0; i < 400000; i++) free(malloc(2000));
   assert_int_equal(tcache_ncached_max(t, ind), cap0);

@@ -20,9 +20,11 @@ typedef struct base_pool_s {
   size_t size;
   void *free;
   size_t nlive;
+  size_t zero; /* bytes zeroed when an object is reused (0: all of it) */
 } base_pool_t;
-#define BASE_POOL_INITIALIZER(sz) {(sz), NULL, 0}
-/* Zeroed object from the pool; NULL on OOM. */
+#define BASE_POOL_INITIALIZER(sz) {(sz), NULL, 0, 0}
+/* Zeroed object from the pool (its first pool->zero bytes, if set, when
+ * it is reused; new memory is all zero); NULL on OOM. */
 void *base_pool_alloc(base_pool_t *pool);
 void base_pool_free(base_pool_t *pool, void *obj);
 

@@ -39,6 +39,7 @@
 #define TCACHE_NSLOTS_SMALL_MAX 200
 #define TCACHE_GROW_BYTES 131072
 #define TCACHE_NSLOTS_GROW_MAX 2048
+#define TCACHE_GROW_BUDGET 262144 /* bytes of growth a thread's bins share */
 #define TCACHE_FLUSH_WINDOW 256 /* objects a flush handles at a time */
 #define TCACHE_NSLOTS_LARGE 20
 #define TCACHE_GC_INTERVAL 256 /* pops of a bin per GC step: the carry of its 8-bit counter */
@@ -143,6 +144,9 @@ struct tsd_s {
   uint64_t sample_rng;
   uint32_t sample_gc;
   uint8_t sample_pending;
+  /* Bytes the bins' capacities grew by (beyond their starting ones), at
+   * most TCACHE_GROW_BUDGET. */
+  uint64_t grown;
 };
 
 _Static_assert(sizeof(tcache_bin_t) == 32 && offsetof(tsd_t, bins) == sizeof(tcache_bin_t) &&
