@@ -42,7 +42,7 @@ static unsigned tcache_bin_cap0(unsigned ind) {
 /* Its stack's slots: what its capacity may grow to. */
 static unsigned tcache_bin_slots(unsigned ind) {
   unsigned n = tcache_bin_cap0(ind);
-  if (ind < SZ_NBINS) {
+  if (ind < SZ_NBINS && sz_bin_info[ind].reg_size <= TCACHE_GROW_MAXCLASS) {
     size_t g = TCACHE_GROW_BYTES / sz_bin_info[ind].reg_size;
     if (g > TCACHE_NSLOTS_GROW_MAX) g = TCACHE_NSLOTS_GROW_MAX;
     if (g > n) n = (unsigned)g & ~1u;
@@ -288,7 +288,11 @@ static void tsd_destroy(void *arg) {
 static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
   tcache_bin_t *b = &t->bins[ind];
   unsigned max = tcache_ncached_max(t, ind);
-  unsigned n = max >> b->lg_fill_div;
+  /* A grown bin refills as much as it did at its starting capacity: what
+   * it holds beyond that comes from the thread's own frees, never from
+   * runs opened for it. */
+  unsigned n = t->ext[ind].cap0 >> b->lg_fill_div;
+  if (n > max) n = max;
   if (n == 0) n = 1;
   /* The bin is empty: objects freed remotely may fill all of it. */
   unsigned got = arena_fill_small(arena, ind, tcache_slot(t, tcache_base(t, ind)), n, max > n ? max : n);

@@ -39,7 +39,8 @@
 #define TCACHE_NSLOTS_SMALL_MAX 200
 #define TCACHE_GROW_BYTES 131072
 #define TCACHE_NSLOTS_GROW_MAX 2048
-#define TCACHE_GROW_BUDGET 262144 /* bytes of growth a thread's bins share */
+#define TCACHE_GROW_BUDGET 131072 /* bytes of growth a thread's bins share */
+#define TCACHE_GROW_MAXCLASS 128   /* the largest class whose bin may grow */
 #define TCACHE_FLUSH_WINDOW 256 /* objects a flush handles at a time */
 #define TCACHE_NSLOTS_LARGE 20
 #define TCACHE_GC_INTERVAL 256 /* pops of a bin per GC step: the carry of its 8-bit counter */
