@@ -119,6 +119,25 @@ static void test_alignment_api(void **state) {
       free(p);
     }
   }
+  /* Small alignments take malloc's path: many blocks in a row (so that a
+   * class of 8 bytes would show an odd multiple of 8), every entry point. */
+  for (size_t align = 1; align <= 16; align <<= 1)
+    for (size_t size = 0; size <= 40; size++) {
+      void *q[64];
+      for (int k = 0; k < 64; k++) {
+        if (k % 3 == 0 && align >= sizeof(void *))
+          assert_int_equal(posix_memalign(&q[k], align, size), 0);
+        else
+          q[k] = k % 3 == 1 ? aligned_alloc(align, size) : memalign(align, size);
+        assert_non_null(q[k]);
+        assert_int_equal((uintptr_t)q[k] % align, 0);
+        /* malloc's own alignment too (16 above 8 bytes) */
+        assert_int_equal((uintptr_t)q[k] % (size > 8 ? 16 : 8), 0);
+        assert_true(malloc_usable_size(q[k]) >= size);
+        memset(q[k], 0x5a, size);
+      }
+      for (int k = 0; k < 64; k++) free(q[k]);
+    }
   void *p = (void *)1;
   assert_int_equal(posix_memalign(&p, 24, 10), EINVAL);
   assert_ptr_equal(p, (void *)1);
