@@ -11,11 +11,14 @@
  *           time: the peers' libraries differ); fails if it has neither
  *   large20k N times p = malloc(20480); free(p) (a large class that
  *           thread caches hold)
+ *   memalign32 N times p = memalign(8 or 16, in turn, 32); free(p)
+ *           (what rpmalloc's benchmark asks for)
  * Instructions per pair = (Ir(N2) - Ir(N1)) / (N2 - N1), which removes
  * start-up and exit costs.  Prints "fastpath ok <n>". */
 #include "common.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 
 #define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
 
@@ -91,6 +94,14 @@ int main(int argc, char **argv)
 				ESCAPE(p);
 				sdx(p, 32, 0);
 			}
+		}
+	} else if (strcmp(argv[1], "memalign32") == 0) {
+		for (long i = 0; i < n; i++) {
+			void *p = memalign(i & 1 ? 8 : 16, 32);
+			if (p == NULL)
+				bench_fail("memalign");
+			ESCAPE(p);
+			free(p);
 		}
 	} else if (strcmp(argv[1], "large20k") == 0) {
 		for (long i = 0; i < n; i++) {
