@@ -28,8 +28,7 @@ static pthread_key_t tsd_key;
 static xmutex_t tsd_list_lock = XMUTEX_INITIALIZER;
 static tsd_t tsd_list = {.state = TSD_EMPTY}; /* sentinel of the list of live tsds */
 
-/* Bin ind's starting capacity. */
-static unsigned tcache_bin_cap0(unsigned ind) {
+unsigned tcache_bin_cap0(unsigned ind) {
   if (ind < SZ_NBINS) {
     unsigned n = sz_bin_info[ind].nregs * 2;
     if (n > TCACHE_NSLOTS_SMALL_MAX) n = TCACHE_NSLOTS_SMALL_MAX;
@@ -39,8 +38,7 @@ static unsigned tcache_bin_cap0(unsigned ind) {
   return TCACHE_NSLOTS_LARGE;
 }
 
-/* Its stack's slots: what its capacity may grow to. */
-static unsigned tcache_bin_slots(unsigned ind) {
+unsigned tcache_bin_slots(unsigned ind) {
   unsigned n = tcache_bin_cap0(ind);
   if (ind < SZ_NBINS && sz_bin_info[ind].reg_size <= TCACHE_GROW_MAXCLASS) {
     size_t g = TCACHE_GROW_BYTES / sz_bin_info[ind].reg_size;
@@ -101,12 +99,10 @@ static void tsd_bins_init(tsd_t *t, bool enabled) {
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
     t->ext[i].base = off;
-    t->ext[i].cap0 = tcache_bin_cap0(i);
-    t->ext[i].slots = tcache_bin_slots(i);
     b->top = b->low = off;
-    b->full = off + (enabled && tcache_allowed ? t->ext[i].cap0 * 8 : 0);
+    b->full = off + (enabled && tcache_allowed ? tcache_bin_cap0(i) * 8 : 0);
     b->refilled = 0;
-    off += t->ext[i].slots * 8;
+    off += tcache_bin_slots(i) * 8;
     b->magic = i < SZ_NBINS ? sz_div_magic[i] : TCACHE_REGION_BOUND;
     t->ext[i].szmin = i == 0 ? 0 : sz_index2size(i - 1) + 1;
     t->ext[i].szrange = sz_index2size(i) - t->ext[i].szmin;
@@ -123,7 +119,7 @@ void tcache_set_enabled(tsd_t *t, bool enabled) {
   t->tcache_enabled = enabled;
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
-    b->full = tcache_base(t, i) + (enabled && tcache_allowed ? t->ext[i].cap0 * 8 : 0);
+    b->full = tcache_base(t, i) + (enabled && tcache_allowed ? tcache_bin_cap0(i) * 8 : 0);
     b->refilled = 0;
   }
   t->grown = 0;
@@ -291,7 +287,7 @@ static void *tcache_alloc_small_hard(tsd_t *t, arena_t *arena, unsigned ind) {
   /* A grown bin refills as much as it did at its starting capacity: what
    * it holds beyond that comes from the thread's own frees, never from
    * runs opened for it. */
-  unsigned n = t->ext[ind].cap0 >> b->lg_fill_div;
+  unsigned n = tcache_bin_cap0(ind) >> b->lg_fill_div;
   if (n > max) n = max;
   if (n == 0) n = 1;
   /* The bin is empty: objects freed remotely may fill all of it. */
@@ -409,7 +405,7 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
      * that a thread that frees and allocates its objects by the thousand
      * stops sending them back and forth (tcmalloc's free lists grow the
      * same way). The GC shrinks it back as the thread stops using it. */
-    uint32_t cap = tcache_ncached_max(t, ind), slots = t->ext[ind].slots;
+    uint32_t cap = tcache_ncached_max(t, ind), slots = tcache_bin_slots(ind);
     uint32_t grow = cap < slots - cap ? cap : slots - cap;
     uint64_t bytes = (uint64_t)grow * sz_index2size(ind);
     if (b->refilled && cap != 0 && grow != 0 && t->grown + bytes <= TCACHE_GROW_BUDGET) {
@@ -440,7 +436,7 @@ void tcache_event(tsd_t *t) {
      * less next time. */
     tcache_flush_bin(t, ind, tcache_ncached(t, ind) - (low_water - (low_water >> 2)));
     /* A bin that grew (tcache_dalloc_hard) gives back half of it. */
-    uint32_t cap = tcache_ncached_max(t, ind), cap0 = t->ext[ind].cap0;
+    uint32_t cap = tcache_ncached_max(t, ind), cap0 = tcache_bin_cap0(ind);
     if (cap > cap0) {
       uint32_t to = cap / 2 > cap0 ? cap / 2 : cap0;
       tcache_flush_bin(t, ind, to);

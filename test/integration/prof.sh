@@ -14,14 +14,7 @@
 # - a bad lg_prof_sample gets the one-line warning and the program runs.
 set -eu
 
-: "${XALLOC_BUILDDIR:?XALLOC_BUILDDIR must name the build directory}"
-: "${XALLOC_SRCDIR:?XALLOC_SRCDIR must name the source tree}"
-# test/run.sh passes a configuration (tcache:false) in XALLOC_CONF: keep it.
-base=${XALLOC_CONF:+$XALLOC_CONF,}
-unset XALLOC_CONF MALLOC_CONF LD_PRELOAD 2>/dev/null || true
-CC=${CC:-cc}
-command -v "$CC" > /dev/null 2>&1 || CC=gcc
-ulimit -c 0 2>/dev/null || true
+. "${XALLOC_SRCDIR:?XALLOC_SRCDIR must name the source tree}/test/include/script.sh"
 lib="$XALLOC_BUILDDIR/lib/libxalloc.so.0"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/xa-prof.XXXXXX")

@@ -16,14 +16,7 @@
 #   FILE, refuses bad arguments with a message and exit status 2.
 set -eu
 
-: "${XALLOC_BUILDDIR:?XALLOC_BUILDDIR must name the build directory}"
-: "${XALLOC_SRCDIR:?XALLOC_SRCDIR must name the source tree}"
-# test/run.sh passes a configuration (tcache:false) in XALLOC_CONF: keep it.
-base=${XALLOC_CONF:+$XALLOC_CONF,}
-unset XALLOC_CONF MALLOC_CONF LD_PRELOAD 2>/dev/null || true
-CC=${CC:-cc}
-command -v "$CC" > /dev/null 2>&1 || CC=gcc
-ulimit -c 0 2>/dev/null || true
+. "${XALLOC_SRCDIR:?XALLOC_SRCDIR must name the source tree}/test/include/script.sh"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/xa-statlog.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

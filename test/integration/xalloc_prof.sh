@@ -21,14 +21,7 @@
 #   one line on stderr, exit status 2, no traceback.
 set -eu
 
-: "${XALLOC_BUILDDIR:?XALLOC_BUILDDIR must name the build directory}"
-: "${XALLOC_SRCDIR:?XALLOC_SRCDIR must name the source tree}"
-# test/run.sh passes a configuration (tcache:false) in XALLOC_CONF: keep it.
-base=${XALLOC_CONF:+$XALLOC_CONF,}
-unset XALLOC_CONF MALLOC_CONF LD_PRELOAD 2>/dev/null || true
-CC=${CC:-cc}
-command -v "$CC" > /dev/null 2>&1 || CC=gcc
-ulimit -c 0 2>/dev/null || true
+. "${XALLOC_SRCDIR:?XALLOC_SRCDIR must name the source tree}/test/include/script.sh"
 PY=${PYTHON:-python3}
 if ! command -v "$PY" > /dev/null 2>&1; then
   echo "skip: no python3 (bin/xalloc-prof needs it)"

@@ -183,7 +183,7 @@ static void *consume_only(void *arg) {
   tsd_t *t = tsd_fetch();
   unsigned ind = sz_size2index(16);
   for (int i = 0; i < 1600; i++) free(objs[i]);
-  assert_int_equal(tcache_ncached_max(t, ind), t->ext[ind].cap0);
+  assert_int_equal(tcache_ncached_max(t, ind), tcache_bin_cap0(ind));
   return NULL;
 }
 
@@ -195,9 +195,9 @@ static void test_bins_grow_and_shrink(void **state) {
     assert_int_equal(tcache_ncached_max(t, ind), 0);
     return;
   }
-  uint32_t cap0 = t->ext[ind].cap0;
+  uint32_t cap0 = tcache_bin_cap0(ind);
   assert_int_equal(tcache_ncached_max(t, ind), cap0);
-  assert_true(t->ext[ind].slots >= 1600);
+  assert_true(tcache_bin_slots(ind) >= 1600);
   static void *p[1600];
   uint64_t nflush = 0;
   for (int round = 0; round < 8; round++) {
@@ -208,7 +208,7 @@ static void test_bins_grow_and_shrink(void **state) {
   /* It grew, to no more than its slots, and the last round sent nothing
    * back to the arena. */
   assert_true(tcache_ncached_max(t, ind) >= 1600);
-  assert_true(tcache_ncached_max(t, ind) <= t->ext[ind].slots);
+  assert_true(tcache_ncached_max(t, ind) <= tcache_bin_slots(ind));
   assert_true(t->nflush[ind] == nflush);
   assert_true(tcache_ncached(t, ind) >= 1600);
   validate_all();
@@ -225,7 +225,7 @@ static void test_bins_grow_and_shrink(void **state) {
   assert_true(t->grown <= TCACHE_GROW_BUDGET);
   size_t extra = 0;
   for (unsigned i = 0; i < SZ_NBINS; i++)
-    extra += (size_t)(tcache_ncached_max(t, i) - t->ext[i].cap0) * sz_index2size(i);
+    extra += (size_t)(tcache_ncached_max(t, i) - tcache_bin_cap0(i)) * sz_index2size(i);
   assert_int_equal(extra, t->grown);
   validate_all();
   /* Unused: the GC gives it back, and the capacity returns to the start. */

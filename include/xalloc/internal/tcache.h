@@ -84,9 +84,7 @@ typedef struct {
   uint64_t szmin;  /* free_sized: sizes of this class are szmin .. szmin + szrange */
   uint64_t szrange;
   uint32_t base;   /* the stack's start */
-  uint32_t cap0;   /* the bin's starting capacity (objects) */
-  uint32_t slots;  /* its stack's slots: what it may grow to */
-  uint32_t pad;
+  uint32_t pad[3];
 } tcache_bin_ext_t;
 
 typedef struct tsd_s tsd_t;
@@ -168,6 +166,10 @@ static inline tcache_bin_ext_t *tcache_ext(tcache_bin_t *b) {
 static inline uint32_t tcache_ncached(const tsd_t *t, unsigned ind) {
   return (uint32_t)(t->bins[ind].top - tcache_base(t, ind)) / 8;
 }
+/* Bin ind's starting capacity, and its stack's slots: what its capacity
+ * may grow to (the slow paths only: a division). */
+unsigned tcache_bin_cap0(unsigned ind);
+unsigned tcache_bin_slots(unsigned ind);
 static inline uint32_t tcache_ncached_max(const tsd_t *t, unsigned ind) {
   return (t->bins[ind].full - tcache_base(t, ind)) / 8;
 }
