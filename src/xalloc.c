@@ -247,17 +247,17 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
  * returns through xa_alloc_gc (a tail call, so that the fast path needs no
  * stack frame).
  */
-XA_ALWAYS_INLINE void *xa_alloc_cached_impl(tsd_t *t, uintptr_t off, bool *gc, bool clear_tag) {
+XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
   tcache_bin_t *b = tcache_bin_at(t, off);
   uint64_t top = b->top;
   if (unlikely((uint32_t)top <= b->low)) {
     if (top == tcache_ext(b)->base) return NULL;
     b->low = (uint32_t)top - 8;
   }
-  void *ret = *(void **)((char *)t + top - 8);
-  if (unlikely(tag_lost(ret))) return NULL;
-  if (clear_tag) tag_clear(ret);
-  b->top = top - 8;
+  void *ret = tcache_slot_load(t, top - 8);
+  if (unlikely(tag_take(ret))) return NULL;
+  if (ret == NULL) __builtin_unreachable(); /* a bin holds no NULL: the callers' test of ret folds away */
+  tcache_top_add(b, -8);
   if (unlikely(tcache_npop_inc(b))) {
     t->gc_carry = b; /* for the GC step the caller makes next */
     *gc = true;
@@ -265,10 +265,6 @@ XA_ALWAYS_INLINE void *xa_alloc_cached_impl(tsd_t *t, uintptr_t off, bool *gc, b
     *gc = false;
   }
   return ret;
-}
-
-XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
-  return xa_alloc_cached_impl(t, off, gc, true);
 }
 
 /* Bin off's pop counter carried: count it, one incremental GC step, then
@@ -283,13 +279,13 @@ XA_NOINLINE static void *xa_alloc_gc(tsd_t *t, void *ret, size_t size) {
 
 XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
   uintptr_t off8; /* the bin's offset / 8 */
+  tsd_t *t = tsd_tls;
   if (likely(size <= SZ_LOOKUP_MAX))
     off8 = __atomic_load_n(&tcache_size2bin[size], __ATOMIC_RELAXED);
   else if (size <= __atomic_load_n(&tcache_maxclass, __ATOMIC_RELAXED))
     off8 = __atomic_load_n(&tcache_large2bin[(size - 1) >> 10], __ATOMIC_RELAXED); /* a large class the caches hold */
   else
     goto slow;
-  tsd_t *t = tsd_tls;
   bool gc;
   void *ret = xa_alloc_cached(t, off8 * 8, &gc);
   if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret, size) : ret;
@@ -432,7 +428,7 @@ XA_NOINLINE static void xa_free_slow(void *ptr) {
  */
 XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size, const uint64_t *wp) {
   uint64_t w = __atomic_load_n(wp, __ATOMIC_RELAXED);
-  uint32_t x = (uint32_t)(uintptr_t)ptr - (uint32_t)w; /* offset in the run */
+  uint32_t x = (uint32_t)(uintptr_t)ptr + (uint32_t)w; /* offset in the run (rtree.h) */
   __asm__("" : "+r"(x)); /* x first, then w's high half in place: no copy of w */
   tcache_bin_t *b = tcache_bin_at(t, (uintptr_t)(w >> 32));
   if (config_heap_checks && unlikely(x * b->magic >= TCACHE_REGION_BOUND)) return false;
@@ -441,7 +437,7 @@ XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size,
   if (unlikely((uint32_t)top >= b->full) || unlikely(tag_present(ptr))) return false;
   tag_set(ptr);
   *(void **)((char *)t + top) = ptr;
-  b->top = top + 8;
+  tcache_top_add(b, 8);
   return true;
 }
 
@@ -593,7 +589,7 @@ XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total) {
  * always written. */
 XA_ALWAYS_INLINE void xa_clear_upto32(void *p, size_t total) {
   char *c = p;
-  if (total > 16) {
+  if (likely(total > 16)) {
     __builtin_memset(c, 0, 16);
     __builtin_memset(c + total - 16, 0, 16);
   } else if (total > 8) {
@@ -623,14 +619,13 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
     uintptr_t off = (uintptr_t)__atomic_load_n(&tcache_size2bin[total], __ATOMIC_RELAXED) * 8;
     tsd_t *t = tsd_tls;
     bool gc;
-    /* The tag word is cleared with the rest. */
-    void *ret = xa_alloc_cached_impl(t, off, &gc, false);
+    void *ret = xa_alloc_cached(t, off, &gc);
     if (likely(ret != NULL)) {
-      if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
       if (likely(total <= 32)) {
         xa_clear_upto32(ret, total);
-        return ret;
+        return unlikely(gc) ? xa_calloc_gc(t, ret, total) : ret;
       }
+      if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
       if (total > 128) return xa_calloc_clear(ret, total);
       xa_clear_upto128(ret, total);
       return ret;

@@ -13,7 +13,9 @@
  * tcache.h), reached through a second tree of the same shape. A page's
  * word is 0 unless the page belongs to a small run, or is the first page
  * of a large run whose class a thread cache may hold; then it is
- *   (class + 1) << RTREE_PW_CLASS_SHIFT | (uint32_t)(address of the run)
+ *   (class + 1) << RTREE_PW_CLASS_SHIFT | (uint32_t)-(address of the run)
+ * (the low half negated, so that the free fast path gets a pointer's
+ * offset in its run with one 32-bit add: x = (uint32_t)ptr + (uint32_t)w),
  * where (class + 1) << (RTREE_PW_CLASS_SHIFT - 32) is the byte offset of the
  * class's bin in a tsd_t (tcache.h checks it). The arena layer writes the
  * words (under the arena lock, when a run changes state or size:
@@ -57,7 +59,7 @@ typedef struct {
 extern rtree_pw_t rtree_pw_global;
 
 static inline uint64_t rtree_pw_word(unsigned ind, uintptr_t run_addr) {
-  return ((uint64_t)(ind + 1) << RTREE_PW_CLASS_SHIFT) | (uint32_t)run_addr;
+  return ((uint64_t)(ind + 1) << RTREE_PW_CLASS_SHIFT) | (uint32_t)(0u - (uint32_t)run_addr);
 }
 
 /* The page words of addr's grain (the word of the page at addr is at

@@ -37,6 +37,24 @@ static inline void tag_clear(void *ptr) {
 static inline bool tag_lost(const void *ptr) {
   return config_heap_checks && *(const uintptr_t *)ptr != tag_of(ptr);
 }
+/* The same test on a cached object being handed out, clearing the tag
+ * when it is there: true (and the word left as it was) if it was lost.
+ * On x86-64 one xor to memory both tests and clears (the word becomes 0
+ * exactly when it held the tag); a lost tag is xored back. */
+static inline bool tag_take(void *ptr) {
+  if (!config_heap_checks) return false;
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool lost;
+  uintptr_t tag = tag_of(ptr);
+  __asm__("xorq %2, %0" : "+m"(*(uintptr_t *)ptr), "=@ccnz"(lost) : "r"(tag));
+  if (unlikely(lost)) *(uintptr_t *)ptr ^= tag;
+  return lost;
+#else
+  if (*(const uintptr_t *)ptr != tag_of(ptr)) return true;
+  *(uintptr_t *)ptr = 0;
+  return false;
+#endif
+}
 /* A free region about to leave its run (a refill, or an allocation with
  * the cache off) has lost its tag: it was written after free, or it is
  * live (a double free pushed it into a cache and malloc handed it out).

@@ -185,6 +185,28 @@ static inline bool tcache_npop_inc(tcache_bin_t *b) {
   return ++b->npop == 0;
 #endif
 }
+/* b->top += d, as one add to memory (gcc would keep the loaded top in a
+ * register, compute the new one and store it: two instructions where one
+ * does). */
+static inline void tcache_top_add(tcache_bin_t *b, int32_t d) {
+#if defined(__x86_64__)
+  __asm__("addq %1, %0" : "+m"(b->top) : "ie"((int64_t)d));
+#else
+  b->top += (uint64_t)(int64_t)d;
+#endif
+}
+/* The object in t's slot at off, loaded into the register that returns
+ * it (x86-64: gcc would load it elsewhere and copy it there, keeping %rax
+ * for the bin's address). */
+static inline void *tcache_slot_load(tsd_t *t, uint64_t off) {
+#if defined(__x86_64__)
+  void *v;
+  __asm__("movq %1, %0" : "=a"(v) : "m"(*(void **)((char *)t + off)));
+  return v;
+#else
+  return *(void **)((char *)t + off);
+#endif
+}
 static inline uint64_t tcache_npop(const tsd_t *t, unsigned ind) { return t->npop_base[ind] + t->bins[ind].npop; }
 
 extern __thread tsd_t *tsd_tls __attribute__((tls_model("initial-exec")));
