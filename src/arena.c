@@ -12,6 +12,7 @@
 arena_t *arenas[ARENAS_MAX];
 unsigned narenas;
 unsigned narenas_auto;
+unsigned narenas_large = 1;
 static xmutex_t arenas_lock = XMUTEX_INITIALIZER;
 ssize_t arenas_decay_ms[2];
 

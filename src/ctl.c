@@ -255,6 +255,7 @@ static int ctl_opt_h(CTL_ARGS) {
   /* narenas: the effective number of automatic arenas (0 means "four per
    * CPU"), as jemalloc reports it. */
   if (d->ptr == &opt_narenas) return ctl_read(oldp, oldlenp, &narenas_auto, sizeof(narenas_auto));
+  if (d->ptr == &opt_narenas_large) return ctl_read(oldp, oldlenp, &narenas_large, sizeof(narenas_large));
   /* jemalloc's types: tcache_max is a size_t, junk a string. */
   if (d->ptr == &opt_tcache_max) {
     size_t v = opt_tcache_max;

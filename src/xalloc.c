@@ -95,6 +95,13 @@ XA_NOINLINE static bool xa_init_slow(void) {
     narenas_auto = ncpus > 0 ? 4 * (unsigned)ncpus : 4;
   }
   if (narenas_auto > ARENAS_MAX) narenas_auto = ARENAS_MAX;
+  if (opt_narenas_large != 0) {
+    narenas_large = opt_narenas_large;
+  } else {
+    long ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+    narenas_large = ncpus > 0 ? (unsigned)ncpus : 1;
+  }
+  if (narenas_large > narenas_auto) narenas_large = narenas_auto;
   vg_running = config_valgrind && vg_detect();
   if (prof_boot() || guard_boot()) {
     xa_init_failed = true;
@@ -151,7 +158,9 @@ static inline void xa_alloc_debug(void *ret, size_t usize, bool zero) {
  *   cache:     the cache to serve from (the thread's own, an explicit one)
  *              or NULL for none;
  *   arena:     where everything else comes from, and what a cache refills
- *              from.
+ *              from;
+ *   big:       arena is the thread's own (no MALLOCX_ARENA): a block above
+ *              tcache_max comes from arena_large(arena) instead (arena.h).
  * A cache serves a class it caches (ncached_max != 0: small classes and
  * large ones up to tcache_max; none with zero:true, junk:true or under
  * valgrind) if the class is aligned enough by itself (large ones are
@@ -187,8 +196,8 @@ XA_NOINLINE static void *xa_sample_take(tsd_t *cache, void *ret, size_t req, siz
   return ret;
 }
 
-static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t req, size_t usize, size_t alignment,
-                           bool zero) {
+static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, bool big, size_t req, size_t usize,
+                           size_t alignment, bool zero) {
   unsigned ind = sz_size2index(usize);
   void *ret;
   if (cache != NULL && ind < tcache_nhbins && tcache_ncached_max(cache, ind) != 0 &&
@@ -200,6 +209,7 @@ static void *xa_alloc_from(tsd_t *t, tsd_t *cache, arena_t *arena, size_t req, s
     if (unlikely(cache->sample_pending)) ret = xa_sample_take(cache, ret, req, usize, alignment, zero);
     return ret;
   }
+  if (big && ind >= tcache_nhbins) arena = arena_large(arena); /* above tcache_max (arena.h) */
   if (ind < SZ_NBINS)
     ret = arena_malloc_small(arena, ind, zero);
   else if (usize <= sz_large_max)
@@ -234,7 +244,7 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
     return NULL;
   }
   tsd_t *t = tsd_fetch();
-  return xa_alloc_from(t, t, t->arena, size, usize, alignment, zero || opt_zero);
+  return xa_alloc_from(t, t, t->arena, true, size, usize, alignment, zero || opt_zero);
 }
 
 /*
@@ -796,7 +806,7 @@ XA_NOINLINE static void *xa_mallocx_slow(size_t size, int flags) {
     return NULL;
   }
   size_t alignment = XA_FLAGS_LG_ALIGN(flags) != 0 ? XA_FLAGS_ALIGN(flags) : 0;
-  return xa_alloc_from(t, cache, arena, size, usize, alignment, XA_FLAGS_ZERO(flags) || opt_zero);
+  return xa_alloc_from(t, cache, arena, ai == 0, size, usize, alignment, XA_FLAGS_ZERO(flags) || opt_zero);
 }
 
 XA_EXPORT void *mallocx(size_t size, int flags) {

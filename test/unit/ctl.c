@@ -96,9 +96,13 @@ static void test_opt_matches_table(void **state) {
     assert_int_equal(miblen, 2);
     assert_int_equal(mib[1], i);
     const char *want = conf_value_str(&conf_table[i], buf, sizeof(buf));
-    /* opt.narenas reads the effective number of automatic arenas. */
+    /* opt.narenas and opt.narenas_large read the effective numbers. */
     if (conf_table[i].ptr == &opt_narenas) {
       snprintf(buf, sizeof(buf), "%u", narenas_auto);
+      want = buf;
+    }
+    if (conf_table[i].ptr == &opt_narenas_large) {
+      snprintf(buf, sizeof(buf), "%u", narenas_large);
       want = buf;
     }
     char got[64];

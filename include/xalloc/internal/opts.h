@@ -20,6 +20,8 @@
   X(BOOL, abort_conf, false, 0, 1, NULL, "abort after reporting an invalid option")                   \
   X(UINT, lg_chunk, 21, 21, 30, NULL, "log2 of the chunk size (default 2 MiB)")                       \
   X(UINT, narenas, 0, 0, 4096, NULL, "arenas threads are spread over (0: four per CPU)")              \
+  X(UINT, narenas_large, 0, 0, 4096, NULL,                                                            \
+    "arenas that serve the automatic arenas' blocks above tcache_max (0: one per CPU)")               \
   X(BOOL, tcache, true, 0, 1, NULL, "per-thread caches of small and large objects")                   \
   X(UINT, tcache_max, 32768, 0, 1048576, NULL, "largest size (bytes) kept in thread caches")         \
   X(SSIZE, dirty_decay_ms, 10000, -1, 86400000, NULL,                                                 \
