@@ -257,19 +257,18 @@ XA_NOINLINE static void *xa_alloc_slow(size_t size, size_t alignment, bool zero)
  * returns through xa_alloc_gc (a tail call, so that the fast path needs no
  * stack frame).
  */
-XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off, bool *gc) {
-  tcache_bin_t *b = tcache_bin_at(t, off);
-  uint64_t top = b->top;
-  if (unlikely((uint32_t)top <= b->low)) {
+XA_ALWAYS_INLINE void *xa_alloc_cached(tsd_t *t, uintptr_t off8, bool *gc) {
+  uint64_t top;
+  if (unlikely(tcache_top_at_low(t, off8, &top))) {
+    tcache_bin_t *b = tcache_bin_at(t, off8 * 8);
     if (top == tcache_ext(b)->base) return NULL;
     b->low = (uint32_t)top - 8;
   }
   void *ret = tcache_slot_load(t, top - 8);
   if (unlikely(tag_take(ret))) return NULL;
   if (ret == NULL) __builtin_unreachable(); /* a bin holds no NULL: the callers' test of ret folds away */
-  tcache_top_add(b, -8);
-  if (unlikely(tcache_npop_inc(b))) {
-    t->gc_carry = b; /* for the GC step the caller makes next */
+  if (unlikely(tcache_pop_commit(t, off8))) {
+    t->gc_carry = tcache_bin_at(t, off8 * 8); /* for the GC step the caller makes next */
     *gc = true;
   } else {
     *gc = false;
@@ -297,7 +296,7 @@ XA_ALWAYS_INLINE void *xa_alloc(size_t size) {
   else
     goto slow;
   bool gc;
-  void *ret = xa_alloc_cached(t, off8 * 8, &gc);
+  void *ret = xa_alloc_cached(t, off8, &gc);
   if (likely(ret != NULL)) return unlikely(gc) ? xa_alloc_gc(t, ret, size) : ret;
 slow:
   return xa_alloc_slow(size, 0, false);
@@ -440,14 +439,17 @@ XA_ALWAYS_INLINE bool xa_free_push(tsd_t *t, void *ptr, bool sized, size_t size,
   uint64_t w = __atomic_load_n(wp, __ATOMIC_RELAXED);
   uint32_t x = (uint32_t)(uintptr_t)ptr + (uint32_t)w; /* offset in the run (rtree.h) */
   __asm__("" : "+r"(x)); /* x first, then w's high half in place: no copy of w */
-  tcache_bin_t *b = tcache_bin_at(t, (uintptr_t)(w >> 32));
-  if (config_heap_checks && unlikely(x * b->magic >= TCACHE_REGION_BOUND)) return false;
-  if (sized && unlikely(size - tcache_ext(b)->szmin > tcache_ext(b)->szrange)) return false;
-  uint64_t top = b->top;
-  if (unlikely((uint32_t)top >= b->full) || unlikely(tag_present(ptr))) return false;
+  uintptr_t off = (uintptr_t)(w >> 32); /* the bin's */
+  if (config_heap_checks && unlikely(tcache_not_region_start(t, off, x))) return false;
+  if (sized) {
+    tcache_bin_ext_t *e = tcache_ext(tcache_bin_at(t, off));
+    if (unlikely(size - e->szmin > e->szrange)) return false;
+  }
+  uint64_t top;
+  if (unlikely(tcache_top_at_full(t, off, &top)) || unlikely(tag_present(ptr))) return false;
   tag_set(ptr);
   *(void **)((char *)t + top) = ptr;
-  tcache_top_add(b, 8);
+  tcache_push_commit(t, off);
   return true;
 }
 
@@ -617,6 +619,7 @@ XA_ALWAYS_INLINE void xa_clear_upto128(void *p, size_t total) {
   __builtin_memset(c + total - 64, 0, 32);
 }
 
+
 XA_EXPORT void *calloc(size_t n, size_t size) {
   size_t total;
   if (unlikely(__builtin_mul_overflow(n, size, &total))) {
@@ -626,16 +629,16 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
   /* The cached path: the object is zeroed here (thread caches cache
    * nothing with zero:true, junk:true or under valgrind). */
   if (likely(total <= SZ_LOOKUP_MAX)) {
-    uintptr_t off = (uintptr_t)__atomic_load_n(&tcache_size2bin[total], __ATOMIC_RELAXED) * 8;
+    uintptr_t off8 = __atomic_load_n(&tcache_size2bin[total], __ATOMIC_RELAXED);
     tsd_t *t = tsd_tls;
     bool gc;
-    void *ret = xa_alloc_cached(t, off, &gc);
+    void *ret = xa_alloc_cached(t, off8, &gc);
     if (likely(ret != NULL)) {
+      if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
       if (likely(total <= 32)) {
         xa_clear_upto32(ret, total);
-        return unlikely(gc) ? xa_calloc_gc(t, ret, total) : ret;
+        return ret;
       }
-      if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
       if (total > 128) return xa_calloc_clear(ret, total);
       xa_clear_upto128(ret, total);
       return ret;

@@ -185,16 +185,6 @@ static inline bool tcache_npop_inc(tcache_bin_t *b) {
   return ++b->npop == 0;
 #endif
 }
-/* b->top += d, as one add to memory (gcc would keep the loaded top in a
- * register, compute the new one and store it: two instructions where one
- * does). */
-static inline void tcache_top_add(tcache_bin_t *b, int32_t d) {
-#if defined(__x86_64__)
-  __asm__("addq %1, %0" : "+m"(b->top) : "ie"((int64_t)d));
-#else
-  b->top += (uint64_t)(int64_t)d;
-#endif
-}
 /* The object in t's slot at off, loaded into the register that returns
  * it (x86-64: gcc would load it elsewhere and copy it there, keeping %rax
  * for the bin's address). */
@@ -205,6 +195,79 @@ static inline void *tcache_slot_load(tsd_t *t, uint64_t off) {
   return v;
 #else
   return *(void **)((char *)t + off);
+#endif
+}
+/* The top of the bin at byte offset 8 * off8 of t, and whether it is at
+ * or below the bin's low-water mark (x86-64: addressed from t and off8,
+ * as tcache_pop_commit). */
+static inline bool tcache_top_at_low(tsd_t *t, uintptr_t off8, uint64_t *top) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool low;
+  __asm__("movq (%[t],%[o],8), %[top]\n\tcmpl %k[top], %c[lw](%[t],%[o],8)"
+          : [top] "=&r"(*top), "=@ccae"(low)
+          : [t] "r"(t), [o] "r"(off8), [lw] "i"(offsetof(tcache_bin_t, low))
+          : "memory");
+  return low;
+#else
+  tcache_bin_t *b = tcache_bin_at(t, off8 * 8);
+  *top = b->top;
+  return (uint32_t)*top <= b->low;
+#endif
+}
+/* The free fast path's accesses to the bin at byte offset off of t, on
+ * x86-64 addressed from t and off (as above): whether x, an offset in a
+ * run of the bin's class, is not a region's start (the region-start test
+ * above); the bin's top, and whether it is full; the push (top up by one
+ * slot). */
+static inline bool tcache_not_region_start(tsd_t *t, uintptr_t off, uint32_t x) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool bad;
+  __asm__("imull %c[mg](%[t],%[o]), %[x]\n\tcmpl %[bound], %[x]"
+          : [x] "+r"(x), "=@cca"(bad)
+          : [t] "r"(t), [o] "r"(off), [mg] "i"(offsetof(tcache_bin_t, magic)), [bound] "i"(TCACHE_REGION_BOUND - 1)
+          : "memory");
+  return bad;
+#else
+  return x * tcache_bin_at(t, off)->magic >= TCACHE_REGION_BOUND;
+#endif
+}
+static inline bool tcache_top_at_full(tsd_t *t, uintptr_t off, uint64_t *top) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool full;
+  __asm__("movq (%[t],%[o]), %[top]\n\tcmpl %c[fl](%[t],%[o]), %k[top]"
+          : [top] "=&r"(*top), "=@ccae"(full)
+          : [t] "r"(t), [o] "r"(off), [fl] "i"(offsetof(tcache_bin_t, full))
+          : "memory");
+  return full;
+#else
+  tcache_bin_t *b = tcache_bin_at(t, off);
+  *top = b->top;
+  return (uint32_t)*top >= b->full;
+#endif
+}
+static inline void tcache_push_commit(tsd_t *t, uintptr_t off) {
+#if defined(__x86_64__)
+  __asm__("addq $8, (%[t],%[o])" : : [t] "r"(t), [o] "r"(off) : "memory");
+#else
+  tcache_bin_at(t, off)->top += 8;
+#endif
+}
+/* A pop from the bin at byte offset 8 * off8 of t: top down by one slot,
+ * the pop counted; true when the counter carries. On x86-64 two adds to
+ * memory addressed from t and off8 (gcc would first compute the bin's
+ * address into a register). */
+static inline bool tcache_pop_commit(tsd_t *t, uintptr_t off8) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool carry;
+  __asm__("addq $-8, (%[t],%[o],8)\n\taddb $1, %c[np](%[t],%[o],8)"
+          : "=@ccc"(carry)
+          : [t] "r"(t), [o] "r"(off8), [np] "i"(offsetof(tcache_bin_t, npop))
+          : "memory");
+  return carry;
+#else
+  tcache_bin_t *b = tcache_bin_at(t, off8 * 8);
+  b->top -= 8;
+  return tcache_npop_inc(b);
 #endif
 }
 static inline uint64_t tcache_npop(const tsd_t *t, unsigned ind) { return t->npop_base[ind] + t->bins[ind].npop; }
