@@ -594,21 +594,16 @@ XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total) {
   return ret;
 }
 
-/* Clear the first total bytes of p (8 <= total <= 128, or less in an
- * object of 8 bytes; an object of more than 8 bytes has at least 16) with
+/* Clear the first total bytes of p (up to 16, or 33 to 128; an object
+ * of more than 8 bytes has at least 16; calloc clears 17 to 32 itself) with
  * stores from both ends that may overlap: no loop, and cheaper than a call
  * for the sizes calloc mostly sees. The first word (the free tag) is
  * always written. */
-XA_ALWAYS_INLINE void xa_clear_upto32(void *p, size_t total) {
-  char *c = p;
-  if (likely(total > 16)) {
-    __builtin_memset(c, 0, 16);
-    __builtin_memset(c + total - 16, 0, 16);
-  } else if (total > 8) {
-    __builtin_memset(c, 0, 16);
-  } else {
+XA_ALWAYS_INLINE void xa_clear_upto16(void *p, size_t total) {
+  if (total > 8)
+    __builtin_memset(p, 0, 16);
+  else
     *(uint64_t *)p = 0;
-  }
 }
 XA_ALWAYS_INLINE void xa_clear_upto128(void *p, size_t total) {
   char *c = p;
@@ -635,8 +630,13 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
     void *ret = xa_alloc_cached(t, off8, &gc);
     if (likely(ret != NULL)) {
       if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
-      if (likely(total <= 32)) {
-        xa_clear_upto32(ret, total);
+      if (likely(total - 17 < 16)) { /* 17..32 bytes: one compare */
+        __builtin_memset(ret, 0, 16);
+        __builtin_memset((char *)ret + total - 16, 0, 16);
+        return ret;
+      }
+      if (total <= 16) {
+        xa_clear_upto16(ret, total);
         return ret;
       }
       if (total > 128) return xa_calloc_clear(ret, total);
@@ -726,7 +726,8 @@ XA_NOINLINE static void xa_free_sized_slow(void *ptr, size_t size) {
   xa_free_slow(ptr);
 }
 
-XA_NOINLINE static void xa_free_sized_miss(tsd_t *t, void *ptr, size_t size) {
+/* (ptr and size first: where the caller has them, no register moves on the fast path) */
+XA_NOINLINE static void xa_free_sized_miss(void *ptr, size_t size, tsd_t *t) {
   if (likely(xa_free_miss(t, ptr, true, size))) return;
   if (ptr == NULL) return;
   xa_free_sized_slow(ptr, size);
@@ -736,7 +737,7 @@ XA_EXPORT void free_sized(void *ptr, size_t size) {
   tsd_t *t = tsd_tls;
   uintptr_t idx = xa_free_idx(t, ptr);
   if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
-    xa_free_sized_miss(t, ptr, size);
+    xa_free_sized_miss(ptr, size, t);
     return;
   }
   if (likely(xa_free_push(t, ptr, true, size, &t->pw_words[idx]))) return;
@@ -855,7 +856,8 @@ XA_NOINLINE static void xa_sdallocx_slow(void *ptr, size_t size, int flags) {
     xa_dallocx_slow(ptr, flags);
 }
 
-XA_NOINLINE static void xa_sdallocx_miss(tsd_t *t, void *ptr, size_t size) {
+/* (ptr and size first: where the caller has them, no register moves on the fast path) */
+XA_NOINLINE static void xa_sdallocx_miss(void *ptr, size_t size, tsd_t *t) {
   if (likely(xa_free_miss(t, ptr, true, size))) return;
   if (ptr == NULL) return;
   xa_sdallocx_slow(ptr, size, 0);
@@ -865,8 +867,8 @@ XA_EXPORT void sdallocx(void *ptr, size_t size, int flags) {
   if (likely(flags == 0)) {
     tsd_t *t = tsd_tls;
     uintptr_t idx = xa_free_idx(t, ptr);
-  if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
-      xa_sdallocx_miss(t, ptr, size);
+    if (unlikely(idx >= RTREE_PW_PER_GRAIN)) {
+      xa_sdallocx_miss(ptr, size, t);
       return;
     }
     if (likely(xa_free_push(t, ptr, true, size, &t->pw_words[idx]))) return;

@@ -46,7 +46,7 @@ static inline bool tag_take(void *ptr) {
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
   bool lost;
   uintptr_t tag = tag_of(ptr);
-  __asm__("xorq %2, %0" : "+m"(*(uintptr_t *)ptr), "=@ccnz"(lost) : "r"(tag));
+  __asm__("xorq %[tag], (%[p])" : "=@ccnz"(lost) : [p] "r"(ptr), [tag] "r"(tag) : "memory");
   if (unlikely(lost)) *(uintptr_t *)ptr ^= tag;
   return lost;
 #else
