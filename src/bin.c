@@ -382,13 +382,42 @@ void arena_dalloc_small(arena_t *a, arena_chunk_t *chunk, arena_run_t *run, void
 static void arena_dalloc_small_batch_locked(arena_t *a, arena_bin_t *bin, unsigned binind, void **ptrs,
                                             unsigned n) {
   arena_bin_remote_drain(a, bin, binind);
+  const sz_bin_info_t *info = &sz_bin_info[binind];
+  /* The run of the previous object, as in arena_bin_remote_walk: objects
+   * flushed together mostly come from a few runs, and one inside the
+   * previous object's run needs no radix tree or page map lookup (the bin
+   * lock keeps it a small run of this class until a region freed into it
+   * empties it). Its bitmap is still checked; anything odd takes the full
+   * path, which reports it. */
+  arena_run_t *lrun = NULL;
+  uintptr_t lbase = 0, lspan = 0;
   for (unsigned i = 0; i < n; i++) {
-    arena_chunk_t *chunk = rtree_get((uintptr_t)ptrs[i]);
+    void *p = ptrs[i];
+    uintptr_t off = (uintptr_t)p - lbase;
+    if (off < lspan) {
+      size_t idx = (size_t)((off * info->div_magic) >> 32);
+      if (likely(idx * info->reg_size == off && !(lrun->bitmap[idx >> 6] & ((uint64_t)1 << (idx & 63))))) {
+        if (lrun->nfree + 1u == info->nregs) lspan = 0; /* empties it: given back */
+        arena_bin_region_free(a, bin, info, lrun, idx, p);
+        continue;
+      }
+    }
+    arena_chunk_t *chunk = rtree_get((uintptr_t)p);
     if (chunk == NULL || chunk->kind != META_ARENA_CHUNK || chunk->arena != a) {
-      report_bad("free", BAD_NOT_BLOCK, ptrs[i], 0, a->ind, NULL);
+      report_bad("free", BAD_NOT_BLOCK, p, 0, a->ind, NULL);
       continue;
     }
-    arena_dalloc_small_locked(a, bin, binind, chunk, ptrs[i]);
+    arena_run_t *run;
+    size_t idx;
+    int st = arena_bin_region_in(chunk, binind, p, &run, &idx);
+    if (likely(st == ARENA_REGION_OK)) {
+      lrun = run;
+      lbase = (uintptr_t)arena_run_addr(run);
+      lspan = run->nfree + 1u == info->nregs ? 0 : (uintptr_t)info->nregs * info->reg_size;
+      arena_bin_region_free(a, bin, info, run, idx, p);
+    } else {
+      arena_dalloc_small_locked(a, bin, binind, chunk, p); /* reports it */
+    }
   }
 }
 
