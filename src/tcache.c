@@ -66,6 +66,7 @@ bool tcache_boot(void) {
   __atomic_store_n(&tcache_maxclass, sz_index2size(tcache_nhbins - 1), __ATOMIC_RELAXED);
   /* Read by the malloc fast path before it knows initialization is done
    * (0, bin_none, until now). */
+  xassert(sz_index2size(2) == 32); /* calloc's XA_OFF8_CLASS32 */
   for (size_t sz = 0; sz <= SZ_LOOKUP_MAX; sz++)
     __atomic_store_n(&tcache_size2bin[sz], (uint8_t)(tcache_bin_off(sz_size2index(sz)) / 8), __ATOMIC_RELAXED);
   for (size_t k = 0; k < TCACHE_LARGE2BIN_N; k++) {

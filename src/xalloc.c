@@ -595,7 +595,8 @@ XA_NOINLINE static void *xa_calloc_gc(tsd_t *t, void *ret, size_t total) {
 }
 
 /* Clear the first total bytes of p (up to 16, or 33 to 128; an object
- * of more than 8 bytes has at least 16; calloc clears 17 to 32 itself) with
+ * of more than 8 bytes has at least 16; calloc clears the 32-byte class
+ * itself) with
  * stores from both ends that may overlap: no loop, and cheaper than a call
  * for the sizes calloc mostly sees. The first word (the free tag) is
  * always written. */
@@ -615,6 +616,10 @@ XA_ALWAYS_INLINE void xa_clear_upto128(void *p, size_t total) {
 }
 
 
+/* tcache_size2bin's entry of the 32-byte class (index 2 of 8, 16, 32, ...:
+ * sz.h; checked by tcache_boot). */
+#define XA_OFF8_CLASS32 ((2 + 1) * sizeof(tcache_bin_t) / 8)
+
 XA_EXPORT void *calloc(size_t n, size_t size) {
   size_t total;
   if (unlikely(__builtin_mul_overflow(n, size, &total))) {
@@ -630,9 +635,8 @@ XA_EXPORT void *calloc(size_t n, size_t size) {
     void *ret = xa_alloc_cached(t, off8, &gc);
     if (likely(ret != NULL)) {
       if (unlikely(gc)) return xa_calloc_gc(t, ret, total);
-      if (likely(total - 17 < 16)) { /* 17..32 bytes: one compare */
-        __builtin_memset(ret, 0, 16);
-        __builtin_memset((char *)ret + total - 16, 0, 16);
+      if (likely(off8 == XA_OFF8_CLASS32)) { /* 17..32 bytes: the whole 32-byte object, one compare */
+        __builtin_memset(ret, 0, 32);
         return ret;
       }
       if (total <= 16) {

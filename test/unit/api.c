@@ -58,6 +58,19 @@ static void test_calloc_zero_and_overflow(void **state) {
     assert_int_equal(p[size - 1], 0);
     free(p);
   }
+  /* Every size up to 300, into a block that held 0xff bytes all over its
+   * class (a cache hands the same block back): every byte asked for is 0
+   * (calloc clears the small sizes inline, by size or by class). */
+  for (size_t size = 0; size <= 300; size++) {
+    unsigned char *q = malloc(size);
+    size_t u = malloc_usable_size(q);
+    memset(q, 0xff, u);
+    free(q);
+    unsigned char *z = calloc(1, size);
+    assert_non_null(z);
+    for (size_t i = 0; i < size; i++) assert_int_equal(z[i], 0);
+    free(z);
+  }
   errno = 0;
   assert_null(calloc(SIZE_MAX / 2, 3));
   assert_int_equal(errno, ENOMEM);
