@@ -439,7 +439,13 @@ static void test_reentrant_hooks(void **state) {
   assert_true(hk_calls[H_DALLOC] > 0);
   assert_true(hk_calls[H_PURGE_FORCED] > 0);
   assert_true(hk_calls[H_SPLIT] > 0);
-  assert_true(hk_calls[H_MERGE] > 0);
+  /* With retain:false and both decay times 0 a freed range goes back to
+   * the dalloc hook at once, so it meets a free neighbour only when the
+   * purger thread has not given that one back yet: merges there depend on
+   * timing (0 to 5 in runs of this test), and are checked in the other
+   * configurations, where freed ranges stay in the trees. */
+  if (!(conf_has("retain:false") && conf_has("dirty_decay_ms:0") && conf_has("muzzy_decay_ms:0")))
+    assert_true(hk_calls[H_MERGE] > 0);
   if (conf_has("dirty_decay_ms:0") && !conf_has("muzzy_decay_ms:0")) assert_true(hk_calls[H_PURGE_LAZY] > 0);
 }
 
