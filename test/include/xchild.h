@@ -17,6 +17,18 @@
     }                                                                  \
   } while (0)
 
+/* stats.arenas.<ind>.<what> (a size_t), after an epoch refresh. */
+static __attribute__((unused)) size_t arena_stat(unsigned ind, const char *what) {
+  uint64_t epoch = 1;
+  EXPECT(mallctl("epoch", NULL, NULL, &epoch, sizeof(epoch)) == 0);
+  char name[96];
+  snprintf(name, sizeof(name), "stats.arenas.%u.%s", ind, what);
+  size_t v;
+  size_t sz = sizeof(v);
+  EXPECT(mallctl(name, &v, &sz, NULL, 0) == 0);
+  return v;
+}
+
 /* Every report line, also written to stderr: set report_hook =
  * collect_report in the child. */
 static char reports[8192];

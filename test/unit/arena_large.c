@@ -19,9 +19,11 @@
 #include <malloc.h>
 
 #include "xalloc/internal/chunk.h"
+#include "xalloc/internal/report.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tcache.h"
 #include "xalloc/xalloc.h"
+#include "xchild.h"
 
 const char *malloc_conf = "narenas:6,narenas_large:2";
 
@@ -39,17 +41,6 @@ static unsigned owner(const void *ptr) {
 static void bind_arena(unsigned ind) {
   assert_true(mallctl("thread.arena", NULL, NULL, &ind, sizeof(ind)) == 0);
   assert_true(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) == 0);
-}
-
-static size_t arena_stat(unsigned ind, const char *what) {
-  uint64_t epoch = 1;
-  assert_true(mallctl("epoch", NULL, NULL, &epoch, sizeof(epoch)) == 0);
-  char name[96];
-  snprintf(name, sizeof(name), "stats.arenas.%u.%s", ind, what);
-  size_t v;
-  size_t sz = sizeof(v);
-  assert_true(mallctl(name, &v, &sz, NULL, 0) == 0);
-  return v;
 }
 
 static void test_option(void **state) {

@@ -44,17 +44,6 @@ static void arena_op(unsigned ind, const char *op) {
   EXPECT(mallctl(name, NULL, NULL, NULL, 0) == 0);
 }
 
-static size_t arena_stat(unsigned ind, const char *what) {
-  uint64_t epoch = 1;
-  EXPECT(mallctl("epoch", NULL, NULL, &epoch, sizeof(epoch)) == 0);
-  char name[96];
-  snprintf(name, sizeof(name), "stats.arenas.%u.%s", ind, what);
-  size_t v;
-  size_t sz = sizeof(v);
-  EXPECT(mallctl(name, &v, &sz, NULL, 0) == 0);
-  return v;
-}
-
 static bool arena_check_ok(unsigned ind) {
   bool ok = false;
   size_t len = sizeof(ok);
