@@ -86,7 +86,9 @@ int main(int argc, char **argv)
 		perror("runwait: result file");
 		return 2;
 	}
-	fprintf(f, "%.6f %ld %d\n", wall, ru.ru_maxrss, code);
+	double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+	double sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	fprintf(f, "%.6f %ld %d %.6f %.6f\n", wall, ru.ru_maxrss, code, user, sys);
 	fclose(f);
 	return 0;
 }
