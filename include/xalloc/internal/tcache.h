@@ -186,8 +186,7 @@ static inline bool tcache_npop_inc(tcache_bin_t *b) {
 #endif
 }
 /* The object in t's slot at off, loaded into the register that returns
- * it (x86-64: gcc would load it elsewhere and copy it there, keeping %rax
- * for the bin's address). */
+ * it (x86-64: in malloc gcc would load it elsewhere and copy it there). */
 static inline void *tcache_slot_load(tsd_t *t, uint64_t off) {
 #if defined(__x86_64__)
   void *v;
