@@ -7,6 +7,7 @@
 
 #include "xalloc/internal/background.h"
 #include "xalloc/internal/opts.h"
+#include "xalloc/internal/tcache.h"
 
 enum { BG_NONE = 0, BG_STARTING = 1, BG_RUNNING = 2, BG_FAILED = 3 };
 
@@ -44,6 +45,9 @@ static void *background_main(void *arg) {
       uint64_t t = arena_decay_ns_until(a, decay_now_ns());
       if (t < sleep_ns) sleep_ns = t;
     }
+    /* Caches of exited threads no thread adopted (tcache.h). */
+    tsd_park_expire();
+    if (__atomic_load_n(&tsd_nparked, __ATOMIC_RELAXED) != 0 && sleep_ns > BACKGROUND_PARK_NS) sleep_ns = BACKGROUND_PARK_NS;
     __atomic_fetch_add(&bg_interval_total_ns, now - prev, __ATOMIC_RELAXED);
     prev = now;
     __atomic_fetch_add(&bg_npasses, 1, __ATOMIC_RELAXED);

@@ -692,6 +692,9 @@ static const ctl_node_t ctl_arenas_nodes[] = {
  * automatic arena not made yet, a destroyed one, MALLCTL_ARENAS_DESTROYED)
  * has nothing to purge: 0, as jemalloc. */
 static int ctl_arena_purge_decay(const size_t *mib, bool decay) {
+  /* A purge gives back what the caches of exited threads hold too (a
+   * decay leaves them to their own time: tcache.h). */
+  if (!decay) tsd_park_flush();
   if (ctl_arena_kind(mib[1]) == CTL_ALL) {
     unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
@@ -765,6 +768,7 @@ static int ctl_arena_reset_destroy(const size_t *mib, bool destroy) {
    * requires). */
   tsd_t *t = ctl_tsd();
   if (t != NULL) tcache_flush_all(t);
+  tsd_park_flush(); /* exited threads' caches may hold its objects */
   prof_arena_reset(a); /* its samples are about to be freed without free() */
   if (!destroy) return arena_reset(a) ? EFAULT : 0;
   /* EFAULT if a thread still uses it (or it is gone already). */

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include "xalloc/internal/base.h"
+#include "xalloc/internal/decay.h"
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tcache.h"
@@ -126,18 +127,29 @@ void tcache_set_enabled(tsd_t *t, bool enabled) {
   t->grown = 0;
 }
 
+static tsd_t *tsd_adopt(void);
+static void tsd_discard(tsd_t *t);
+
 static tsd_t *tsd_create(void) {
   tsd_tls = &tsd_boot; /* allocations made while building are served directly */
-  tsd_t *t = base_pool_alloc(&tsd_pool);
+  tsd_t *t = tsd_adopt();
+  bool adopted = t != NULL;
+  if (!adopted) t = base_pool_alloc(&tsd_pool);
   arena_t *a = t != NULL ? arena_choose() : NULL;
   if (t == NULL || a == NULL) {
-    if (t != NULL) base_pool_free(&tsd_pool, t);
+    if (adopted)
+      tsd_discard(t);
+    else if (t != NULL)
+      base_pool_free(&tsd_pool, t);
     tsd_tls = &tsd_empty;
     return &tsd_boot;
   }
   t->state = TSD_NOMINAL;
   t->arena = a;
-  tsd_bins_init(t, tcache_active);
+  if (adopted)
+    sample_tsd_init(t); /* the bins keep their objects (tsd_park) */
+  else
+    tsd_bins_init(t, tcache_active);
   xmutex_lock(&tsd_list_lock);
   t->next = &tsd_list;
   t->prev = tsd_list.prev;
@@ -264,20 +276,161 @@ void tcache_requests(uint64_t *nmalloc, uint64_t *nfree) {
   *nfree = f;
 }
 
+/* ---- parked caches (tcache.h) ---- */
+
+unsigned tsd_nparked;
+static uint64_t tsd_parked_bytes;
+/* Parked tsds, newest first (links next and prev), under tsd_list_lock. */
+static tsd_t tsd_parked = {.state = TSD_EXITED, .next = &tsd_parked, .prev = &tsd_parked};
+
+/* How long a parked cache waits for a thread to adopt it. */
+static uint64_t tsd_park_ns(void) {
+  return (uint64_t)(opt_reuse_window_ms > 0 ? opt_reuse_window_ms : 1000) * 1000000u;
+}
+
+/* Bytes the bins of t hold. */
+static uint64_t tsd_cached_bytes(const tsd_t *t) {
+  uint64_t sum = 0;
+  for (unsigned i = 0; i < tcache_nhbins; i++) sum += (uint64_t)tcache_ncached(t, i) * sz_index2size(i);
+  return sum;
+}
+
+/* Counters of a tsd whose thread is gone (its counts were moved to the gone
+ * totals) start again from its bins as they are: as if the objects it holds
+ * had been filled into them, so that none is counted as freed again. */
+static void tsd_counters_restart(tsd_t *t) {
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    t->nfill[i] = tcache_ncached(t, i);
+    t->nflush[i] = 0;
+    t->npop_base[i] = 0;
+    t->bins[i].npop = t->bins[i].npop_start = 0;
+  }
+  t->allocated = t->deallocated = 0;
+  t->ndirect_malloc = t->ndirect_free = 0;
+  t->pub_nmalloc = t->pub_nfree = 0;
+  t->counters_published = false;
+  t->allocatedp = t->deallocatedp = 0;
+}
+
+/* Flush a tsd that belongs to no thread (parked, or adopted and not
+ * wanted) and free it. */
+static void tsd_discard(tsd_t *t) {
+  t->state = TSD_EXITED;
+  tcache_flush_all(t);
+  base_pool_free(&tsd_pool, t);
+}
+
+/* Unlink t from the list it is on. */
+static void tsd_unlink(tsd_t *t) {
+  t->prev->next = t->next;
+  t->next->prev = t->prev;
+}
+
+/* Park t (tsd_list_lock held); false if the budget has no room for it. */
+static bool tsd_park_locked(tsd_t *t, uint64_t bytes, uint64_t now) {
+  if (tsd_nparked >= opt_tcache_park || tsd_parked_bytes + bytes > TSD_PARK_BYTES) return false;
+  t->parked_ns = now;
+  t->parked_bytes = bytes;
+  t->next = tsd_parked.next;
+  t->prev = &tsd_parked;
+  tsd_parked.next->prev = t;
+  tsd_parked.next = t;
+  tsd_parked_bytes += bytes;
+  __atomic_store_n(&tsd_nparked, tsd_nparked + 1, __ATOMIC_RELAXED);
+  return true;
+}
+
+/* Take parked t off the list (tsd_list_lock held). */
+static void tsd_unpark_locked(tsd_t *t) {
+  tsd_unlink(t);
+  tsd_parked_bytes -= t->parked_bytes;
+  __atomic_store_n(&tsd_nparked, tsd_nparked - 1, __ATOMIC_RELAXED);
+}
+
+/* The newest parked cache, off the list; NULL if none. */
+static tsd_t *tsd_adopt(void) {
+  if (__atomic_load_n(&tsd_nparked, __ATOMIC_RELAXED) == 0) return NULL;
+  xmutex_lock(&tsd_list_lock);
+  tsd_t *t = tsd_parked.next;
+  if (t == &tsd_parked)
+    t = NULL;
+  else
+    tsd_unpark_locked(t);
+  xmutex_unlock(&tsd_list_lock);
+  return t;
+}
+
+/* Flush the parked caches parked before cutoff (all: UINT64_MAX). They are
+ * taken off the list under the lock, flushed without it (flushes take bin
+ * and arena locks). */
+static void tsd_park_flush_before(uint64_t cutoff) {
+  if (__atomic_load_n(&tsd_nparked, __ATOMIC_RELAXED) == 0) return;
+  tsd_t *list = NULL;
+  xmutex_lock(&tsd_list_lock);
+  /* Oldest at the tail. */
+  while (tsd_parked.prev != &tsd_parked && tsd_parked.prev->parked_ns < cutoff) {
+    tsd_t *t = tsd_parked.prev;
+    tsd_unpark_locked(t);
+    t->next = list;
+    list = t;
+  }
+  xmutex_unlock(&tsd_list_lock);
+  while (list != NULL) {
+    tsd_t *t = list;
+    list = t->next;
+    tsd_discard(t);
+  }
+}
+
+void tsd_park_flush(void) { tsd_park_flush_before(UINT64_MAX); }
+
+void tsd_park_expire(void) {
+  if (__atomic_load_n(&tsd_nparked, __ATOMIC_RELAXED) == 0) return;
+  uint64_t now = decay_now_ns(), age = tsd_park_ns();
+  if (now > age) tsd_park_flush_before(now - age);
+}
+
+/* Bins that grew (tcache_dalloc_hard) go back to their starting
+ * capacities, and none counts as refilled: a new thread starts so. */
+static void tsd_bins_restart(tsd_t *t) {
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    uint32_t cap0 = tcache_bin_cap0(i);
+    t->bins[i].refilled = 0;
+    if (tcache_ncached_max(t, i) <= cap0) continue;
+    tcache_flush_bin(t, i, cap0);
+    t->bins[i].full = tcache_base(t, i) + cap0 * 8;
+  }
+  t->grown = 0;
+}
+
 static void tsd_destroy(void *arg) {
   tsd_t *t = arg;
   if (t == NULL || t->state != TSD_NOMINAL) return;
   tsd_tls = &tsd_exited;
-  tcache_flush_all(t);
+  /* A cache that holds something is parked for the next thread; one that
+   * holds nothing, or finds no room, goes. */
+  bool park = t->tcache_enabled && opt_tcache_park != 0;
+  if (park) tsd_bins_restart(t);
+  uint64_t bytes = park ? tsd_cached_bytes(t) : 0;
+  uint64_t now = bytes != 0 ? decay_now_ns() : 0;
+  if (bytes == 0) tcache_flush_all(t);
   arena_unchoose(t->arena);
   xmutex_lock(&tsd_list_lock);
-  t->prev->next = t->next;
-  t->next->prev = t->prev;
+  tsd_unlink(t);
   __atomic_fetch_add(&tsd_gone_nmalloc, tsd_nmalloc(t, true), __ATOMIC_RELAXED);
   __atomic_fetch_add(&tsd_gone_nfree, tsd_nfree(t, true), __ATOMIC_RELAXED);
-  xmutex_unlock(&tsd_list_lock);
   t->state = TSD_EXITED;
-  base_pool_free(&tsd_pool, t);
+  bool parked = false;
+  if (bytes != 0) {
+    tsd_counters_restart(t);
+    parked = tsd_park_locked(t, bytes, now);
+  }
+  xmutex_unlock(&tsd_list_lock);
+  if (parked) {
+    tsd_park_expire();
+    return;
+  }
+  tsd_discard(t);
 }
 
 /* Refill small bin ind of t from arena and pop one; NULL if the arena is
@@ -456,6 +609,7 @@ void tcache_event(tsd_t *t) {
   /* A thread that only ever hits its cache still drives the arenas'
    * decay (the reuse window: decay.h). */
   if (t->arena != NULL) arena_decay_event(t->arena);
+  tsd_park_tick();
 }
 
 void tcache_pop_carry(tsd_t *t, tcache_bin_t *b) {

@@ -1000,6 +1000,7 @@ XA_EXPORT int malloc_trim(size_t pad) {
   if (xa_init()) return 0;
   stats_totals_t before, after;
   stats_totals(&before);
+  tsd_park_flush(); /* the caches of exited threads (tcache.h) */
   unsigned n = __atomic_load_n(&narenas, __ATOMIC_ACQUIRE);
   for (unsigned i = 0; i < n; i++) {
     arena_t *a = arena_get(i); /* a destroyed arena: NULL, or skipped by arena_purge_all */

@@ -304,8 +304,10 @@ static void test_producer_consumer(void **state) {
   assert_int_equal(pthread_join(tp, NULL), 0);
   assert_int_equal(pthread_join(tc, NULL), 0);
   assert_int_equal(live.n, 0);
-  /* Both threads are gone: their caches were flushed, the consumer's
-   * objects of P handed over remotely (some may be pending still). */
+  /* Both threads are gone: their caches were flushed (parked ones by
+   * tsd_park_flush, tcache.h), the consumer's objects of P handed over
+   * remotely (some may be pending still). */
+  tsd_park_flush();
   if (tcache_active) assert_true(nremote_total(P) > 0);
   assert_true(arena_validate(arenas[P]));
   assert_true(arena_check_ok(P));
@@ -338,6 +340,7 @@ static void test_both_ways(void **state) {
   assert_int_equal(pthread_join(th[0], NULL), 0);
   assert_int_equal(pthread_join(th[1], NULL), 0);
   assert_int_equal(live.n, 0);
+  tsd_park_flush(); /* exited threads' caches (tcache.h) */
   if (tcache_active) {
     assert_true(nremote_total(A) > 0);
     assert_true(nremote_total(B) > 0);

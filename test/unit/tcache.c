@@ -61,6 +61,10 @@ static void test_thread_exit_returns_cache(void **state) {
     assert_int_equal(pthread_create(&th, NULL, churn_and_exit, NULL), 0);
     assert_int_equal(pthread_join(th, NULL), 0);
   }
+  /* The last exited thread's cache is parked for the next one (tcache.h):
+   * at most one cache's worth is held, and none once they are flushed. */
+  if (tcache_active) assert_int_equal(tsd_nparked, 1);
+  tsd_park_flush();
   tcache_flush_all(tsd_fetch());
   assert_int_equal(allocated_now(), base);
   validate_all();
@@ -100,12 +104,14 @@ static void test_cross_thread_and_arena_frees(void **state) {
   assert_int_equal(pthread_join(th, NULL), 0);
   size_t sum = 0;
   for (int i = 0; i < N; i++) sum += malloc_usable_size(objs[i]);
+  tsd_park_flush(); /* the allocating thread's cache, parked (tcache.h) */
   tcache_flush_all(tsd_fetch());
   /* The allocating thread is gone: only the live objects remain counted. */
   assert_int_equal(allocated_now(), base + sum);
   validate_all();
   assert_int_equal(pthread_create(&th, NULL, free_only, &f), 0);
   assert_int_equal(pthread_join(th, NULL), 0);
+  tsd_park_flush();
   tcache_flush_all(tsd_fetch());
   assert_int_equal(allocated_now(), base);
   validate_all();

@@ -24,6 +24,9 @@
 
 #define BACKGROUND_MIN_NS ((uint64_t)2 * 1000 * 1000)
 #define BACKGROUND_MAX_NS ((uint64_t)1000 * 1000 * 1000)
+/* While caches of exited threads are parked (tcache.h): their expiry is
+ * checked at least this often. */
+#define BACKGROUND_PARK_NS ((uint64_t)250 * 1000 * 1000)
 
 /* Arm the lazy start when the option is set. */
 void background_boot(void);

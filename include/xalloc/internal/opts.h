@@ -24,6 +24,8 @@
     "arenas that serve the automatic arenas' blocks above tcache_max (0: one per CPU)")               \
   X(BOOL, tcache, true, 0, 1, NULL, "per-thread caches of small and large objects")                   \
   X(UINT, tcache_max, 32768, 0, 1048576, NULL, "largest size (bytes) kept in thread caches")         \
+  X(UINT, tcache_park, 8, 0, 4096, NULL,                                                             \
+    "caches of exited threads kept (up to 8 MiB of objects) for new threads to adopt; 0 none")        \
   X(SSIZE, dirty_decay_ms, 10000, -1, 86400000, NULL,                                                 \
     "ms before freed pages are purged lazily (MADV_FREE); 0 at once, -1 never")                       \
   X(SSIZE, muzzy_decay_ms, 10000, -1, 86400000, NULL,                                                 \

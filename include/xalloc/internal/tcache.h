@@ -14,8 +14,9 @@
  * bin is flushed (its older half) back to the owning arenas, grouped by
  * arena: to the thread's own arena under one bin lock, to any other with
  * one atomic push onto the bin's remote stack (arena.h). Incremental GC flushes three
- * quarters of what a bin did not use since the last visit. Everything goes
- * back when the thread exits (a pthread key destructor). Objects in a bin
+ * quarters of what a bin did not use since the last visit. When the thread
+ * exits (a pthread key destructor) its cache is parked for the next new
+ * thread to adopt, or flushed (tsd_park, below). Objects in a bin
  * are "allocated" as far as their runs know, and are checked against the
  * run metadata when they leave the cache.
  *
@@ -146,6 +147,9 @@ struct tsd_s {
   /* Bytes the bins' capacities grew by (beyond their starting ones), at
    * most TCACHE_GROW_BUDGET. */
   uint64_t grown;
+  /* While parked (its thread exited; tsd_park): when it was parked, and
+   * the bytes its bins hold. */
+  uint64_t parked_ns, parked_bytes;
 };
 
 _Static_assert(sizeof(tcache_bin_t) == 32 && offsetof(tsd_t, bins) == sizeof(tcache_bin_t) &&
@@ -353,6 +357,26 @@ bool tcache_explicit_create(unsigned *ind);
 tsd_t *tcache_explicit_get(unsigned ind); /* NULL if no such cache */
 bool tcache_explicit_flush(unsigned ind);
 bool tcache_explicit_destroy(unsigned ind);
+
+/*
+ * Parked caches (tcache_park): a thread that exits leaves its cache, objects
+ * and all, for the next thread to adopt, instead of flushing it into the
+ * runs and making the new thread fill its own from them again. At most
+ * opt_tcache_park caches and TSD_PARK_BYTES of objects are parked; one not
+ * adopted in time is flushed by the next thread exit, GC step or background
+ * pass (tsd_park_expire), and tsd_park_flush flushes them all
+ * (malloc_trim, arena.<i>.purge, arena.<i>.reset and destroy, thread.idle).
+ */
+#define TSD_PARK_BYTES ((uint64_t)8 << 20)
+/* Caches parked now (read without the lock by tsd_park_tick). */
+extern unsigned tsd_nparked;
+void tsd_park_flush(void);
+/* Flush the parked caches that waited longer than reuse_window_ms (1 s
+ * when it is 0). */
+void tsd_park_expire(void);
+static inline void tsd_park_tick(void) {
+  if (unlikely(__atomic_load_n(&tsd_nparked, __ATOMIC_RELAXED) != 0)) tsd_park_expire();
+}
 
 void tcache_prefork(void);
 void tcache_postfork_parent(void);
