@@ -5,7 +5,8 @@
  * thread, which checks and frees them (every free is remote), and frees a
  * few of its own. Every GENERATION objects a thread exits and a new one
  * takes its place on the same arena (its cache is flushed onto the other
- * arenas' remote stacks at exit). Runs for XALLOC_STRESS_SECONDS (default
+ * arenas' remote stacks before it exits, or every other time parked at
+ * exit and adopted by a new thread: tcache_park). Runs for XALLOC_STRESS_SECONDS (default
  * 10). Fails on a corrupted object, an object handed out while live (the
  * stamp of the live copy would be overwritten), or a failed allocation;
  * afterwards the heap check passes on every arena and no small object
@@ -13,6 +14,7 @@
  */
 #include "xtest.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -128,7 +130,9 @@ static void *worker(void *arg) {
   }
   for (unsigned s = 0; s < 64; s++) free(mine[s]);
   drain(me, QCAP);
-  return NULL; /* the cache is flushed at exit: remote pushes */
+  /* Flushed: remote pushes; or left to be parked at exit. */
+  if (rng & 1) mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+  return NULL;
 }
 
 int main(void) {
@@ -170,6 +174,7 @@ int main(void) {
     }
   }
   mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+  malloc_trim(0); /* the exited threads' parked caches (tcache_park) */
   bool ok = false;
   size_t len = sizeof(ok);
   char name[96];
