@@ -46,7 +46,7 @@ static void *background_main(void *arg) {
       if (t < sleep_ns) sleep_ns = t;
     }
     /* Caches of exited threads no thread adopted (tcache.h). */
-    tsd_park_expire();
+    tsd_park_tick(decay_now_ns());
     if (__atomic_load_n(&tsd_nparked, __ATOMIC_RELAXED) != 0 && sleep_ns > BACKGROUND_PARK_NS) sleep_ns = BACKGROUND_PARK_NS;
     __atomic_fetch_add(&bg_interval_total_ns, now - prev, __ATOMIC_RELAXED);
     prev = now;

@@ -154,10 +154,11 @@ static void arena_decay_other(arena_t *a, uint64_t now) {
   if (o != NULL && o != a && now >= __atomic_load_n(&o->decay_next_ns, __ATOMIC_RELAXED)) arena_decay_impl(o, false);
 }
 
-void arena_decay_event(arena_t *a) {
+uint64_t arena_decay_event(arena_t *a) {
   uint64_t now = decay_now_ns();
   if (now >= __atomic_load_n(&a->decay_next_ns, __ATOMIC_RELAXED)) arena_decay_impl(a, false);
   arena_decay_other(a, now);
+  return now;
 }
 
 void (*arena_tick_hook)(void);

@@ -128,19 +128,22 @@ void tcache_set_enabled(tsd_t *t, bool enabled) {
 }
 
 static tsd_t *tsd_adopt(void);
-static void tsd_discard(tsd_t *t);
 
 static tsd_t *tsd_create(void) {
   tsd_tls = &tsd_boot; /* allocations made while building are served directly */
+  /* An adopted cache comes with its arena (still counted as chosen: the
+   * objects it holds mostly came from there). */
   tsd_t *t = tsd_adopt();
   bool adopted = t != NULL;
-  if (!adopted) t = base_pool_alloc(&tsd_pool);
-  arena_t *a = t != NULL ? arena_choose() : NULL;
+  arena_t *a = NULL;
+  if (adopted) {
+    a = t->arena;
+  } else {
+    t = base_pool_alloc(&tsd_pool);
+    if (t != NULL) a = arena_choose();
+  }
   if (t == NULL || a == NULL) {
-    if (adopted)
-      tsd_discard(t);
-    else if (t != NULL)
-      base_pool_free(&tsd_pool, t);
+    if (t != NULL) base_pool_free(&tsd_pool, t);
     tsd_tls = &tsd_empty;
     return &tsd_boot;
   }
@@ -282,6 +285,9 @@ unsigned tsd_nparked;
 static uint64_t tsd_parked_bytes;
 /* Parked tsds, newest first (links next and prev), under tsd_list_lock. */
 static tsd_t tsd_parked = {.state = TSD_EXITED, .next = &tsd_parked, .prev = &tsd_parked};
+/* When the oldest parked cache is due to be flushed (UINT64_MAX: none):
+ * written under tsd_list_lock, read without it by tsd_park_tick. */
+uint64_t tsd_park_due_ns = UINT64_MAX;
 
 /* How long a parked cache waits for a thread to adopt it. */
 static uint64_t tsd_park_ns(void) {
@@ -312,11 +318,23 @@ static void tsd_counters_restart(tsd_t *t) {
   t->allocatedp = t->deallocatedp = 0;
 }
 
-/* Flush a tsd that belongs to no thread (parked, or adopted and not
- * wanted) and free it. */
+/* Bins that grew (tcache_dalloc_hard) go back to their starting
+ * capacities, and none counts as refilled: a new thread starts so. */
+static void tsd_bins_restart(tsd_t *t) {
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    uint32_t cap0 = tcache_bin_cap0(i);
+    t->bins[i].refilled = 0;
+    if (tcache_ncached_max(t, i) <= cap0) continue;
+    tcache_flush_bin(t, i, cap0);
+    t->bins[i].full = tcache_base(t, i) + cap0 * 8;
+  }
+  t->grown = 0;
+}
+
+/* Flush a parked tsd no thread took, give up its arena, and free it. */
 static void tsd_discard(tsd_t *t) {
-  t->state = TSD_EXITED;
   tcache_flush_all(t);
+  arena_unchoose(t->arena);
   base_pool_free(&tsd_pool, t);
 }
 
@@ -324,6 +342,12 @@ static void tsd_discard(tsd_t *t) {
 static void tsd_unlink(tsd_t *t) {
   t->prev->next = t->next;
   t->next->prev = t->prev;
+}
+
+/* tsd_park_due_ns for the list as it is (tsd_list_lock held). */
+static void tsd_park_due_update(void) {
+  uint64_t due = tsd_parked.prev == &tsd_parked ? UINT64_MAX : tsd_parked.prev->parked_ns + tsd_park_ns();
+  __atomic_store_n(&tsd_park_due_ns, due, __ATOMIC_RELAXED);
 }
 
 /* Park t (tsd_list_lock held); false if the budget has no room for it. */
@@ -337,6 +361,7 @@ static bool tsd_park_locked(tsd_t *t, uint64_t bytes, uint64_t now) {
   tsd_parked.next = t;
   tsd_parked_bytes += bytes;
   __atomic_store_n(&tsd_nparked, tsd_nparked + 1, __ATOMIC_RELAXED);
+  tsd_park_due_update();
   return true;
 }
 
@@ -345,6 +370,7 @@ static void tsd_unpark_locked(tsd_t *t) {
   tsd_unlink(t);
   tsd_parked_bytes -= t->parked_bytes;
   __atomic_store_n(&tsd_nparked, tsd_nparked - 1, __ATOMIC_RELAXED);
+  tsd_park_due_update();
 }
 
 /* The newest parked cache, off the list; NULL if none. */
@@ -384,37 +410,22 @@ static void tsd_park_flush_before(uint64_t cutoff) {
 
 void tsd_park_flush(void) { tsd_park_flush_before(UINT64_MAX); }
 
-void tsd_park_expire(void) {
-  if (__atomic_load_n(&tsd_nparked, __ATOMIC_RELAXED) == 0) return;
-  uint64_t now = decay_now_ns(), age = tsd_park_ns();
-  if (now > age) tsd_park_flush_before(now - age);
-}
-
-/* Bins that grew (tcache_dalloc_hard) go back to their starting
- * capacities, and none counts as refilled: a new thread starts so. */
-static void tsd_bins_restart(tsd_t *t) {
-  for (unsigned i = 0; i < tcache_nhbins; i++) {
-    uint32_t cap0 = tcache_bin_cap0(i);
-    t->bins[i].refilled = 0;
-    if (tcache_ncached_max(t, i) <= cap0) continue;
-    tcache_flush_bin(t, i, cap0);
-    t->bins[i].full = tcache_base(t, i) + cap0 * 8;
-  }
-  t->grown = 0;
+void tsd_park_expire(uint64_t now) {
+  uint64_t age = tsd_park_ns();
+  if (now > age) tsd_park_flush_before(now - age + 1);
 }
 
 static void tsd_destroy(void *arg) {
   tsd_t *t = arg;
   if (t == NULL || t->state != TSD_NOMINAL) return;
   tsd_tls = &tsd_exited;
-  /* A cache that holds something is parked for the next thread; one that
-   * holds nothing, or finds no room, goes. */
-  bool park = t->tcache_enabled && opt_tcache_park != 0;
+  /* A cache that holds something is parked for the next thread, with its
+   * arena (an explicit arena the thread was bound to is not handed on);
+   * one that holds nothing, or finds no room, goes. */
+  bool park = t->tcache_enabled && opt_tcache_park != 0 && arena_is_auto(t->arena);
   if (park) tsd_bins_restart(t);
   uint64_t bytes = park ? tsd_cached_bytes(t) : 0;
   uint64_t now = bytes != 0 ? decay_now_ns() : 0;
-  if (bytes == 0) tcache_flush_all(t);
-  arena_unchoose(t->arena);
   xmutex_lock(&tsd_list_lock);
   tsd_unlink(t);
   __atomic_fetch_add(&tsd_gone_nmalloc, tsd_nmalloc(t, true), __ATOMIC_RELAXED);
@@ -426,11 +437,10 @@ static void tsd_destroy(void *arg) {
     parked = tsd_park_locked(t, bytes, now);
   }
   xmutex_unlock(&tsd_list_lock);
-  if (parked) {
-    tsd_park_expire();
-    return;
-  }
-  tsd_discard(t);
+  if (parked)
+    tsd_park_tick(now);
+  else
+    tsd_discard(t);
 }
 
 /* Refill small bin ind of t from arena and pop one; NULL if the arena is
@@ -608,8 +618,8 @@ void tcache_event(tsd_t *t) {
   if ((++t->gc_steps & 15) == 0) tsd_publish_calls(t);
   /* A thread that only ever hits its cache still drives the arenas'
    * decay (the reuse window: decay.h). */
-  if (t->arena != NULL) arena_decay_event(t->arena);
-  tsd_park_tick();
+  uint64_t now = t->arena != NULL ? arena_decay_event(t->arena) : decay_now_ns();
+  tsd_park_tick(now);
 }
 
 void tcache_pop_carry(tsd_t *t, tcache_bin_t *b) {

@@ -5,7 +5,8 @@
  *     regions do not drop), the next new thread adopts the cache and gets
  *     exactly those objects back, and its own counters start from zero
  *     (thread.allocated; the process's request counts stay exact);
- *   - tcache_park:0, or a cache that holds nothing, parks nothing;
+ *   - tcache_park:0, a cache that holds nothing, or one of a thread bound
+ *     to an explicit arena, parks nothing;
  *   - at most tcache_park caches and TSD_PARK_BYTES of objects are parked;
  *   - a parked cache no thread adopts is flushed once it waited the reuse
  *     window, by another thread's GC step;
@@ -266,6 +267,33 @@ static void reset_or_destroy(bool destroy) {
   tsd_park_flush();
 }
 
+/* A thread bound to explicit arena ind (thread.arena) that exits with
+ * objects cached. */
+static void *bound_to_explicit(void *arg) {
+  unsigned ind = (unsigned)(uintptr_t)arg;
+  EXPECT(mallctl("thread.arena", NULL, NULL, &ind, sizeof(ind)) == 0);
+  for (int i = 0; i < NOBJ; i++) objs[i] = malloc(SIZE);
+  for (int i = 0; i < NOBJ; i++) free(objs[i]);
+  return NULL;
+}
+
+/* Its cache goes with it: a new thread must not start bound to the
+ * explicit arena. */
+static void test_explicit_bound_not_parked(void **state) {
+  (void)state;
+  tsd_park_flush();
+  unsigned ind;
+  size_t sz = sizeof(ind);
+  assert_int_equal(mallctl("arenas.create", &ind, &sz, NULL, 0), 0);
+  run_thread(bound_to_explicit, (void *)(uintptr_t)ind);
+  assert_int_equal(tsd_nparked, 0);
+  char name[64];
+  snprintf(name, sizeof(name), "bins.%u.curregs", sz_size2index(SIZE));
+  assert_int_equal(arena_stat(ind, name), 0);
+  snprintf(name, sizeof(name), "arena.%u.destroy", ind);
+  assert_int_equal(mallctl(name, NULL, NULL, NULL, 0), 0);
+}
+
 static void test_reset(void **state) {
   (void)state;
   reset_or_destroy(false);
@@ -281,7 +309,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_adopted),    cmocka_unit_test(test_counts), cmocka_unit_test(test_not_parked),
       cmocka_unit_test(test_budget),     cmocka_unit_test(test_expired), cmocka_unit_test(test_trim_purge),
-      cmocka_unit_test(test_reset),      cmocka_unit_test(test_destroy),
+      cmocka_unit_test(test_reset),      cmocka_unit_test(test_destroy), cmocka_unit_test(test_explicit_bound_not_parked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

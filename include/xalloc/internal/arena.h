@@ -426,7 +426,7 @@ void arena_decay_tick(arena_t *arena);
 /* The same from a thread cache's GC step (fast paths only: no slow-path
  * call to tick): a clock read, and a decay check when one is due, of the
  * caller's arena and of one other arena in turn. */
-void arena_decay_event(arena_t *arena);
+uint64_t arena_decay_event(arena_t *arena); /* returns the clock it read (decay_now_ns) */
 #define ARENA_DECAY_EVENT_NS 100000000u /* the longest wait between two looks */
 /* Called on every tick when set (the background thread's lazy start). */
 extern void (*arena_tick_hook)(void);

@@ -368,14 +368,16 @@ bool tcache_explicit_destroy(unsigned ind);
  * (malloc_trim, arena.<i>.purge, arena.<i>.reset and destroy, thread.idle).
  */
 #define TSD_PARK_BYTES ((uint64_t)8 << 20)
-/* Caches parked now (read without the lock by tsd_park_tick). */
+/* Caches parked now, and when the oldest is due to be flushed (UINT64_MAX:
+ * none); read without the lock. */
 extern unsigned tsd_nparked;
+extern uint64_t tsd_park_due_ns;
 void tsd_park_flush(void);
 /* Flush the parked caches that waited longer than reuse_window_ms (1 s
- * when it is 0). */
-void tsd_park_expire(void);
-static inline void tsd_park_tick(void) {
-  if (unlikely(__atomic_load_n(&tsd_nparked, __ATOMIC_RELAXED) != 0)) tsd_park_expire();
+ * when it is 0) at now (decay_now_ns()). */
+void tsd_park_expire(uint64_t now);
+static inline void tsd_park_tick(uint64_t now) {
+  if (unlikely(now >= __atomic_load_n(&tsd_park_due_ns, __ATOMIC_RELAXED))) tsd_park_expire(now);
 }
 
 void tcache_prefork(void);
