@@ -874,6 +874,8 @@ CTL_RO(ctl_stats_metadata, size_t, ctl_totals.metadata)
 CTL_RO(ctl_stats_resident, size_t, ctl_totals.resident)
 CTL_RO(ctl_stats_mapped, size_t, ctl_totals.mapped)
 CTL_RO(ctl_stats_retained, size_t, ctl_totals.retained)
+CTL_RO(ctl_stats_tcache_parked, size_t, ctl_totals.tcache_parked)
+CTL_RO(ctl_stats_tcache_parked_bytes, size_t, ctl_totals.tcache_parked_bytes)
 CTL_RO(ctl_stats_committed, size_t, ctl_totals.committed)
 CTL_RO(ctl_stats_dirty, size_t, ctl_totals.dirty)
 CTL_RO(ctl_stats_muzzy, size_t, ctl_totals.muzzy)
@@ -984,6 +986,7 @@ static const ctl_node_t ctl_stats_nodes[] = {
     LEAF("allocated", ctl_stats_allocated), LEAF("active", ctl_stats_active),
     LEAF("metadata", ctl_stats_metadata),   LEAF("resident", ctl_stats_resident),
     LEAF("mapped", ctl_stats_mapped),       LEAF("retained", ctl_stats_retained),
+    LEAF("tcache_parked", ctl_stats_tcache_parked), LEAF("tcache_parked_bytes", ctl_stats_tcache_parked_bytes),
     LEAF("committed", ctl_stats_committed),
     LEAF("dirty", ctl_stats_dirty),         LEAF("muzzy", ctl_stats_muzzy),
     LEAF("metadata_thp", ctl_stats_metadata_thp),

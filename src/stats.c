@@ -113,6 +113,7 @@ void stats_totals_from(const stats_arena_t *all, stats_totals_t *t) {
   t->nhuge = all->nhuge;
   t->nfree_ranges = all->nfree_ranges;
   tcache_requests(&t->nmalloc, &t->ndalloc);
+  tsd_park_stats(&t->tcache_parked, &t->tcache_parked_bytes);
   base_stats_t bs;
   base_stats_get(&bs);
   t->metadata = bs.mapped;
@@ -414,6 +415,8 @@ void stats_print(stats_write_cb_t *write_cb, void *opaque, const char *opts) {
     j_u64(o, "failed_munmaps_kept", t.nunmap_kept);
     j_u64(o, "nmalloc", t.nmalloc);
     j_u64(o, "ndalloc", t.ndalloc);
+    j_u64(o, "tcache_parked", t.tcache_parked);
+    j_u64(o, "tcache_parked_bytes", t.tcache_parked_bytes);
     stats_print_guard(o);
   } else {
     OUT(o, "___ Begin xalloc statistics ___\n");
@@ -440,6 +443,7 @@ void stats_print(stats_write_cb_t *write_cb, void *opaque, const char *opts) {
         t.allocated_large, t.allocated_huge, t.nhuge);
     OUT(o, "Allocation calls: %llu, free calls: %llu\n", (unsigned long long)t.nmalloc,
         (unsigned long long)t.ndalloc);
+    OUT(o, "Caches of exited threads parked: %zu, holding %zu bytes\n", t.tcache_parked, t.tcache_parked_bytes);
     stats_print_guard(o);
   }
   if (merged || per_arena) {

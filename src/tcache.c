@@ -412,6 +412,13 @@ static void tsd_park_flush_before(uint64_t cutoff) {
 
 void tsd_park_flush(void) { tsd_park_flush_before(UINT64_MAX); }
 
+void tsd_park_stats(size_t *n, size_t *bytes) {
+  xmutex_lock(&tsd_list_lock);
+  *n = tsd_nparked;
+  *bytes = (size_t)tsd_parked_bytes;
+  xmutex_unlock(&tsd_list_lock);
+}
+
 void tsd_park_expire(uint64_t now) {
   uint64_t age = tsd_park_ns();
   if (now > age) tsd_park_flush_before(now - age + 1);

@@ -92,6 +92,15 @@ static void test_adopted(void **state) {
   assert_int_equal(tsd_nparked, parked(1));
   /* Still out of the runs: in the parked cache. */
   if (tcache_active) assert_true(curregs() >= before + NOBJ);
+  /* stats.tcache_parked / _bytes. */
+  uint64_t epoch = 1;
+  size_t n = 0, bytes = 0, sz = sizeof(n);
+  assert_int_equal(mallctl("epoch", NULL, NULL, &epoch, sizeof(epoch)), 0);
+  assert_int_equal(mallctl("stats.tcache_parked", &n, &sz, NULL, 0), 0);
+  assert_int_equal(mallctl("stats.tcache_parked_bytes", &bytes, &sz, NULL, 0), 0);
+  assert_int_equal(n, parked(1));
+  if (tcache_active) assert_true(bytes >= (size_t)NOBJ * sz_index2size(sz_size2index(SIZE)));
+  else assert_int_equal(bytes, 0);
   run_thread(adopt, NULL);
   if (tcache_active) assert_true(adopted_all);
   /* NOBJ pops of SIZE's class, nothing else counted from the cache. */

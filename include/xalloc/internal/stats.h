@@ -32,6 +32,7 @@ typedef struct {
   uint64_t nmalloc, ndalloc;
   size_t nhuge;      /* live huge allocations */
   size_t nfree_ranges; /* free runs and free chunk ranges */
+  size_t tcache_parked, tcache_parked_bytes; /* caches of exited threads parked (tcache.h), bytes they hold */
 } stats_totals_t;
 
 /*

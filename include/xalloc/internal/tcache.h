@@ -373,6 +373,8 @@ bool tcache_explicit_destroy(unsigned ind);
 extern unsigned tsd_nparked;
 extern uint64_t tsd_park_due_ns;
 void tsd_park_flush(void);
+/* Caches parked now, and the bytes their bins hold. */
+void tsd_park_stats(size_t *n, size_t *bytes);
 /* Flush the parked caches that waited longer than reuse_window_ms (1 s
  * when it is 0) at now (decay_now_ns()). */
 void tsd_park_expire(uint64_t now);
