@@ -29,6 +29,7 @@
 #define XALLOC_INTERNAL_TCACHE_H
 
 #include "xalloc/internal/arena.h"
+#include "xalloc/internal/base.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tag.h"
 
@@ -381,6 +382,28 @@ void tsd_park_expire(uint64_t now);
 static inline void tsd_park_tick(uint64_t now) {
   if (unlikely(now >= __atomic_load_n(&tsd_park_due_ns, __ATOMIC_RELAXED))) tsd_park_expire(now);
 }
+
+/* ---- between tcache.c (the bins) and tsd.c (the lifecycle) ---- */
+/* The tsd blocks (size: the tsd_t and its bins' slots). */
+extern base_pool_t tsd_pool XA_HIDDEN;
+/* Set up the tsd layer (after the bins' sizes are known); true on failure. */
+bool tsd_boot_state(size_t size);
+/* Give t's bins their stacks; they cache objects if enabled. */
+void tcache_bins_init(tsd_t *t, bool enabled);
+/* Publish t's bins' call counts for other threads' readings (its own
+ * thread only). */
+void tsd_publish_calls(tsd_t *t);
+/* thread.allocatedp / deallocatedp, once handed out: refreshed on the slow
+ * paths, so they trail the fast paths by at most what the cache served
+ * since. */
+void tsd_publish_slow(tsd_t *t);
+#define TSD_PUBLISH(t)                                            \
+  do {                                                            \
+    if (unlikely((t)->counters_published)) tsd_publish_slow(t); \
+  } while (0)
+void tsd_prefork(void);
+void tsd_postfork_parent(void);
+void tsd_postfork_child(void);
 
 void tcache_prefork(void);
 void tcache_postfork_parent(void);
