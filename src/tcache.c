@@ -2,6 +2,7 @@
  * caches (see tcache.h; the per-thread state's lifecycle is tsd.c). */
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/decay.h"
@@ -18,6 +19,14 @@ bool tcache_active;
 static bool tcache_allowed; /* false: caches may never hold anything */
 size_t tcache_maxclass;
 static size_t tsd_slots;       /* stack slots per tsd */
+/* Where each bin's stack lives in a tsd block (byte offsets): its starting
+ * stack (cap0 slots), all of them packed together after the tsd_t; and,
+ * for a bin that may grow, the room it grows in (tcache_bin_slots), all of
+ * them at the end of the block (0: none). A stack moves to its room the
+ * first time it grows and back when it is down to cap0 again, so a thread
+ * that never grows touches only the packed starting stacks (a page per
+ * growing class before: their rooms sat between the other stacks). */
+static uint32_t tcache_start_off[TCACHE_NBINS_MAX], tcache_room_off[TCACHE_NBINS_MAX];
 
 unsigned tcache_bin_cap0(unsigned ind) {
   if (ind < SZ_NBINS) {
@@ -61,9 +70,20 @@ bool tcache_boot(void) {
     xassert(ind == sz_size2index((k << 10) + 1) || (k << 10) < SZ_LOOKUP_MAX);
     if (ind < tcache_nhbins) __atomic_store_n(&tcache_large2bin[k], (uint8_t)(tcache_bin_off(ind) / 8), __ATOMIC_RELAXED);
   }
-  tsd_slots = 0;
-  for (unsigned i = 0; i < tcache_nhbins; i++) tsd_slots += tcache_bin_slots(i);
-  return tsd_boot_state(sizeof(tsd_t) + tsd_slots * sizeof(void *));
+  uint32_t off = (uint32_t)sizeof(tsd_t);
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    tcache_start_off[i] = off;
+    off += tcache_bin_cap0(i) * 8;
+  }
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    tcache_room_off[i] = 0;
+    if (tcache_bin_slots(i) > tcache_bin_cap0(i)) {
+      tcache_room_off[i] = off;
+      off += tcache_bin_slots(i) * 8;
+    }
+  }
+  tsd_slots = (off - sizeof(tsd_t)) / 8;
+  return tsd_boot_state(off);
 }
 
 /*
@@ -75,16 +95,15 @@ void tcache_bins_init(tsd_t *t, bool enabled) {
   t->tcache_enabled = enabled;
   t->pw_first = TSD_PW_NONE;
   t->pw_words = NULL;
-  uint32_t off = (uint32_t)sizeof(tsd_t);
   /* Bins past tcache_nhbins (large classes page words may name) stay zero:
    * they hold nothing, and their region test fails. */
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
+    uint32_t off = tcache_start_off[i];
     t->ext[i].base = off;
     b->top = b->low = off;
     b->full = off + (enabled && tcache_allowed ? tcache_bin_cap0(i) * 8 : 0);
     b->refilled = 0;
-    off += tcache_bin_slots(i) * 8;
     b->magic = i < SZ_NBINS ? sz_div_magic[i] : TCACHE_REGION_BOUND;
     t->ext[i].szmin = i == 0 ? 0 : sz_index2size(i - 1) + 1;
     t->ext[i].szrange = sz_index2size(i) - t->ext[i].szmin;
@@ -95,13 +114,15 @@ void tcache_bins_init(tsd_t *t, bool enabled) {
   sample_tsd_init(t);
 }
 
+static void tcache_bin_move(tsd_t *t, unsigned ind, uint32_t to, uint32_t cap);
+
 void tcache_set_enabled(tsd_t *t, bool enabled) {
   if (!tsd_nominal(t)) return;
   tcache_flush_all(t);
   t->tcache_enabled = enabled;
   for (unsigned i = 0; i < tcache_nhbins; i++) {
     tcache_bin_t *b = &t->bins[i];
-    b->full = tcache_base(t, i) + (enabled && tcache_allowed ? tcache_bin_cap0(i) * 8 : 0);
+    tcache_bin_move(t, i, tcache_start_off[i], enabled && tcache_allowed ? tcache_bin_cap0(i) : 0);
     b->refilled = 0;
   }
   t->grown = 0;
@@ -220,6 +241,24 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
   tsd_publish_calls(t);
 }
 
+/* Move bin ind's stack, its objects and low-water mark with it, to start at
+ * offset to, with room for cap objects. */
+static void tcache_bin_move(tsd_t *t, unsigned ind, uint32_t to, uint32_t cap) {
+  tcache_bin_t *b = &t->bins[ind];
+  uint32_t from = tcache_base(t, ind), n = tcache_ncached(t, ind);
+  if (to == from) {
+    b->full = to + cap * 8;
+    return;
+  }
+  memcpy(tcache_slot(t, to), tcache_slot(t, from), (size_t)n * 8);
+  b->low = to + (b->low - from);
+  b->top = to + n * 8;
+  b->full = to + cap * 8;
+  t->ext[ind].base = to;
+}
+
+void tcache_bin_restart(tsd_t *t, unsigned ind) { tcache_bin_move(t, ind, tcache_start_off[ind], tcache_bin_cap0(ind)); }
+
 void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
   tcache_bin_t *b = &t->bins[ind];
   if (tag_present(ptr)) {
@@ -237,7 +276,7 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
     uint32_t grow = cap < slots - cap ? cap : slots - cap;
     uint64_t bytes = (uint64_t)grow * sz_index2size(ind);
     if (b->refilled && cap != 0 && grow != 0 && t->grown + bytes <= TCACHE_GROW_BUDGET) {
-      b->full += grow * 8;
+      tcache_bin_move(t, ind, tcache_room_off[ind], cap + grow); /* into its room the first time */
       t->grown += bytes;
     } else {
       tcache_flush_bin(t, ind, cap / 2);
@@ -268,7 +307,8 @@ void tcache_event(tsd_t *t) {
     if (cap > cap0) {
       uint32_t to = cap / 2 > cap0 ? cap / 2 : cap0;
       tcache_flush_bin(t, ind, to);
-      b->full = tcache_base(t, ind) + to * 8;
+      /* Back to its starting stack once down to its starting capacity. */
+      tcache_bin_move(t, ind, to == cap0 ? tcache_start_off[ind] : tcache_base(t, ind), to);
       t->grown -= (uint64_t)(cap - to) * sz_index2size(ind);
     }
     if (ind < SZ_NBINS && (tcache_ncached_max(t, ind) >> (b->lg_fill_div + 1)) >= 1) b->lg_fill_div++;

@@ -231,7 +231,7 @@ static void tsd_bins_restart(tsd_t *t) {
     t->bins[i].refilled = 0;
     if (tcache_ncached_max(t, i) <= cap0) continue;
     tcache_flush_bin(t, i, cap0);
-    t->bins[i].full = tcache_base(t, i) + cap0 * 8;
+    tcache_bin_restart(t, i);
   }
   t->grown = 0;
 }

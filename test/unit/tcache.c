@@ -193,6 +193,38 @@ static void *consume_only(void *arg) {
   return NULL;
 }
 
+/* The end of the starting stacks, packed after the tsd_t (tcache.c): a
+ * thread whose bins never grow touches nothing past it. */
+static uint32_t packed_end(void) {
+  uint32_t end = (uint32_t)sizeof(tsd_t);
+  for (unsigned i = 0; i < tcache_nhbins; i++) end += tcache_bin_cap0(i) * 8;
+  return end;
+}
+
+/* Every bin of a thread that has not grown has its stack among the
+ * starting stacks, and they do not overlap. */
+static void *check_layout(void *arg) {
+  (void)arg;
+  tsd_t *t = tsd_fetch();
+  if (!tsd_nominal(t)) return NULL;
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    if (tcache_base(t, i) + tcache_bin_cap0(i) * 8 > packed_end()) {
+      fprintf(stderr, "bin %u's starting stack at %u ends past %u\n", i, tcache_base(t, i), packed_end());
+      _exit(5);
+    }
+    if (i > 0 && tcache_base(t, i) < tcache_base(t, i - 1) + tcache_bin_cap0(i - 1) * 8) _exit(6);
+  }
+  return NULL;
+}
+
+static void test_starting_stacks_packed(void **state) {
+  (void)state;
+  tsd_park_flush(); /* a new tsd, not an adopted one */
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, check_layout, NULL), 0);
+  assert_int_equal(pthread_join(th, NULL), 0);
+}
+
 static void test_bins_grow_and_shrink(void **state) {
   (void)state;
   tsd_t *t = tsd_fetch();
@@ -212,7 +244,9 @@ static void test_bins_grow_and_shrink(void **state) {
     for (int i = 0; i < 1600; i++) free(p[i]);
   }
   /* It grew, to no more than its slots, and the last round sent nothing
-   * back to the arena. */
+   * back to the arena; its stack moved to its room after the starting
+   * stacks. */
+  assert_true(tcache_base(t, ind) >= packed_end());
   assert_true(tcache_ncached_max(t, ind) >= 1600);
   assert_true(tcache_ncached_max(t, ind) <= tcache_bin_slots(ind));
   assert_true(t->nflush[ind] == nflush);
@@ -237,6 +271,7 @@ static void test_bins_grow_and_shrink(void **state) {
   /* Unused: the GC gives it back, and the capacity returns to the start. */
   for (int i = 0; i < 400000; i++) free(malloc(2000));
   assert_int_equal(tcache_ncached_max(t, ind), cap0);
+  assert_true(tcache_base(t, ind) < packed_end()); /* back in its starting stack */
   assert_true(tcache_ncached(t, ind) <= cap0);
   /* A thread that only frees into the bin keeps the starting capacity. */
   for (int i = 0; i < 1600; i++) assert_non_null(p[i] = malloc(16));
@@ -301,6 +336,7 @@ int main(void) {
       cmocka_unit_test(test_cross_thread_and_arena_frees),
       cmocka_unit_test(test_threads_spread_over_arenas),
       cmocka_unit_test(test_gc_shrinks_unused_bins),
+      cmocka_unit_test(test_starting_stacks_packed),
       cmocka_unit_test(test_bins_grow_and_shrink),
       cmocka_unit_test(test_tags),
       cmocka_unit_test(test_region_start_test),

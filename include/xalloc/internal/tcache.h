@@ -390,6 +390,9 @@ extern base_pool_t tsd_pool XA_HIDDEN;
 bool tsd_boot_state(size_t size);
 /* Give t's bins their stacks; they cache objects if enabled. */
 void tcache_bins_init(tsd_t *t, bool enabled);
+/* Bin ind (holding at most its starting capacity) back in its starting
+ * stack, with that capacity. */
+void tcache_bin_restart(tsd_t *t, unsigned ind);
 /* Publish t's bins' call counts for other threads' readings (its own
  * thread only). */
 void tsd_publish_calls(tsd_t *t);
