@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "xalloc/internal/base.h"
-#include "xalloc/internal/decay.h"
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/rtree.h"
 #include "xalloc/internal/tcache.h"
@@ -18,7 +17,6 @@ uint8_t tcache_large2bin[TCACHE_LARGE2BIN_N];
 bool tcache_active;
 static bool tcache_allowed; /* false: caches may never hold anything */
 size_t tcache_maxclass;
-static size_t tsd_slots;       /* stack slots per tsd */
 /* Where each bin's stack lives in a tsd block (byte offsets): its starting
  * stack (cap0 slots), all of them packed together after the tsd_t; and,
  * for a bin that may grow, the room it grows in (tcache_bin_slots), all of
@@ -82,7 +80,6 @@ bool tcache_boot(void) {
       off += tcache_bin_slots(i) * 8;
     }
   }
-  tsd_slots = (off - sizeof(tsd_t)) / 8;
   return tsd_boot_state(off);
 }
 
@@ -322,8 +319,7 @@ void tcache_event(tsd_t *t) {
   if ((++t->gc_steps & 15) == 0) tsd_publish_calls(t);
   /* A thread that only ever hits its cache still drives the arenas'
    * decay (the reuse window: decay.h). */
-  uint64_t now = t->arena != NULL ? arena_decay_event(t->arena) : decay_now_ns();
-  tsd_park_tick(now);
+  if (t->arena != NULL) tsd_park_tick(arena_decay_event(t->arena));
 }
 
 void tcache_pop_carry(tsd_t *t, tcache_bin_t *b) {

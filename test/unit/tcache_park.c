@@ -117,9 +117,7 @@ static void test_adopted(void **state) {
 static void *alloc_free_n(void *arg) {
   int n = (int)(intptr_t)arg;
   for (int i = 0; i < n; i++) free(malloc(SIZE));
-  for (int i = 0; i < NOBJ; i++) objs[i] = malloc(SIZE);
-  for (int i = 0; i < NOBJ; i++) free(objs[i]);
-  return NULL;
+  return leave_cached(NULL);
 }
 
 static void test_counts(void **state) {
@@ -281,9 +279,7 @@ static void reset_or_destroy(bool destroy) {
 static void *bound_to_explicit(void *arg) {
   unsigned ind = (unsigned)(uintptr_t)arg;
   EXPECT(mallctl("thread.arena", NULL, NULL, &ind, sizeof(ind)) == 0);
-  for (int i = 0; i < NOBJ; i++) objs[i] = malloc(SIZE);
-  for (int i = 0; i < NOBJ; i++) free(objs[i]);
-  return NULL;
+  return leave_cached(NULL);
 }
 
 /* Its cache goes with it: a new thread must not start bound to the

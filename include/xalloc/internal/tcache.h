@@ -366,7 +366,7 @@ bool tcache_explicit_destroy(unsigned ind);
  * opt_tcache_park caches and TSD_PARK_BYTES of objects are parked; one not
  * adopted in time is flushed by the next thread exit, GC step or background
  * pass (tsd_park_expire), and tsd_park_flush flushes them all
- * (malloc_trim, arena.<i>.purge, arena.<i>.reset and destroy, thread.idle).
+ * (malloc_trim, arena.<i>.purge, arena.<i>.reset and destroy).
  */
 #define TSD_PARK_BYTES ((uint64_t)8 << 20)
 /* Caches parked now, and when the oldest is due to be flushed (UINT64_MAX:
