@@ -66,19 +66,15 @@ arena_t *arena_new(unsigned ind) {
   a->ind = ind;
   xmutex_init(&a->lock);
   rb_init(&a->runs_avail, arena_cmp_avail);
-  arena_run_list_init(&a->dirty);
-  arena_run_list_init(&a->muzzy);
   xmutex_init(&a->life_mtx);
   pthread_cond_init(&a->life_cond, NULL);
   uint64_t now = decay_now_ns();
   a->create_ns = now;
   ssize_t dms = __atomic_load_n(&arenas_decay_ms[0], __ATOMIC_RELAXED);
   ssize_t mms = __atomic_load_n(&arenas_decay_ms[1], __ATOMIC_RELAXED);
-  decay_init(&a->decay_dirty, dms, now);
-  decay_init(&a->decay_muzzy, mms, now);
+  dirty_init(&a->dirty, dms, mms, now);
   chunk_arena_init(&a->chunks);
-  decay_init(&a->chunks.decay_dirty, dms, now);
-  decay_init(&a->chunks.decay_muzzy, mms, now);
+  dirty_init(&a->chunks.dirty, dms, mms, now);
   a->chunks.ind = ind;
   xmutex_init(&a->huge_mtx);
   rb_init(&a->huge, arena_cmp_huge);
@@ -139,14 +135,14 @@ static void arena_renew(arena_t *a, extent_hooks_t *hooks) {
   }
   xmutex_lock(&a->lock);
   xassert(a->runs_avail.n == 0 && a->chunk_list.n == 0 && a->nchunks == 0 && a->nactive == 0 &&
-          a->ndirty == 0 && a->nmuzzy == 0 && a->npurging == 0 && a->spare == NULL);
+          a->dirty.npages[DIRTY_D] == 0 && a->dirty.npages[DIRTY_M] == 0 && a->npurging == 0 &&
+          a->spare == NULL);
   a->stats.nmalloc_large = a->stats.ndalloc_large = 0;
   a->stats.allocated_large = 0;
   a->stats.npurged_pages = a->stats.nmadvise = 0;
   ssize_t dms = __atomic_load_n(&arenas_decay_ms[0], __ATOMIC_RELAXED);
   ssize_t mms = __atomic_load_n(&arenas_decay_ms[1], __ATOMIC_RELAXED);
-  decay_init(&a->decay_dirty, dms, now);
-  decay_init(&a->decay_muzzy, mms, now);
+  dirty_init(&a->dirty, dms, mms, now);
   memset(a->freed_large, 0, sizeof(a->freed_large));
   a->freed_large_next = 0;
   a->create_ns = now;
@@ -247,25 +243,20 @@ unsigned arena_nthreads(const arena_t *a) {
 
 ssize_t arena_decay_ms_get(arena_t *a, bool muzzy) {
   xmutex_lock(&a->lock);
-  ssize_t ms = muzzy ? a->decay_muzzy.time_ms : a->decay_dirty.time_ms;
+  ssize_t ms = dirty_decay_ms(&a->dirty, muzzy ? DIRTY_M : DIRTY_D);
   xmutex_unlock(&a->lock);
   return ms;
 }
 
 void arena_decay_ms_set(arena_t *a, bool muzzy, ssize_t ms) {
   uint64_t now = decay_now_ns();
+  unsigned kind = muzzy ? DIRTY_M : DIRTY_D;
   xmutex_lock(&a->lock);
-  if (muzzy)
-    decay_reset(&a->decay_muzzy, ms, now, a->nmuzzy);
-  else
-    decay_reset(&a->decay_dirty, ms, now, a->ndirty);
+  dirty_set_decay(&a->dirty, kind, ms, now);
   xmutex_unlock(&a->lock);
   chunk_arena_t *ca = &a->chunks;
   xmutex_lock(&ca->mtx);
-  if (muzzy)
-    decay_reset(&ca->decay_muzzy, ms, now, ca->muzzy_bytes >> LG_PAGE);
-  else
-    decay_reset(&ca->decay_dirty, ms, now, ca->dirty_bytes >> LG_PAGE);
+  dirty_set_decay(&ca->dirty, kind, ms, now);
   xmutex_unlock(&ca->mtx);
   /* Everything of that kind is due now. */
   if (ms != -1) arena_decay(a);
@@ -369,7 +360,8 @@ static void arena_reset_runs(arena_t *a) {
     chunk->out_next = list;
     list = chunk;
   }
-  xassert(a->ndirty == 0 && a->nmuzzy == 0 && a->npurging == 0 && a->runs_avail.n == 0);
+  xassert(a->dirty.npages[DIRTY_D] == 0 && a->dirty.npages[DIRTY_M] == 0 && a->npurging == 0 &&
+          a->runs_avail.n == 0);
   a->nactive = 0;
   a->spare = NULL;
   a->stats.ndalloc_large = a->stats.nmalloc_large;

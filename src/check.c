@@ -227,13 +227,15 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
     }
   }
   CHECK(nactive == a->nactive, "%zu pages in allocated runs, nactive says %zu", nactive, a->nactive);
-  CHECK(ndirty == a->ndirty, "%zu dirty pages in free runs, ndirty says %zu", ndirty, a->ndirty);
-  CHECK(nmuzzy == a->nmuzzy, "%zu muzzy pages in free runs, nmuzzy says %zu", nmuzzy, a->nmuzzy);
+  CHECK(ndirty == a->dirty.npages[DIRTY_D], "%zu dirty pages in free runs, the purge engine says %zu", ndirty,
+        a->dirty.npages[DIRTY_D]);
+  CHECK(nmuzzy == a->dirty.npages[DIRTY_M], "%zu muzzy pages in free runs, the purge engine says %zu", nmuzzy,
+        a->dirty.npages[DIRTY_M]);
   CHECK(npurging == a->npurging, "%zu pages out for purging, npurging says %zu", npurging, a->npurging);
   CHECK(nfree_runs == a->runs_avail.n, "%zu free runs in chunks, %zu in the free tree", nfree_runs,
         a->runs_avail.n);
   size_t listed = 0, mlisted = 0, nlisted = 0;
-  for (const arena_run_link_t *l = a->dirty.next; l != &a->dirty && nlisted <= a->runs_avail.n;
+  for (const dirty_link_t *l = a->dirty.list[DIRTY_D].next; l != &a->dirty.list[DIRTY_D] && nlisted <= a->runs_avail.n;
        l = l->next, nlisted++) {
     const arena_run_t *run = arena_run_of(l, dirty_link);
     CHECK(run->ndirty != 0 && run->state == RUN_FREE, "run on the dirty list is not free and dirty");
@@ -241,7 +243,7 @@ static bool arena_check_impl(arena_t *a, bool verbose, bool contents) {
   }
   CHECK(listed == ndirty, "dirty list holds %zu pages, free runs %zu", listed, ndirty);
   nlisted = 0;
-  for (const arena_run_link_t *l = a->muzzy.next; l != &a->muzzy && nlisted <= a->runs_avail.n;
+  for (const dirty_link_t *l = a->dirty.list[DIRTY_M].next; l != &a->dirty.list[DIRTY_M] && nlisted <= a->runs_avail.n;
        l = l->next, nlisted++) {
     const arena_run_t *run = arena_run_of(l, muzzy_link);
     CHECK(run->nmuzzy != 0 && run->state == RUN_FREE, "run on the muzzy list is not free and muzzy");

@@ -14,7 +14,7 @@ extent_node_t *chunk_node_alloc(chunk_arena_t *ca) {
   xmutex_lock(&ca->node_mtx);
   extent_node_t *n = ca->node_cache;
   if (n != NULL) {
-    ca->node_cache = n->dirty_next;
+    ca->node_cache = n->next;
     ca->nnode_cache--;
   }
   xmutex_unlock(&ca->node_mtx);
@@ -26,7 +26,7 @@ extent_node_t *chunk_node_alloc(chunk_arena_t *ca) {
 void chunk_node_free(chunk_arena_t *ca, extent_node_t *node) {
   xmutex_lock(&ca->node_mtx);
   if (ca->nnode_cache < CHUNK_NODE_CACHE) {
-    node->dirty_next = ca->node_cache;
+    node->next = ca->node_cache;
     ca->node_cache = node;
     ca->nnode_cache++;
     node = NULL;
@@ -57,12 +57,8 @@ void chunk_arena_init(chunk_arena_t *ca) {
   pthread_cond_init(&ca->purge_cond, NULL);
   for (unsigned s = 0; s < CHUNK_NSTATES; s++) rb_init(&ca->szad[s], chunk_cmp_szad);
   rb_init(&ca->ad, chunk_cmp_ad);
-  ca->dirty.dirty_next = ca->dirty.dirty_prev = &ca->dirty;
-  ca->muzzy.dirty_next = ca->muzzy.dirty_prev = &ca->muzzy;
   ca->grow_size = 2 * sz_chunksize;
-  uint64_t now = decay_now_ns();
-  decay_init(&ca->decay_dirty, opt_dirty_decay_ms, now);
-  decay_init(&ca->decay_muzzy, opt_muzzy_decay_ms, now);
+  dirty_init(&ca->dirty, opt_dirty_decay_ms, opt_muzzy_decay_ms, decay_now_ns());
 }
 
 void chunk_arena_renew(chunk_arena_t *ca, extent_hooks_t *hooks, ssize_t dirty_ms, ssize_t muzzy_ms) {
@@ -74,8 +70,7 @@ void chunk_arena_renew(chunk_arena_t *ca, extent_hooks_t *hooks, ssize_t dirty_m
   ca->nhook_alloc = ca->nhook_dalloc = ca->nhook_refused = 0;
   ca->grow_size = 2 * sz_chunksize;
   ca->grow_count = 0;
-  decay_init(&ca->decay_dirty, dirty_ms, now);
-  decay_init(&ca->decay_muzzy, muzzy_ms, now);
+  dirty_init(&ca->dirty, dirty_ms, muzzy_ms, now);
   __atomic_store_n(&ca->hooks, hooks, __ATOMIC_RELEASE);
   xmutex_unlock(&ca->mtx);
 }
@@ -278,37 +273,19 @@ static inline void chunk_node_set_state(extent_node_t *n, unsigned state) {
   n->retained = state == CHUNK_RETAINED;
 }
 
-/* The dirty or muzzy list and byte count of n's state; NULL when clean. */
-static extent_node_t *chunk_list_of(chunk_arena_t *ca, const extent_node_t *n, size_t **bytes) {
-  if (n->dirty) {
-    *bytes = &ca->dirty_bytes;
-    return &ca->dirty;
-  }
-  if (n->muzzy) {
-    *bytes = &ca->muzzy_bytes;
-    return &ca->muzzy;
-  }
-  return NULL;
+/* The purge engine's list n is on (dirty.h): DIRTY_NKINDS when clean. */
+static inline unsigned chunk_kind_of(const extent_node_t *n) {
+  return n->dirty ? DIRTY_D : n->muzzy ? DIRTY_M : DIRTY_NKINDS;
 }
 
 static void chunk_list_insert(chunk_arena_t *ca, extent_node_t *n) {
-  size_t *bytes;
-  extent_node_t *head = chunk_list_of(ca, n, &bytes);
-  if (head == NULL) return;
-  n->dirty_prev = head->dirty_prev;
-  n->dirty_next = head;
-  head->dirty_prev->dirty_next = n;
-  head->dirty_prev = n;
-  *bytes += n->size;
+  unsigned k = chunk_kind_of(n);
+  if (k != DIRTY_NKINDS) dirty_add(&ca->dirty, k, &n->dlink, n->size >> LG_PAGE);
 }
 
 static void chunk_list_remove(chunk_arena_t *ca, extent_node_t *n) {
-  size_t *bytes;
-  if (chunk_list_of(ca, n, &bytes) == NULL) return;
-  n->dirty_prev->dirty_next = n->dirty_next;
-  n->dirty_next->dirty_prev = n->dirty_prev;
-  n->dirty_prev = n->dirty_next = NULL;
-  *bytes -= n->size;
+  unsigned k = chunk_kind_of(n);
+  if (k != DIRTY_NKINDS) dirty_del(&ca->dirty, k, &n->dlink, n->size >> LG_PAGE);
 }
 
 static void chunk_insert(chunk_arena_t *ca, extent_node_t *n) {
@@ -437,39 +414,45 @@ static unsigned chunk_release(chunk_arena_t *ca, extent_node_t *n) {
   return CHUNK_RELEASE_KEPT | (r == PAGES_KEPT_CLEAN ? CHUNK_PURGE_FORCED : CHUNK_PURGE_NONE);
 }
 
+/* A purge batch: the ranges taken out, in order (next). */
+typedef struct {
+  chunk_arena_t *ca;
+  extent_node_t *list, **tail;
+} chunk_purge_batch_t;
+
+static void chunk_purge_batch_init(chunk_purge_batch_t *b, chunk_arena_t *ca) {
+  b->ca = ca;
+  b->list = NULL;
+  b->tail = &b->list;
+}
+
+/* The take function of the purge engine (dirty.h): the range l links
+ * leaves the trees for the batch. mtx held. */
+static void chunk_purge_take(void *ctx, dirty_link_t *l, unsigned kind, unsigned op) {
+  (void)kind;
+  chunk_purge_batch_t *b = ctx;
+  extent_node_t *n = rb_entry(l, extent_node_t, dlink);
+  chunk_remove(b->ca, n);
+  n->purge_op = (uint8_t)op;
+  n->next = NULL;
+  b->ca->purging_bytes += n->size;
+  *b->tail = n;
+  b->tail = &n->next;
+}
+
 /*
- * Purge oldest first: dirty ranges while dirty bytes exceed dirty_limit
- * (lazily if lazy, else forced), muzzy ranges while muzzy
- * bytes exceed muzzy_limit (forced). The ranges leave the trees under mtx,
- * are purged with mtx released, and come back in their new state (or in
- * their old one, at the tail of their list, if madvise failed). Caller
- * holds mtx (released meanwhile, held again on return) and is the purger.
+ * Purge the batch's ranges with mtx released, and put them back in their
+ * new state (or in their old one, at the tail of their list, if madvise
+ * failed). Caller holds mtx (released meanwhile, held again on return) and
+ * is the purger.
  */
-static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limit, bool lazy) {
-  extent_node_t *list = NULL, **tail = &list;
-  while (ca->dirty_bytes > dirty_limit && ca->dirty.dirty_next != &ca->dirty) {
-    extent_node_t *n = ca->dirty.dirty_next;
-    chunk_remove(ca, n);
-    decay_removed(&ca->decay_dirty, n->size >> LG_PAGE);
-    n->purge_op = lazy ? CHUNK_PURGE_LAZY : CHUNK_PURGE_FORCED;
-    ca->purging_bytes += n->size;
-    *tail = n;
-    tail = &n->dirty_next;
-  }
-  while (ca->muzzy_bytes > muzzy_limit && ca->muzzy.dirty_next != &ca->muzzy) {
-    extent_node_t *n = ca->muzzy.dirty_next;
-    chunk_remove(ca, n);
-    decay_removed(&ca->decay_muzzy, n->size >> LG_PAGE);
-    n->purge_op = CHUNK_PURGE_FORCED;
-    ca->purging_bytes += n->size;
-    *tail = n;
-    tail = &n->dirty_next;
-  }
-  *tail = NULL;
+static void chunk_purge_finish(chunk_purge_batch_t *b) {
+  chunk_arena_t *ca = b->ca;
+  extent_node_t *list = b->list;
   if (list == NULL) return;
   xmutex_unlock(&ca->mtx);
   unsigned ncalls = 0;
-  for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
+  for (extent_node_t *n = list; n != NULL; n = n->next) {
     if (!opt_retain && n->purge_op == CHUNK_PURGE_FORCED)
       n->purge_op = (uint8_t)chunk_release(ca, n); /* retain:false: for good is unmapped */
     else if (n->purge_op == CHUNK_PURGE_FORCED && chunk_decommit_ok(ca) &&
@@ -484,7 +467,7 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
   ca->nmadvise += ncalls;
   extent_node_t *gone = NULL;
   for (extent_node_t *n = list, *next; n != NULL; n = next) {
-    next = n->dirty_next;
+    next = n->next;
     unsigned state = chunk_node_state(n);
     if (n->purge_op == CHUNK_PURGE_UNMAPPED) {
       ca->npurged += n->size;
@@ -492,7 +475,7 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
       ca->reserved -= n->size;
       ca->nunmapped += n->size;
       if (hooked) ca->nhook_dalloc++;
-      n->dirty_next = gone;
+      n->next = gone;
       gone = n;
       continue;
     }
@@ -517,24 +500,31 @@ static void chunk_purge(chunk_arena_t *ca, size_t dirty_limit, size_t muzzy_limi
       chunk_insert_coalesce(ca, n, n->addr, n->size, state);
     }
   }
-  decay_purged(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
-  decay_purged(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
+  dirty_settle(&ca->dirty);
   for (extent_node_t *n = gone, *next; n != NULL; n = next) {
-    next = n->dirty_next;
+    next = n->next;
     chunk_node_free(ca, n);
   }
+}
+
+/* Collect (dirty_collect, dirty_step) and purge a batch. mtx held
+ * (released meanwhile), the caller the purger. */
+static void chunk_purge(chunk_arena_t *ca, bool step, uint64_t now) {
+  chunk_purge_batch_t b;
+  chunk_purge_batch_init(&b, ca);
+  if (step)
+    dirty_step(&ca->dirty, now, chunk_purge_take, &b);
+  else
+    dirty_collect(&ca->dirty, 0, 0, false, chunk_purge_take, &b);
+  chunk_purge_finish(&b);
 }
 
 void chunk_purge_all(chunk_arena_t *ca) {
   xmutex_lock(&ca->mtx);
   chunk_purger_enter(ca, true);
-  chunk_purge(ca, 0, 0, false);
+  chunk_purge(ca, false, 0);
   chunk_purger_exit(ca);
   xmutex_unlock(&ca->mtx);
-}
-
-static size_t chunk_pages2bytes(size_t pages) {
-  return pages > (SIZE_MAX >> LG_PAGE) ? SIZE_MAX : pages << LG_PAGE;
 }
 
 void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
@@ -543,42 +533,21 @@ void chunk_decay(chunk_arena_t *ca, uint64_t now, bool wait) {
     xmutex_unlock(&ca->mtx);
     return;
   }
-  /* Not reused in the reuse window: for good, first (decay.h). */
-  size_t idle_d = decay_idle(&ca->decay_dirty, now, ca->dirty_bytes >> LG_PAGE);
-  size_t idle_m = decay_idle(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE);
-  if (idle_d != 0 || idle_m != 0)
-    chunk_purge(ca, ca->dirty_bytes - (idle_d << LG_PAGE), ca->muzzy_bytes - (idle_m << LG_PAGE), false);
-  size_t dl = SIZE_MAX, ml = SIZE_MAX;
-  bool d = decay_advance(&ca->decay_dirty, now, ca->dirty_bytes >> LG_PAGE, &dl);
-  bool m = decay_advance(&ca->decay_muzzy, now, ca->muzzy_bytes >> LG_PAGE, &ml);
-  if (d || m)
-    chunk_purge(ca, d ? chunk_pages2bytes(dl) : SIZE_MAX, m ? chunk_pages2bytes(ml) : SIZE_MAX,
-                ca->decay_muzzy.time_ms != 0); /* the arena's muzzy decay (arena.<i>.muzzy_decay_ms) */
+  chunk_purge(ca, true, now);
   chunk_purger_exit(ca);
   xmutex_unlock(&ca->mtx);
 }
 
 uint64_t chunk_decay_ns_until(chunk_arena_t *ca, uint64_t now) {
   xmutex_lock(&ca->mtx);
-  uint64_t t = UINT64_MAX, u;
-  if (ca->dirty_bytes != 0) {
-    if ((u = decay_ns_until_epoch(&ca->decay_dirty, now)) < t) t = u;
-    if ((u = decay_ns_until_step(&ca->decay_dirty, now)) < t) t = u;
-  }
-  if (ca->muzzy_bytes != 0) {
-    if ((u = decay_ns_until_epoch(&ca->decay_muzzy, now)) < t) t = u;
-    if ((u = decay_ns_until_step(&ca->decay_muzzy, now)) < t) t = u;
-  }
+  uint64_t t = dirty_ns_until(&ca->dirty, now);
   xmutex_unlock(&ca->mtx);
   return t;
 }
 
 /* Reuse (decay.h): what is left after an allocation took a range. mtx
  * held. */
-static void chunk_decay_note(chunk_arena_t *ca) {
-  decay_note(&ca->decay_dirty, ca->dirty_bytes >> LG_PAGE);
-  decay_note(&ca->decay_muzzy, ca->muzzy_bytes >> LG_PAGE);
-}
+static void chunk_decay_note(chunk_arena_t *ca) { dirty_note(&ca->dirty); }
 
 /* Put [addr, addr+size) back into the trees in state, described by the
  * spare node *spare (set to NULL: used). mtx held. */
@@ -770,8 +739,8 @@ bool chunk_relieve(chunk_arena_t *ca) {
     xmutex_unlock(&ca->mtx);
     return false;
   }
-  bool any = ca->dirty_bytes != 0 || ca->muzzy_bytes != 0;
-  chunk_purge(ca, 0, 0, false);
+  bool any = ca->dirty.npages[DIRTY_D] != 0 || ca->dirty.npages[DIRTY_M] != 0;
+  chunk_purge(ca, false, 0);
   extent_node_t *list = NULL;
   for (unsigned s = 0; s < CHUNK_NSTATES; s++) {
     if (s != CHUNK_CLEAN && s != CHUNK_RETAINED) continue;
@@ -781,7 +750,7 @@ bool chunk_relieve(chunk_arena_t *ca) {
       chunk_remove(ca, n);
       ca->purging_bytes += n->size;
       n->purge_op = (uint8_t)s;
-      n->dirty_next = list;
+      n->next = list;
       list = n;
     }
   }
@@ -789,37 +758,37 @@ bool chunk_relieve(chunk_arena_t *ca) {
   extent_node_t *kept = NULL, *gone = NULL;
   size_t unmapped = 0, unmapped_dec = 0;
   for (extent_node_t *n = list, *next; n != NULL; n = next) {
-    next = n->dirty_next;
+    next = n->next;
     int r = pages_unmap_or_keep(n->addr, n->size);
     if (r == PAGES_UNMAPPED) {
       unmapped += n->size;
       if (n->purge_op == CHUNK_RETAINED) unmapped_dec += n->size;
-      n->dirty_next = gone;
+      n->next = gone;
       gone = n;
     } else {
       /* Kept: a retained range is as it was; a clean one was purged
        * again, or holds anything if that failed too. */
       if (r == PAGES_KEPT && n->purge_op == CHUNK_CLEAN) n->purge_op = CHUNK_DIRTY;
-      n->dirty_next = kept;
+      n->next = kept;
       kept = n;
     }
   }
   __atomic_fetch_sub(&ca->decommitted, unmapped_dec, __ATOMIC_RELAXED);
   xmutex_lock(&ca->mtx);
   for (extent_node_t *n = kept, *next; n != NULL; n = next) {
-    next = n->dirty_next;
+    next = n->next;
     ca->purging_bytes -= n->size;
     unsigned state = n->purge_op;
     n->purge_op = 0;
     chunk_insert_coalesce(ca, n, n->addr, n->size, state);
   }
-  for (extent_node_t *n = gone; n != NULL; n = n->dirty_next) ca->purging_bytes -= n->size;
+  for (extent_node_t *n = gone; n != NULL; n = n->next) ca->purging_bytes -= n->size;
   ca->reserved -= unmapped;
   ca->nunmapped += unmapped;
   chunk_purger_exit(ca);
   xmutex_unlock(&ca->mtx);
   for (extent_node_t *n = gone, *next; n != NULL; n = next) {
-    next = n->dirty_next;
+    next = n->next;
     chunk_node_free(ca, n);
   }
   return any || unmapped != 0;
@@ -989,7 +958,7 @@ void chunk_arena_release(chunk_arena_t *ca) {
     extent_node_t *n = rb_entry(r, extent_node_t, ad);
     chunk_remove(ca, n);
     ca->purging_bytes += n->size;
-    n->dirty_next = list;
+    n->next = list;
     list = n;
   }
   xmutex_unlock(&ca->mtx);
@@ -997,7 +966,7 @@ void chunk_arena_release(chunk_arena_t *ca) {
   extent_hooks_t *h = chunk_hooks_load(ca);
   uint64_t ngiven = 0;
   size_t bytes = 0, dec = 0;
-  for (extent_node_t *n = list; n != NULL; n = n->dirty_next) {
+  for (extent_node_t *n = list; n != NULL; n = n->next) {
     if (n->retained) dec += n->size;
     if (h != NULL) {
       /* dalloc, else destroy: the hook gets every range back. */
@@ -1019,7 +988,7 @@ void chunk_arena_release(chunk_arena_t *ca) {
   chunk_purger_exit(ca);
   xmutex_unlock(&ca->mtx);
   for (extent_node_t *n = list, *next; n != NULL; n = next) {
-    next = n->dirty_next;
+    next = n->next;
     chunk_node_free(ca, n);
   }
 }
@@ -1072,16 +1041,19 @@ bool chunk_validate(chunk_arena_t *ca) {
     prev = n;
   }
   size_t listed = 0;
-  for (extent_node_t *n = ca->dirty.dirty_next; ok && n != &ca->dirty; n = n->dirty_next) {
+  const dirty_link_t *dh = &ca->dirty.list[DIRTY_D], *mh = &ca->dirty.list[DIRTY_M];
+  for (const dirty_link_t *l = dh->next; ok && l != dh; l = l->next) {
+    const extent_node_t *n = rb_entry(l, extent_node_t, dlink);
     if (!n->dirty) ok = false;
     listed += n->size;
   }
   size_t mlisted = 0;
-  for (extent_node_t *n = ca->muzzy.dirty_next; ok && n != &ca->muzzy; n = n->dirty_next) {
+  for (const dirty_link_t *l = mh->next; ok && l != mh; l = l->next) {
+    const extent_node_t *n = rb_entry(l, extent_node_t, dlink);
     if (!n->muzzy) ok = false;
     mlisted += n->size;
   }
-  if (total != ca->free_bytes || dirty != ca->dirty_bytes || listed != dirty || muzzy != ca->muzzy_bytes ||
+  if (total != ca->free_bytes || dirty != chunk_dirty_bytes(ca) || listed != dirty || muzzy != chunk_muzzy_bytes(ca) ||
       mlisted != muzzy || total + ca->purging_bytes > ca->reserved)
     ok = false;
   xmutex_unlock(&ca->mtx);

@@ -38,29 +38,17 @@ static arena_run_t *arena_run_desc_alloc_unlocked(void) {
   return run;
 }
 
-/* runs_avail and the dirty and muzzy lists. Arena lock held. */
+/* runs_avail and the purge engine's lists (dirty.h). Arena lock held. */
 void arena_avail_insert(arena_t *a, arena_run_t *run) {
   rb_insert(&a->runs_avail, &run->link);
-  if (run->ndirty != 0) {
-    arena_run_list_append(&a->dirty, &run->dirty_link);
-    a->ndirty += run->ndirty;
-  }
-  if (run->nmuzzy != 0) {
-    arena_run_list_append(&a->muzzy, &run->muzzy_link);
-    a->nmuzzy += run->nmuzzy;
-  }
+  dirty_add(&a->dirty, DIRTY_D, &run->dirty_link, run->ndirty);
+  dirty_add(&a->dirty, DIRTY_M, &run->muzzy_link, run->nmuzzy);
 }
 
 void arena_avail_remove(arena_t *a, arena_run_t *run) {
   rb_remove(&a->runs_avail, &run->link);
-  if (run->ndirty != 0) {
-    arena_run_list_remove(&run->dirty_link);
-    a->ndirty -= run->ndirty;
-  }
-  if (run->nmuzzy != 0) {
-    arena_run_list_remove(&run->muzzy_link);
-    a->nmuzzy -= run->nmuzzy;
-  }
+  dirty_del(&a->dirty, DIRTY_D, &run->dirty_link, run->ndirty);
+  dirty_del(&a->dirty, DIRTY_M, &run->muzzy_link, run->nmuzzy);
 }
 
 /* Set bits of map over pages [start, start+n). */
@@ -245,8 +233,8 @@ static void arena_chunk_dalloc(arena_t *a, arena_chunk_t *chunk) {
   xassert(run->state == RUN_FREE && run->npages == arena_chunk_npages);
   arena_avail_remove(a, run);
   /* Its pages leave the arena's count (to the chunk level's): not reuse. */
-  decay_removed(&a->decay_dirty, run->ndirty);
-  decay_removed(&a->decay_muzzy, run->nmuzzy);
+  dirty_removed(&a->dirty, DIRTY_D, run->ndirty);
+  dirty_removed(&a->dirty, DIRTY_M, run->nmuzzy);
   chunk->out_state = run->ndirty != 0 ? CHUNK_DIRTY : run->nmuzzy != 0 ? CHUNK_MUZZY : CHUNK_CLEAN;
   arena_run_desc_free(a, run);
   rtree_set_range((uintptr_t)chunk->addr, sz_chunksize, NULL);
@@ -350,8 +338,7 @@ static bool arena_pages_take_impl(arena_t *a, arena_run_t *fr, uint32_t off, uin
 bool arena_pages_take(arena_t *a, arena_run_t *fr, uint32_t off, uint32_t npages, arena_run_t **spare) {
   bool zeroed = arena_pages_take_impl(a, fr, off, npages, spare);
   /* Reuse (decay.h): what is left after an allocation took pages. */
-  decay_note(&a->decay_dirty, a->ndirty);
-  decay_note(&a->decay_muzzy, a->nmuzzy);
+  dirty_note(&a->dirty);
   return zeroed;
 }
 

@@ -18,8 +18,8 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   }
   xmutex_lock(&a->lock);
   s->pactive_runs = a->nactive;
-  s->pdirty_runs = a->ndirty;
-  s->pmuzzy_runs = a->nmuzzy;
+  s->pdirty_runs = a->dirty.npages[DIRTY_D];
+  s->pmuzzy_runs = a->dirty.npages[DIRTY_M];
   s->ppurging_runs = a->npurging;
   s->nchunks = a->nchunks;
   s->nfree_ranges = a->runs_avail.n;
@@ -28,8 +28,8 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   s->ndalloc_large = a->stats.ndalloc_large;
   s->npurged = a->stats.npurged_pages << LG_PAGE;
   s->nmadvise = a->stats.nmadvise;
-  s->dirty_decay_ms = a->decay_dirty.time_ms;
-  s->muzzy_decay_ms = a->decay_muzzy.time_ms;
+  s->dirty_decay_ms = dirty_decay_ms(&a->dirty, DIRTY_D);
+  s->muzzy_decay_ms = dirty_decay_ms(&a->dirty, DIRTY_M);
   s->uptime_ns = decay_now_ns() - a->create_ns;
   xmutex_unlock(&a->lock);
   xmutex_lock(&a->chunks.mtx);
@@ -37,8 +37,8 @@ void stats_arena_get(arena_t *a, stats_arena_t *s) {
   s->decommitted = __atomic_load_n(&a->chunks.decommitted, __ATOMIC_RELAXED);
   if (chunk_hooked(&a->chunks)) s->mapped_hooks = a->chunks.reserved;
   s->chunk_free = a->chunks.free_bytes;
-  s->chunk_dirty = a->chunks.dirty_bytes;
-  s->chunk_muzzy = a->chunks.muzzy_bytes;
+  s->chunk_dirty = chunk_dirty_bytes(&a->chunks);
+  s->chunk_muzzy = chunk_muzzy_bytes(&a->chunks);
   s->chunk_purging = a->chunks.purging_bytes;
   s->nfree_ranges += a->chunks.ad.n;
   s->npurged += a->chunks.npurged;

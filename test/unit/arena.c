@@ -177,8 +177,8 @@ static void test_random_workload(void **state) {
     }
     assert_int_equal(a->stats.allocated_large, 0);
     arena_purge_all(a);
-    assert_int_equal(a->ndirty, 0);
-    assert_int_equal(a->chunks.dirty_bytes, 0);
+    assert_int_equal(a->dirty.npages[DIRTY_D], 0);
+    assert_int_equal(chunk_dirty_bytes(&a->chunks), 0);
     assert_true(arena_validate(a));
   }
 }

@@ -184,16 +184,16 @@ static void test_random(void **state) {
         if (align > ((size_t)64 << 20)) align = (size_t)64 << 20;
         if (align < C) align = C;
         char *want = expected_fit(ca, size, align);
-        size_t reserved = ca->reserved, dirty = ca->dirty_bytes;
+        size_t reserved = ca->reserved, dirty = chunk_dirty_bytes(ca);
         bool zeroed;
         char *p = chunk_alloc(ca, size, align, &zeroed);
         assert_non_null(p);
         /* Allocating never makes free memory dirty (new reservations are
          * clean). */
-        if (ca->dirty_bytes > dirty)
+        if (chunk_dirty_bytes(ca) > dirty)
           fprintf(stderr, "chunk_alloc(%zu chunks, align %zu chunks): dirty bytes %zu -> %zu chunks\n", size / C,
-                  align / C, dirty / C, ca->dirty_bytes / C);
-        assert_true(ca->dirty_bytes <= dirty);
+                  align / C, dirty / C, chunk_dirty_bytes(ca) / C);
+        assert_true(chunk_dirty_bytes(ca) <= dirty);
         assert_int_equal((uintptr_t)p % align, 0);
         if (want != NULL) {
           assert_ptr_equal(p, want); /* best fit, no new reservation */
@@ -216,17 +216,17 @@ static void test_random(void **state) {
         live[i] = live[--nlive];
         if (a.filled) check_fill(&a);
         uint64_t npurged = ca->npurged;
-        size_t dirty = ca->dirty_bytes;
+        size_t dirty = chunk_dirty_bytes(ca);
         chunk_dalloc(ca, a.addr, a.size, a.touched);
         /* Coalesced into one free range holding it. */
         assert_non_null(free_node_containing(ca, a.addr, a.size));
         /* Freeing never purges by itself (decay does, later). */
         assert_int_equal(ca->npurged, npurged);
-        assert_int_equal(ca->dirty_bytes, dirty + (a.touched ? a.size : 0));
+        assert_int_equal(chunk_dirty_bytes(ca), dirty + (a.touched ? a.size : 0));
         /* Now and then, everything is purged. */
         if (op % 50 == 0) {
           chunk_purge_all(ca);
-          assert_int_equal(ca->dirty_bytes + ca->muzzy_bytes, 0);
+          assert_int_equal(chunk_dirty_bytes(ca) + chunk_muzzy_bytes(ca), 0);
           if (dirty + (a.touched ? a.size : 0) != 0) assert_true(ca->npurged > npurged);
         }
       }
@@ -240,7 +240,7 @@ static void test_random(void **state) {
     }
     assert_int_equal(ca->free_bytes, ca->reserved);
     chunk_purge_all(ca);
-    assert_int_equal(ca->dirty_bytes, 0);
+    assert_int_equal(chunk_dirty_bytes(ca), 0);
     check_state(ca, live, 0, true);
   }
 }
@@ -267,7 +267,7 @@ static void test_fresh_memory_stays_clean(void **state) {
    * is freed dirty. */
   memset(m, 1, C);
   chunk_dalloc(ca, m, C, true);
-  assert_int_equal(ca->dirty_bytes, C);
+  assert_int_equal(chunk_dirty_bytes(ca), C);
   log_clear_chunk();
   char *c = chunk_alloc(ca, 3 * C, C, &z);
   assert_non_null(c);
@@ -279,10 +279,10 @@ static void test_fresh_memory_stays_clean(void **state) {
     if (r != NULL && r <= c && c + 3 * C <= r + wrap_mmap_log[k].size) fresh = true;
   }
   assert_true(fresh);
-  if (ca->dirty_bytes > C)
-    fprintf(stderr, "after a fresh reservation next to a dirty chunk: %zu dirty chunks, 1 expected\n", ca->dirty_bytes / C);
+  if (chunk_dirty_bytes(ca) > C)
+    fprintf(stderr, "after a fresh reservation next to a dirty chunk: %zu dirty chunks, 1 expected\n", chunk_dirty_bytes(ca) / C);
   if (!z) fprintf(stderr, "fresh range %p (next to a dirty free range) not reported zeroed\n", (void *)c);
-  assert_int_equal(ca->dirty_bytes, C);
+  assert_int_equal(chunk_dirty_bytes(ca), C);
   assert_true(z);
 }
 
@@ -489,24 +489,24 @@ static void test_purge(void **state) {
       assert_true(chunk_validate(ca));
     }
   }
-  assert_int_equal(ca->dirty_bytes, N * C);
+  assert_int_equal(chunk_dirty_bytes(ca), N * C);
   /* Lazy purge through decay with dirty time 0: dirty -> muzzy. */
   ssize_t d0 = opt_dirty_decay_ms, m0 = opt_muzzy_decay_ms;
-  ca->decay_dirty.time_ms = 0;
+  ca->dirty.decay[DIRTY_D].time_ms = 0;
   uint64_t purged0 = ca->npurged;
   chunk_decay(ca, decay_now_ns(), true);
   assert_true(chunk_validate(ca));
-  assert_int_equal(ca->dirty_bytes, 0);
-  assert_int_equal(ca->muzzy_bytes, N * C);
+  assert_int_equal(chunk_dirty_bytes(ca), 0);
+  assert_int_equal(chunk_muzzy_bytes(ca), N * C);
   assert_int_equal(ca->npurged, purged0 + N * C);
   /* Muzzy ranges are not zeroed: a muzzy chunk handed out says so. */
   char *mz = chunk_alloc(ca, C, C, &z);
   assert_false(z);
   chunk_dalloc_state(ca, mz, C, CHUNK_MUZZY);
   /* Then forced with muzzy time 0: muzzy -> clean, not resident. */
-  ca->decay_muzzy.time_ms = 0;
+  ca->dirty.decay[DIRTY_M].time_ms = 0;
   chunk_decay(ca, decay_now_ns(), true);
-  assert_int_equal(ca->muzzy_bytes, 0);
+  assert_int_equal(chunk_muzzy_bytes(ca), 0);
   opt_dirty_decay_ms = d0;
   opt_muzzy_decay_ms = m0;
   check_clean_not_resident(ca);
@@ -521,7 +521,7 @@ static void test_purge(void **state) {
   }
   for (int i = 0; i < N; i++) chunk_dalloc(ca, a[i].addr, C, true);
   chunk_purge_all(ca);
-  assert_int_equal(ca->dirty_bytes, 0);
+  assert_int_equal(chunk_dirty_bytes(ca), 0);
   check_clean_not_resident(ca);
   /* A failed purge leaves a range that is not claimed zeroed. */
   char *p = chunk_alloc(ca, C, C, &z);
@@ -534,10 +534,10 @@ static void test_purge(void **state) {
   }
   wrap_fail_madvise = 1000;
   for (int i = 0; i < N; i++) chunk_dalloc(ca, a[i].addr, C, true);
-  size_t dirty = ca->dirty_bytes;
+  size_t dirty = chunk_dirty_bytes(ca);
   chunk_purge_all(ca);
   wrap_reset();
-  assert_int_equal(ca->dirty_bytes, dirty); /* nothing lost, nothing claimed */
+  assert_int_equal(chunk_dirty_bytes(ca), dirty); /* nothing lost, nothing claimed */
   assert_true(chunk_validate(ca));
   extent_node_t *n;
   FOR_EACH_FREE(ca, n) {
@@ -546,7 +546,7 @@ static void test_purge(void **state) {
     }
   }
   chunk_purge_all(ca);
-  assert_int_equal(ca->dirty_bytes, 0);
+  assert_int_equal(chunk_dirty_bytes(ca), 0);
 }
 
 /* retain:false: freed ranges are kept for reuse (dirty, still mapped) and
@@ -574,7 +574,7 @@ static void unmap_failure_child(void *arg) {
   chunk_dalloc(ca, p[2], 2 * C, true);
   pages_stats_get(&s1);
   if (!maps_all_mapped((uintptr_t)p[0], 2 * C) || s1.mapped != s0.mapped) _exit(12);
-  if (ca->dirty_bytes != 3 * 2 * C || ca->reserved != N * 2 * C) _exit(23);
+  if (chunk_dirty_bytes(ca) != 3 * 2 * C || ca->reserved != N * 2 * C) _exit(23);
   /* Purged for good: unmapped. */
   chunk_purge_all(ca);
   pages_stats_get(&s1);
@@ -593,7 +593,7 @@ static void unmap_failure_child(void *arg) {
   if (s1.mapped != mapped || ca->reserved != reserved) _exit(15);
   if (ca->nunmap_kept < 1 || s1.nunmap_kept != s0.nunmap_kept + ca->nunmap_kept) _exit(16);
   if (s1.stranded != s0.stranded) _exit(17); /* kept, not stranded */
-  if (!chunk_validate(ca) || ca->dirty_bytes + ca->muzzy_bytes != 0) _exit(18);
+  if (!chunk_validate(ca) || chunk_dirty_bytes(ca) + chunk_muzzy_bytes(ca) != 0) _exit(18);
   if (ca->free_bytes != ca->reserved - 2 * 2 * C) _exit(22); /* p[6], p[7] live */
   check_clean_not_resident(ca);
   /* Reused: what was kept is handed out again without a new mapping. */
@@ -678,7 +678,7 @@ static void unmap_and_purge_failure_child(void *arg) {
   if (ca->nunmap_kept < 1) _exit(11);
   if (!chunk_validate(ca)) _exit(12);
   /* Everything free is still dirty or muzzy: no byte of it is known zero. */
-  if (ca->dirty_bytes + ca->muzzy_bytes != ca->free_bytes) _exit(13);
+  if (chunk_dirty_bytes(ca) + chunk_muzzy_bytes(ca) != ca->free_bytes) _exit(13);
   for (int i = 0; i < N; i++) {
     char *q = chunk_alloc(ca, 2 * C, C, &z);
     if (q == NULL) _exit(14);
@@ -814,15 +814,15 @@ static void test_user_hooks(void **state) {
   assert_int_equal(hb_nalloc, nalloc + 1);
   chunk_dalloc(&ca, f, C, true);
   /* Purge hooks NULL: nothing is purged, the dirty bytes stay counted. */
-  size_t dirty = ca.dirty_bytes;
+  size_t dirty = chunk_dirty_bytes(&ca);
   assert_true(dirty > 0);
   chunk_purge_all(&ca);
-  assert_int_equal(ca.dirty_bytes, dirty);
+  assert_int_equal(chunk_dirty_bytes(&ca), dirty);
   assert_true(chunk_validate(&ca));
   /* Purge hooks set: everything clean. */
   h.purge_lazy = h.purge_forced = hb_purge;
   chunk_purge_all(&ca);
-  assert_int_equal(ca.dirty_bytes, 0);
+  assert_int_equal(chunk_dirty_bytes(&ca), 0);
   assert_true(hb_npurge > 0);
   assert_true(chunk_validate(&ca));
   /* Alloc failing: NULL, ENOMEM. */

@@ -71,8 +71,8 @@ static void test_reset_destroy_invariants(void **state) {
   assert_int_equal(a->chunks.nmadvise, 0);
   assert_int_equal(a->chunks.grow_size, 2 * sz_chunksize);
   assert_null(a->chunks.hooks);
-  assert_int_equal(a->decay_dirty.time_ms, opt_dirty_decay_ms);
-  assert_int_equal(a->chunks.decay_muzzy.time_ms, opt_muzzy_decay_ms);
+  assert_int_equal(a->dirty.decay[DIRTY_D].time_ms, opt_dirty_decay_ms);
+  assert_int_equal(a->chunks.dirty.decay[DIRTY_M].time_ms, opt_muzzy_decay_ms);
   assert_int_equal(a->nthreads, 0);
   for (int i = 0; i < 200; i++) {
     size_t n = i % 50 == 0 ? (size_t)5 << 20 : i % 4 == 0 ? 70000 : 16 + (size_t)i * 24;

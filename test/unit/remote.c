@@ -441,7 +441,7 @@ static void takers_child(void *arg) {
   EXPECT(nactive_peek(P) == 0);
   arena_t *a = arenas[P];
   xmutex_lock(&a->lock);
-  EXPECT(a->ndirty == 0 && a->nmuzzy == 0);
+  EXPECT(a->dirty.npages[DIRTY_D] == 0 && a->dirty.npages[DIRTY_M] == 0);
   xmutex_unlock(&a->lock);
 
   /* A decay (what the background thread calls), decay itself off. */

@@ -16,11 +16,12 @@
  * old data or zero) or clean (never touched or purged with MADV_DONTNEED:
  * reads as zero): one bit per page in the chunk's dirtymap and one in its
  * muzzymap, never both set. Only clean pages count as zeroed. A free run
- * counts its dirty and muzzy pages (ndirty, nmuzzy); runs with dirty pages
- * are on the arena's dirty list, runs with muzzy pages on its muzzy list,
- * oldest first. Decay (decay.h) says how many may stay: beyond that the
- * oldest dirty runs are purged lazily (they become muzzy) and the oldest
- * muzzy runs are purged for good (clean). Purging takes the runs out of
+ counts its dirty and muzzy pages (ndirty, nmuzzy); the purge engine
+ * (dirty.h, the same as the chunk level's) keeps runs with dirty pages on
+ * the arena's dirty list, runs with muzzy pages on its muzzy list, oldest
+ * first, with the totals. Decay (decay.h) says how many may stay: beyond
+ * that the oldest dirty runs are purged lazily (they become muzzy) and the
+ * oldest muzzy runs are purged for good (clean). Purging takes the runs out of
  * runs_avail under the arena lock (state RUN_PURGING, counted in
  * npurging), makes one madvise (or extent hook call) per run with no lock
  * held, and frees them again under the lock.
@@ -81,6 +82,7 @@
 #include <pthread.h>
 
 #include "xalloc/internal/chunk.h"
+#include "xalloc/internal/dirty.h"
 #include "xalloc/internal/mutex.h"
 #include "xalloc/internal/rb.h"
 #include "xalloc/internal/sz.h"
@@ -95,36 +97,14 @@ typedef struct arena_s arena_t;
 typedef struct arena_chunk_s arena_chunk_t;
 typedef struct arena_run_s arena_run_t;
 
-/*
- * A link in one of the arena's lists of free runs (dirty, muzzy): circular
- * and doubly linked, with a bare link as each list's head in arena_t (a run
- * descriptor ends in a flexible array, so it cannot be embedded as one).
- */
-typedef struct arena_run_link_s arena_run_link_t;
-struct arena_run_link_s {
-  arena_run_link_t *prev, *next;
-};
-static inline void arena_run_list_init(arena_run_link_t *head) { head->prev = head->next = head; }
-/* Append l to the list headed by head (its newest end). */
-static inline void arena_run_list_append(arena_run_link_t *head, arena_run_link_t *l) {
-  l->prev = head->prev;
-  l->next = head;
-  head->prev->next = l;
-  head->prev = l;
-}
-static inline void arena_run_list_remove(arena_run_link_t *l) {
-  l->prev->next = l->next;
-  l->next->prev = l->prev;
-  l->prev = l->next = NULL;
-}
 /* The run whose member (dirty_link or muzzy_link) is l. */
 #define arena_run_of(l, member) rb_entry(l, arena_run_t, member)
 
 struct arena_run_s {
   rb_node_t link;  /* free: arena->runs_avail; small and not full: bin->runs */
   arena_chunk_t *chunk;
-  arena_run_link_t dirty_link; /* free and dirty: on arena->dirty */
-  arena_run_link_t muzzy_link; /* free and muzzy: on arena->muzzy */
+  dirty_link_t dirty_link; /* free with dirty pages: on the arena's dirty list (dirty.h) */
+  dirty_link_t muzzy_link; /* free with muzzy pages: on its muzzy list */
   arena_run_t *purge_next;              /* purging: the purger's list */
   uint32_t pageind; /* first page in the chunk */
   uint32_t npages;
@@ -133,7 +113,7 @@ struct arena_run_s {
   bool zeroed;      /* allocated: its pages read as zero when allocated */
   uint32_t ndirty;  /* free: pages with their dirty bit set */
   uint32_t nmuzzy;  /* free: pages with their muzzy bit set */
-  uint8_t purge_op; /* purging: the madvise to make (0 once it failed) */
+  uint8_t purge_op; /* purging: the madvise to make, CHUNK_PURGE_LAZY or _FORCED (0 once it failed) */
   uint16_t binind;  /* small: size class */
   uint16_t nfree;   /* small: free regions */
   uint64_t bitmap[]; /* small: 1 = free region */
@@ -259,12 +239,8 @@ struct arena_s {
   unsigned nthreads;       /* threads using this arena (arenas_lock) */
   xmutex_t lock;
   rb_tree_t runs_avail;    /* free runs by (npages, address) */
-  arena_run_link_t dirty;  /* head: free dirty runs, oldest first */
-  size_t ndirty;           /* dirty pages in free runs */
-  arena_run_link_t muzzy;  /* head: free runs with muzzy pages, oldest first */
-  size_t nmuzzy;           /* muzzy pages in free runs */
+  dirty_t dirty;           /* free runs with dirty or muzzy pages, their counts, decay (arena lock) */
   size_t npurging;         /* pages in runs being purged (RUN_PURGING) */
-  decay_t decay_dirty, decay_muzzy; /* arena lock */
   uint64_t decay_next_ns;  /* atomic: when arena_decay_event looks next */
   /* Lifecycle (see the top of this file), under life_mtx: */
   xmutex_t life_mtx;

@@ -17,7 +17,8 @@
  * never touched: reads as zero) or retained (decommitted, only with
  * pages_strict: see "Commit" below; reads as zero once committed). Only clean ranges are "zeroed". Ranges
  * merge only with neighbours in the same state. Dirty and muzzy ranges are
- * on a list each, oldest first, and decay (decay.h): dirty -> muzzy after
+ * on the purge engine's lists (dirty.h: the engine of the run level too),
+ * oldest first, and decay (decay.h): dirty -> muzzy after
  * dirty_decay_ms, muzzy -> clean after muzzy_decay_ms (dirty -> clean
  * directly when muzzy_decay_ms is 0).
  *
@@ -51,7 +52,7 @@
 #ifndef XALLOC_INTERNAL_CHUNK_H
 #define XALLOC_INTERNAL_CHUNK_H
 
-#include "xalloc/internal/decay.h"
+#include "xalloc/internal/dirty.h"
 #include "xalloc/internal/mutex.h"
 #include "xalloc/internal/opts.h"
 #include "xalloc/internal/rb.h"
@@ -73,8 +74,8 @@ typedef struct extent_node_s extent_node_t;
 /*
  * A chunk-aligned range: a free range in a chunk_arena_t (kind META_FREE)
  * or a huge allocation (kind META_HUGE, see huge.h). For a free range,
- * szad and ad link it into the trees and dirty_prev/dirty_next into the
- * dirty or the muzzy list (by its state). For a huge allocation, ad links
+ * szad and ad link it into the trees and dlink into the purge engine's
+ * dirty or muzzy list (dirty.h; by its state). For a huge allocation, ad links
  * it into the arena's huge tree.
  */
 struct extent_node_s {
@@ -91,18 +92,16 @@ struct extent_node_s {
   size_t committed; /* huge: bytes committed from addr (the rest decommitted) */
   rb_node_t szad;
   rb_node_t ad;
-  extent_node_t *dirty_prev, *dirty_next;
+  dirty_link_t dlink;  /* free, dirty or muzzy: on the list of its kind */
+  extent_node_t *next; /* in the node cache, or in a purger's batch */
 };
 
 typedef struct {
   xmutex_t mtx;
   rb_tree_t szad[CHUNK_NSTATES]; /* free ranges by (size, address), per state */
   rb_tree_t ad;
-  extent_node_t dirty; /* sentinel of the dirty list, oldest first */
-  extent_node_t muzzy; /* sentinel of the muzzy list, oldest first */
+  dirty_t dirty;       /* dirty and muzzy ranges in the trees, their pages, decay (dirty.h) */
   size_t free_bytes;   /* bytes in the trees */
-  size_t dirty_bytes;  /* bytes of dirty ranges in the trees */
-  size_t muzzy_bytes;  /* bytes of muzzy ranges in the trees */
   size_t purging_bytes; /* bytes out of the trees being purged or unmapped */
   size_t reserved;     /* bytes reserved from the pages layer and not unmapped */
   size_t decommitted;  /* of which decommitted (atomic): retained ranges, huge tails */
@@ -112,7 +111,6 @@ typedef struct {
   uint64_t nmadvise;   /* purge calls made */
   uint64_t nunmapped;  /* bytes unmapped (retain:false) */
   uint64_t nunmap_kept; /* munmaps that failed; the range was kept */
-  decay_t decay_dirty, decay_muzzy; /* in pages */
   bool purging;          /* a purge (or a release) is in flight */
   pthread_cond_t purge_cond; /* purging became false */
   extent_hooks_t *hooks; /* user hooks (atomic); NULL: the pages layer */
@@ -121,11 +119,14 @@ typedef struct {
   uint64_t nhook_dalloc; /* ranges given back (dalloc or destroy) */
   uint64_t nhook_refused; /* split/merge/purge/dalloc calls the hook refused */
   xmutex_t node_mtx;     /* the node cache: a leaf lock */
-  extent_node_t *node_cache; /* free records, linked through dirty_next */
+  extent_node_t *node_cache; /* free records, linked through next */
   unsigned nnode_cache;
 } chunk_arena_t;
 
-/* Purge operations (results of chunk_purge_pages). */
+static inline size_t chunk_dirty_bytes(const chunk_arena_t *ca) { return ca->dirty.npages[DIRTY_D] << LG_PAGE; }
+static inline size_t chunk_muzzy_bytes(const chunk_arena_t *ca) { return ca->dirty.npages[DIRTY_M] << LG_PAGE; }
+
+/* Purge operations (results of chunk_purge_pages; a purge batch's ops). */
 enum { CHUNK_PURGE_NONE = 0, CHUNK_PURGE_LAZY = 1, CHUNK_PURGE_FORCED = 2, CHUNK_PURGE_UNMAPPED = 3,
        CHUNK_PURGE_DECOMMIT = 4 };
 

@@ -20,8 +20,6 @@ extern base_pool_t arena_run_pools[SZ_BITMAP_WORDS + 1];
 extern base_pool_t arena_chunk_pool;
 /* Pages per chunk. */
 extern size_t arena_chunk_npages;
-/* The madvise a run out for purging is to get (0: none, or it failed). */
-enum { ARENA_PURGE_LAZY = 1, ARENA_PURGE_FORCED = 2 };
 
 static inline char *arena_run_addr(const arena_run_t *run) {
   return run->chunk->addr + ((size_t)run->pageind << LG_PAGE);
