@@ -235,7 +235,7 @@ void tcache_flush_bin(tsd_t *t, unsigned ind, unsigned rem) {
   t->nflush[ind] += ncached - rem;
   b->top = tcache_base(t, ind) + rem * 8;
   if (b->low > b->top) b->low = (uint32_t)b->top;
-  tsd_publish_calls(t);
+  tsd_publish_bin(t, ind);
 }
 
 /* Move bin ind's stack, its objects and low-water mark with it, to start at
@@ -287,6 +287,7 @@ void tcache_dalloc_hard(tsd_t *t, unsigned ind, void *ptr) {
 
 void tcache_flush_all(tsd_t *t) {
   for (unsigned i = 0; i < tcache_nhbins; i++) tcache_flush_bin(t, i, 0);
+  tsd_publish_calls(t); /* the bins a flush left alone (empty) too */
 }
 
 void tcache_event(tsd_t *t) {

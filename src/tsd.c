@@ -90,8 +90,7 @@ static uint64_t tsd_npush(const tsd_t *t, unsigned i) {
   return tcache_ncached(t, i) + t->nflush[i] + tcache_npop(t, i) - t->nfill[i];
 }
 
-/* The bins' pops and pushes, exactly (owner only), and published for the
- * other threads' readings. */
+/* The bins' pops and pushes, exactly (owner only). */
 static void tsd_bin_calls(const tsd_t *t, uint64_t *nmalloc, uint64_t *nfree) {
   uint64_t m = 0, f = 0;
   for (unsigned i = 0; i < tcache_nhbins; i++) {
@@ -103,12 +102,30 @@ static void tsd_bin_calls(const tsd_t *t, uint64_t *nmalloc, uint64_t *nfree) {
   *nfree = f;
 }
 
+/* Publish every bin's counts (the published sums are exact then). */
 void tsd_publish_calls(tsd_t *t) {
   if (t->state != TSD_NOMINAL) return;
-  uint64_t m, f;
-  tsd_bin_calls(t, &m, &f);
+  uint64_t m = 0, f = 0;
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    uint64_t p = tcache_npop(t, i), q = tsd_npush(t, i);
+    t->pub_pop[i] = p;
+    t->pub_push[i] = q;
+    m += p;
+    f += q;
+  }
   TSD_STORE(t->pub_nmalloc, m);
   TSD_STORE(t->pub_nfree, f);
+}
+
+/* Publish bin ind's counts: the sums move by what it did since its last
+ * publication (each bin's counts only go up, so the sums do too). */
+void tsd_publish_bin(tsd_t *t, unsigned ind) {
+  if (t->state != TSD_NOMINAL) return;
+  uint64_t p = tcache_npop(t, ind), q = tsd_npush(t, ind);
+  TSD_STORE(t->pub_nmalloc, t->pub_nmalloc + (p - t->pub_pop[ind]));
+  TSD_STORE(t->pub_nfree, t->pub_nfree + (q - t->pub_push[ind]));
+  t->pub_pop[ind] = p;
+  t->pub_push[ind] = q;
 }
 
 /* Calls of t: exact (its own thread, as it exits), else the published
@@ -219,6 +236,8 @@ static void tsd_counters_restart(tsd_t *t) {
   t->allocated = t->deallocated = 0;
   t->ndirect_malloc = t->ndirect_free = 0;
   t->pub_nmalloc = t->pub_nfree = 0;
+  memset(t->pub_pop, 0, sizeof(t->pub_pop));
+  memset(t->pub_push, 0, sizeof(t->pub_push));
   t->counters_published = false;
   t->allocatedp = t->deallocatedp = 0;
 }

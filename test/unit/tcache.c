@@ -330,6 +330,63 @@ static void test_tags(void **state) {
   assert_null(strstr(err, "returned"));
 }
 
+/* Pushes into bin i (tcache.h: ncached + nflush + npop - nfill). */
+static uint64_t npush(const tsd_t *t, unsigned i) {
+  return tcache_ncached(t, i) + t->nflush[i] + tcache_npop(t, i) - t->nfill[i];
+}
+
+/* The published call counts (what other threads read) are the sums of the
+ * bins' published counts; a flush publishes its own bin, exactly, and no
+ * other; a full publication all of them; nothing is counted twice. */
+static void test_flush_publishes_its_bin(void **state) {
+  (void)state;
+  tsd_t *t = tsd_fetch();
+  unsigned a = sz_size2index(48), b = sz_size2index(96);
+  void *p[40], *q[40];
+  for (int i = 0; i < 40; i++) {
+    p[i] = malloc(48);
+    q[i] = malloc(96);
+  }
+  for (int i = 0; i < 40; i++) {
+    free(p[i]);
+    free(q[i]);
+  }
+  if (!t->tcache_enabled) {
+    /* No bin holds anything, every call is direct: nothing to publish. */
+    uint64_t m = t->pub_nmalloc;
+    tsd_publish_calls(t);
+    assert_int_equal(t->pub_nmalloc, m);
+    return;
+  }
+  uint64_t pop_b = t->pub_pop[b], push_b = t->pub_push[b];
+  assert_true(tcache_npop(t, b) > pop_b); /* b's calls not published yet */
+  tcache_flush_bin(t, a, 0);
+  assert_int_equal(t->pub_pop[a], tcache_npop(t, a));
+  assert_int_equal(t->pub_push[a], npush(t, a));
+  assert_int_equal(t->pub_pop[b], pop_b); /* left alone */
+  assert_int_equal(t->pub_push[b], push_b);
+  uint64_t m = 0, f = 0;
+  for (unsigned i = 0; i < tcache_nhbins; i++) {
+    m += t->pub_pop[i];
+    f += t->pub_push[i];
+  }
+  assert_int_equal(t->pub_nmalloc, m);
+  assert_int_equal(t->pub_nfree, f);
+  /* Ten more calls of bin a: the sums move by exactly ten at its next
+   * flush (a GC step's full publication meanwhile changes nothing of it). */
+  tsd_publish_calls(t);
+  uint64_t m1 = t->pub_nmalloc, f1 = t->pub_nfree;
+  for (int i = 0; i < 10; i++) free(malloc(48));
+  tcache_flush_bin(t, a, 0);
+  assert_int_equal(t->pub_nmalloc, m1 + 10);
+  assert_int_equal(t->pub_nfree, f1 + 10);
+  /* A full flush publishes every bin. */
+  for (int i = 0; i < 5; i++) free(malloc(96));
+  tcache_flush_all(t);
+  assert_int_equal(t->pub_pop[b], tcache_npop(t, b));
+  assert_int_equal(t->pub_nmalloc, m1 + 15);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_thread_exit_returns_cache),
@@ -339,6 +396,7 @@ int main(void) {
       cmocka_unit_test(test_starting_stacks_packed),
       cmocka_unit_test(test_bins_grow_and_shrink),
       cmocka_unit_test(test_tags),
+      cmocka_unit_test(test_flush_publishes_its_bin),
       cmocka_unit_test(test_region_start_test),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,9 +127,14 @@ struct tsd_s {
   uint64_t nfill[TCACHE_NBINS_MAX];
   uint64_t nflush[TCACHE_NBINS_MAX];
   uint64_t npop_base[TCACHE_NBINS_MAX];
-  /* The bins' calls (pops, pushes), as of the owner's last flush or 16th
-   * GC step: what other threads read (tcache_requests). */
+  /* The bins' calls (pops, pushes) published for other threads
+   * (tcache_requests): the sums of pub_pop and pub_push, each bin's counts
+   * as of its last flush or the owner's last full publication (every 16th
+   * GC step, a stats read). Owner writes; pub_nmalloc and pub_nfree are
+   * read by others. */
   uint64_t pub_nmalloc, pub_nfree;
+  uint64_t pub_pop[TCACHE_NBINS_MAX];
+  uint64_t pub_push[TCACHE_NBINS_MAX];
   tsd_t *prev, *next;   /* all live tsds */
   /* thread.allocatedp / deallocatedp: copies of tsd_allocated and
    * tsd_deallocated, refreshed on this thread's slow paths once a pointer
@@ -396,6 +401,8 @@ void tcache_bin_restart(tsd_t *t, unsigned ind);
 /* Publish t's bins' call counts for other threads' readings (its own
  * thread only). */
 void tsd_publish_calls(tsd_t *t);
+/* The same for bin ind only (its flush), in O(1). */
+void tsd_publish_bin(tsd_t *t, unsigned ind);
 /* thread.allocatedp / deallocatedp, once handed out: refreshed on the slow
  * paths, so they trail the fast paths by at most what the cache served
  * since. */
