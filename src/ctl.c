@@ -5,6 +5,7 @@
 #include "xalloc/internal/base.h"
 #include "xalloc/internal/conf.h"
 #include "xalloc/internal/ctl.h"
+#include "xalloc/internal/cfi.h"
 #include "xalloc/internal/guard.h"
 #include "xalloc/internal/prof.h"
 #include "xalloc/internal/huge.h"
@@ -227,7 +228,7 @@ CTL_RO(ctl_config_fill, bool, true)
 CTL_RO(ctl_config_malloc_conf, const char *, XALLOC_CONF_DEFAULT)
 CTL_RO(ctl_config_lazy_lock, bool, false)
 CTL_RO(ctl_config_prof, bool, true)
-CTL_RO(ctl_config_prof_libgcc, bool, true) /* stacks through the unwinder (stack.h) */
+CTL_RO(ctl_config_prof_libgcc, bool, !cfi_available()) /* stacks through libgcc's unwinder (else xalloc's, cfi.h) */
 CTL_RO(ctl_config_prof_libunwind, bool, false)
 CTL_RO(ctl_config_stats, bool, true)
 CTL_RO(ctl_config_utrace, bool, false)

@@ -13,8 +13,9 @@ bool stack_busy(void) { return stack_in_capture; }
 XA_NOINLINE unsigned stack_capture(void **frames, unsigned max, unsigned skip) {
   if (stack_in_capture || max == 0) return 0;
   stack_in_capture = true;
-  /* The frame-size cache first (unwind.h), else libgcc's unwinder
-   * (which teaches the cache), else backtrace(3). */
+  /* The frame-size cache first (unwind.h), else the full unwinder
+   * (xalloc's own on x86-64, cfi.h; elsewhere libgcc's), which teaches
+   * the cache, else backtrace(3). */
   uintptr_t cfa = (uintptr_t)__builtin_dwarf_cfa();
   int got = unwind_fast(cfa, frames, max, skip);
   if (got < 0) got = unwind_full(cfa, frames, max, skip);
@@ -67,7 +68,9 @@ static int stack_own_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 
 void stack_boot(void) {
   void *frames[4];
-  (void)stack_capture(frames, 4, 0); /* backtrace(3) loads libgcc_s */
+  /* Where xalloc's own unwinder works this loads nothing; elsewhere
+   * backtrace(3) loads libgcc_s, which unwind_boot then takes. */
+  (void)stack_capture(frames, 4, 0);
   unwind_boot();
   dl_iterate_phdr(stack_own_cb, (void *)(uintptr_t)&stack_capture);
 }

@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <unwind.h>
 
+#include "xalloc/internal/cfi.h"
 #include "xalloc/internal/unwind.h"
 
 #if defined(__x86_64__)
@@ -59,20 +60,11 @@ static inline unsigned unwind_lookup(uintptr_t ip) {
   return UNWIND_MISS;
 }
 
-/* ip is the return address of a signal handler: the kernel's
- * rt_sigreturn trampoline (mov $15, %rax; syscall), whose frame (the
- * signal frame) varies in size with the interrupted stack pointer's
- * alignment. The bytes are read as libgcc reads them for the same test. */
-static bool unwind_sigreturn(uintptr_t ip) {
-  static const unsigned char code[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
-  return memcmp((const void *)ip, code, sizeof(code)) == 0;
-}
-
 /* Learn value v for ip: a new entry is tentative; the same value seen
  * again confirms it; a different one makes it UNWIND_BAD for good. */
 static void unwind_learn(uintptr_t ip, unsigned v) {
   if (ip == 0 || (ip & ~UNWIND_IP_MASK) != 0) return;
-  if (v != UNWIND_BAD && unwind_sigreturn(ip)) v = UNWIND_BAD;
+  if (v != UNWIND_BAD && cfi_sigreturn(ip)) v = UNWIND_BAD;
   unsigned h = unwind_hash(ip);
   for (unsigned i = 0; i < UNWIND_PROBE; i++) {
     uint64_t *slot = &unwind_cache[(h + i) & (UNWIND_SLOTS - 1)];
@@ -134,67 +126,74 @@ int unwind_fast(uintptr_t cfa, void **frames, unsigned max, unsigned skip) {
 }
 
 typedef struct {
-  uintptr_t ip[128], cfa[128];
-  uintptr_t rbp[128]; /* rbp in the frame of ip, at its call */
+  cfi_frame_t f[128];
   unsigned n, max;
 } unwind_walk_t;
 
 static _Unwind_Reason_Code unwind_cb(struct _Unwind_Context *ctx, void *arg) {
   unwind_walk_t *w = arg;
   if (w->n >= w->max) return _URC_NORMAL_STOP;
-  w->ip[w->n] = (uintptr_t)unwind_get_ip(ctx);
-  w->cfa[w->n] = (uintptr_t)unwind_get_cfa(ctx);
-  w->rbp[w->n] = (uintptr_t)unwind_get_gr(ctx, 6); /* DWARF register 6 */
+  w->f[w->n].ip = (uintptr_t)unwind_get_ip(ctx);
+  w->f[w->n].cfa = (uintptr_t)unwind_get_cfa(ctx);
+  w->f[w->n].rbp = (uintptr_t)unwind_get_gr(ctx, 6); /* DWARF register 6 */
   w->n++;
   return _URC_NO_REASON;
 }
 
 XA_NOINLINE int unwind_full(uintptr_t cfa, void **frames, unsigned max, unsigned skip) {
-  if (!__atomic_load_n(&unwind_ready, __ATOMIC_ACQUIRE)) return -1;
-  __atomic_fetch_add(&unwind_nfull, 1, __ATOMIC_RELAXED);
   unwind_walk_t w;
   w.n = 0;
   w.max = 128;
-  _Unwind_Reason_Code rc = unwind_bt(unwind_cb, &w);
-  bool complete = rc == _URC_END_OF_STACK && w.n < w.max;
-  /* libgcc may end with a frame whose return address is 0 (past _start,
+  bool complete;
+  if (cfi_available()) {
+    /* xalloc's own unwinder (cfi.h): nothing to load. */
+    __atomic_fetch_add(&unwind_nfull, 1, __ATOMIC_RELAXED);
+    int got = cfi_walk(w.f, w.max, &complete);
+    w.n = got > 0 ? (unsigned)got : 0;
+  } else {
+    if (!__atomic_load_n(&unwind_ready, __ATOMIC_ACQUIRE)) return -1;
+    __atomic_fetch_add(&unwind_nfull, 1, __ATOMIC_RELAXED);
+    _Unwind_Reason_Code rc = unwind_bt(unwind_cb, &w);
+    complete = rc == _URC_END_OF_STACK && w.n < w.max;
+  }
+  /* The walk may end with a frame whose return address is 0 (past _start,
    * or a thread's start): the one before it is the outermost. */
   for (unsigned i = 0; i < w.n; i++)
-    if (w.ip[i] == 0) {
+    if (w.f[i].ip == 0) {
       w.n = i;
       complete = true;
       break;
     }
-  /* libgcc reports each frame as its return address ip[i] with cfa[i],
+  /* The walk reports each frame (as libgcc does) as its return address ip[i] with cfa[i],
    * the stack pointer at that call site (the CFA of the frame called
    * there): ip[i] is read at cfa[i] - 8, and the frame's own CFA is
    * cfa[i + 1]. Find the entry whose cfa is the capture function's: the
    * frames wanted start there. */
   unsigned k = 0;
-  while (k < w.n && w.cfa[k] != cfa) k++;
+  while (k < w.n && w.f[k].cfa != cfa) k++;
   if (k == w.n) return -1;
   /* Learn: the frame of return address ip[i] has its CFA cfa[i + 1] -
    * cfa[i] above the call site's stack pointer; the outermost is marked. */
   for (unsigned i = k; i < w.n; i++) {
     if (i + 1 == w.n) {
-      if (complete) unwind_learn(w.ip[i], UNWIND_LAST);
+      if (complete) unwind_learn(w.f[i].ip, UNWIND_LAST);
       break;
     }
-    uintptr_t d = w.cfa[i + 1] - w.cfa[i];
+    uintptr_t d = w.f[i + 1].cfa - w.f[i].cfa;
     /* A frame whose CFA is its rbp + 16 may keep its CFA in rbp (its size
      * at this call may vary): never cached. */
-    bool rbp_based = w.rbp[i] + 16 == w.cfa[i + 1];
-    if (w.cfa[i + 1] > w.cfa[i] && (d & 7) == 0 && (d >> 3) < UNWIND_BAD && !rbp_based)
-      unwind_learn(w.ip[i], (unsigned)(d >> 3));
+    bool rbp_based = w.f[i].rbp + 16 == w.f[i + 1].cfa;
+    if (w.f[i + 1].cfa > w.f[i].cfa && (d & 7) == 0 && (d >> 3) < UNWIND_BAD && !rbp_based)
+      unwind_learn(w.f[i].ip, (unsigned)(d >> 3));
     else
-      unwind_learn(w.ip[i], UNWIND_BAD);
+      unwind_learn(w.f[i].ip, UNWIND_BAD);
   }
   if (complete && w.n > 0) {
-    if (w.cfa[w.n - 1] > unwind_hi) unwind_hi = w.cfa[w.n - 1];
-    if (w.cfa[w.n - 1] - cfa > unwind_span) unwind_span = w.cfa[w.n - 1] - cfa;
+    if (w.f[w.n - 1].cfa > unwind_hi) unwind_hi = w.f[w.n - 1].cfa;
+    if (w.f[w.n - 1].cfa - cfa > unwind_span) unwind_span = w.f[w.n - 1].cfa - cfa;
   }
   unsigned n = 0;
-  for (unsigned i = k + skip; i < w.n && n < max; i++) frames[n++] = (void *)w.ip[i];
+  for (unsigned i = k + skip; i < w.n && n < max; i++) frames[n++] = (void *)w.f[i].ip;
   return (int)n;
 }
 

@@ -4,10 +4,12 @@
 #include "xtest.h"
 
 #include <alloca.h>
+#include <dlfcn.h>
 #include <execinfo.h>
 #include <pthread.h>
 #include <ucontext.h>
 
+#include "xalloc/internal/cfi.h"
 #include "xalloc/internal/stack.h"
 #include "xalloc/internal/unwind.h"
 
@@ -144,7 +146,27 @@ static void test_same_as_backtrace(void **state) {
   print_message("%u captures checked in all\n", nchecked);
 }
 
+/* Captures load nothing: xalloc's own unwinder (cfi.h) reads the unwind
+ * tables, and libgcc_s (which backtrace(3) would load, with the pages of
+ * libc that load it) stays out of a program that does not link it. Runs
+ * first: the next test calls backtrace(3). */
+__attribute__((noinline)) static unsigned capture_deep(int d, void **a) {
+  if (d > 0) return capture_deep(d - 1, a) + 0 * (unsigned)d;
+  return stack_capture(a, 64, 0);
+}
+
+static void test_nothing_loaded(void **state) {
+  (void)state;
+  if (!cfi_available()) skip(); /* other machines: backtrace(3) is the unwinder */
+  assert_null(dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD));
+  void *a[64];
+  uint64_t full = unwind_nfull;
+  for (int i = 0; i < 4; i++) assert_true(capture_deep(3 + i, a) >= 7);
+  assert_true(unwind_nfull > full); /* full unwinds were made */
+  assert_null(dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD));
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_same_as_backtrace)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_nothing_loaded), cmocka_unit_test(test_same_as_backtrace)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,13 +1,14 @@
 /*
- * unwind: a fast path for stack.c's captures on x86-64. libgcc's unwinder
- * (behind backtrace(3)) reads the DWARF unwind tables of every frame,
- * 1,500-2,000 instructions a frame. Most frames of a program compiled
+ * unwind: a fast path for stack.c's captures on x86-64. A full unwinder
+ * (xalloc's own, cfi.h; libgcc's behind backtrace(3) where that is not
+ * available) reads the DWARF unwind tables of every frame, 1,500-2,000
+ * instructions a frame. Most frames of a program compiled
  * without frame pointers find their caller's stack pointer at a fixed
  * distance above their own at each call site: the CFA (canonical frame
  * address, the stack pointer before the call) of the frame whose return
  * address is ip is its callee's CFA + a constant that depends on ip alone.
  * This cache learns that constant for each return address from full
- * unwinds (libgcc gives each frame's CFA), and a capture walks the stack
+ * unwinds (which give each frame's CFA), and a capture walks the stack
  * with it: read the return address at CFA - 8, add the cached constant,
  * repeat, until a return address the cache marks as the outermost frame.
  *
@@ -29,7 +30,8 @@
 
 #include "xalloc/internal/util.h"
 
-/* Load libgcc's unwinder entry points (after backtrace(3) loaded it). */
+/* Take libgcc's unwinder entry points if backtrace(3) loaded it (where
+ * cfi.h's unwinder is not available). */
 void unwind_boot(void);
 /*
  * Capture from the frame whose CFA is cfa (the caller of the capture
@@ -40,8 +42,8 @@ void unwind_boot(void);
 int unwind_fast(uintptr_t cfa, void **frames, unsigned max, unsigned skip);
 /*
  * The full unwind from the frame whose CFA is cfa (as above), learning the
- * cache from it. Returns the number stored, or -1 if libgcc's unwinder is
- * not there (the caller then uses backtrace(3)).
+ * cache from it. Returns the number stored, or -1 if no full unwinder is
+ * there or the walk did not reach cfa (the caller then uses backtrace(3)).
  */
 int unwind_full(uintptr_t cfa, void **frames, unsigned max, unsigned skip);
 /* Captures made by the cache, and full unwinds (tests). */
