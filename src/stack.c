@@ -7,6 +7,7 @@
 #include "xalloc/internal/unwind.h"
 
 static __thread bool stack_in_capture __attribute__((tls_model("initial-exec")));
+uint64_t stack_nbacktrace;
 
 bool stack_busy(void) { return stack_in_capture; }
 
@@ -23,6 +24,7 @@ XA_NOINLINE unsigned stack_capture(void **frames, unsigned max, unsigned skip) {
     void *buf[STACK_DEPTH_MAX + 16];
     unsigned want = max + skip + 1; /* + this frame */
     if (want > sizeof(buf) / sizeof(buf[0])) want = sizeof(buf) / sizeof(buf[0]);
+    __atomic_fetch_add(&stack_nbacktrace, 1, __ATOMIC_RELAXED);
     int n = backtrace(buf, (int)want);
     got = 0;
     for (int i = (int)skip + 1; i < n && (unsigned)got < max; i++) frames[got++] = buf[i];

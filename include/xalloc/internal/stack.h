@@ -32,6 +32,8 @@
  * stored: 0 while another capture runs on this thread.
  */
 unsigned stack_capture(void **frames, unsigned max, unsigned skip);
+/* Captures that fell back to backtrace(3) (tests). */
+extern uint64_t stack_nbacktrace;
 /*
  * The same for the caller of the allocator: the frames inside xalloc's
  * own shared object (the allocator's entry point and everything below
