@@ -9,17 +9,55 @@
 
 static inline void arena_bin_remote_drain(arena_t *a, arena_bin_t *bin, unsigned binind);
 
-static void *arena_run_reg_alloc(arena_run_t *run, const sz_bin_info_t *info) {
+static void arena_run_expose(arena_run_t *run, const sz_bin_info_t *info, unsigned binind, size_t idx);
+
+static void *arena_run_reg_alloc(arena_run_t *run, const sz_bin_info_t *info, unsigned binind) {
   for (unsigned w = 0; w < info->nwords; w++) {
     uint64_t bits = run->bitmap[w];
     if (bits != 0) {
       unsigned bit = (unsigned)__builtin_ctzll(bits);
       run->bitmap[w] = bits & (bits - 1);
       run->nfree--;
-      return arena_run_addr(run) + (size_t)(w * 64 + bit) * info->reg_size;
+      size_t idx = (size_t)w * 64 + bit;
+      if (unlikely(idx >= run->nexposed)) arena_run_expose(run, info, binind, idx);
+      return arena_run_addr(run) + idx * info->reg_size;
     }
   }
   not_reached();
+}
+
+/*
+ * Region idx of run is about to be taken, and starts in a page the run
+ * has not used yet: use the pages through that one. Every region starting
+ * in them gets its tag -- a free region must carry it, so that a free of a
+ * region that is free in the bitmap is caught even on the fast path --
+ * and their page words are set, which lets the fast path free there. Until
+ * then a page is never touched (a new run faults in only what it hands
+ * out) and its word is 0, so that the fast path cannot take a free of a
+ * region there (never handed out, so never rightly freed: a stale or wild
+ * pointer): the slow path finds it free in the bitmap and reports it.
+ * Regions are taken lowest first, so the pages used are a prefix. Bin
+ * lock held.
+ */
+XA_NOINLINE static void arena_run_expose(arena_run_t *run, const sz_bin_info_t *info, unsigned binind, size_t idx) {
+  char *base = arena_run_addr(run);
+  size_t reg = info->reg_size;
+  size_t pend = ((idx * reg) >> LG_PAGE) + 1; /* through the page region idx starts in */
+  size_t hi = ((pend << LG_PAGE) + reg - 1) / reg; /* the regions starting before it ends */
+  if (hi >= info->nregs) {
+    hi = info->nregs;
+    pend = run->npages; /* and the pages after the last region start */
+  }
+  if (config_heap_checks) {
+    char *from = base + (size_t)run->nexposed * reg;
+    vg_undefined(from, (hi - run->nexposed) * reg);
+    for (size_t i = run->nexposed; i < hi; i++) tag_set(base + i * reg);
+    vg_noaccess(from, (hi - run->nexposed) * reg);
+  }
+  rtree_pw_set((uintptr_t)base + ((size_t)run->pexposed << LG_PAGE), pend - run->pexposed,
+               rtree_pw_word(binind, (uintptr_t)base));
+  run->pexposed = (uint8_t)pend;
+  __atomic_store_n(&run->nexposed, (uint16_t)hi, __ATOMIC_RELAXED); /* read by frees without the lock */
 }
 
 /*
@@ -50,7 +88,10 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
         run->chunk->map[run->pageind + i] = run; /* every page of a small run */
         run->chunk->binmap[run->pageind + i] = (uint16_t)(binind | (i << 8));
       }
-      rtree_pw_set((uintptr_t)arena_run_addr(run), run->npages, rtree_pw_word(binind, (uintptr_t)arena_run_addr(run)));
+      /* Its pages' words are set (and its regions tagged) as regions
+       * are first taken from them: arena_run_expose. */
+      run->pexposed = 0;
+      run->nexposed = 0;
     }
     xmutex_unlock(&a->lock);
     if (run != NULL) break;
@@ -73,14 +114,6 @@ static arena_run_t *arena_bin_nonfull_run(arena_t *a, arena_bin_t *bin, unsigned
   for (unsigned w = 0; w < info->nwords; w++) {
     unsigned bits = info->nregs - w * 64;
     run->bitmap[w] = bits >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << bits) - 1);
-  }
-  if (config_heap_checks) {
-    /* Every free region carries its tag, so that a free of a region that
-     * is free in the bitmap is caught even on the fast path. */
-    char *base = arena_run_addr(run);
-    vg_undefined(base, (size_t)run->npages << LG_PAGE);
-    for (unsigned i = 0; i < info->nregs; i++) tag_set(base + (size_t)i * info->reg_size);
-    vg_noaccess(base, (size_t)run->npages << LG_PAGE);
   }
   bin->stats.nruns++;
   bin->stats.curruns++;
@@ -105,7 +138,7 @@ void *arena_malloc_small(arena_t *a, unsigned binind, bool zero) {
       }
       bin->runcur = run;
     }
-    ret = arena_run_reg_alloc(run, info);
+    ret = arena_run_reg_alloc(run, info, binind);
     bin->stats.nmalloc++;
     bin->stats.curregs++;
     xmutex_unlock(&bin->lock);
@@ -487,7 +520,9 @@ unsigned arena_fill_small(arena_t *a, unsigned binind, void **ptrs, unsigned n, 
           unsigned bit = (unsigned)__builtin_ctzll(bits);
           bits &= bits - 1;
           run->nfree--;
-          char *r = base + (size_t)(w * 64 + bit) * info->reg_size;
+          size_t idx = (size_t)w * 64 + bit;
+          if (unlikely(idx >= run->nexposed)) arena_run_expose(run, info, binind, idx);
+          char *r = base + idx * info->reg_size;
           /* Regions in runs hold their tags (checked, not rewritten): one
            * that lost it is reported and stays allocated (leaked: it may
            * be live, see tag.h). */

@@ -58,7 +58,8 @@ static void arena_check_small_run(arena_checker_t *c, arena_chunk_t *chunk, aren
           "page %u of small run at %p (size class %u) has binmap entry %x", i, base, info->reg_size,
           (unsigned)chunk->binmap[run->pageind + i]);
   if (contents && config_heap_checks && run->npages == info->run_pages) {
-    for (unsigned i = 0; i < info->nregs; i++) {
+    /* (Regions past nexposed were never touched: no tag yet.) */
+    for (unsigned i = 0; i < run->nexposed; i++) {
       if (!(run->bitmap[i >> 6] & ((uint64_t)1 << (i & 63)))) continue;
       char *r = base + (size_t)i * info->reg_size;
       CHECK(vg_peek_word(r) == tag_of(r),
@@ -67,6 +68,15 @@ static void arena_check_small_run(arena_checker_t *c, arena_chunk_t *chunk, aren
             r, info->reg_size);
     }
   }
+  /* The regions in use are all in the pages used; those pages have their
+   * words set, the others 0. */
+  CHECK(run->pexposed <= run->npages && run->nexposed <= info->nregs &&
+            (run->nexposed == info->nregs || (size_t)run->nexposed * info->reg_size >= (size_t)run->pexposed << LG_PAGE),
+        "small run at %p (size class %u): %u pages used, %u regions tagged", base, info->reg_size,
+        (unsigned)run->pexposed, (unsigned)run->nexposed);
+  for (unsigned i = run->nexposed; i < info->nregs; i++)
+    CHECK(run->bitmap[i >> 6] & ((uint64_t)1 << (i & 63)), "small run at %p (size class %u): region %u is in use but in a page never used",
+          base, info->reg_size, i);
   curregs[run->binind] += info->nregs - nfree;
   curruns[run->binind]++;
 }

@@ -362,6 +362,15 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
       arena_dalloc(chunk, ptr); /* not a region's start: reported there */
       return;
     }
+    /* A region in a page its run never used was never handed out (no tag
+     * there to catch this: bin.c, arena_run_expose): the run's bitmap
+     * decides (reported there). */
+    const arena_run_t *run = chunk->map[pageind];
+    size_t off = (size_t)((char *)ptr - (chunk->addr + ((size_t)run->pageind << LG_PAGE)));
+    if (unlikely(off >= (size_t)__atomic_load_n(&run->nexposed, __ATOMIC_RELAXED) * sz_index2size(ind))) {
+      arena_dalloc(chunk, ptr);
+      return;
+    }
     usize = sz_index2size(ind);
     xa_prof_free_small(ptr);
   } else {

@@ -37,7 +37,7 @@ static void child_heap_ok(void) {
   }
   for (int i = 0; i < N; i++) free(p[i]);
   tcache_flush_all(tsd_fetch());
-  for (unsigned i = 0; i < narenas; i++) EXPECT(arena_check(arenas[i], true));
+  for (unsigned i = 0; i < narenas; i++) EXPECT(arenas[i] == NULL || arena_check(arenas[i], true));
 }
 
 typedef struct {
@@ -141,6 +141,38 @@ static void df_after_flush_reused(void) {
   expect_check_ok();
   free(a);
   free(keep);
+}
+/*
+ * A double free through a stale pointer whose memory became a new run of
+ * its class: the region is free in the new run and was never handed out,
+ * in a page of the run not used yet (no tag written there: runs tag their
+ * pages as they first use them). The free fast path must not take it
+ * (that page's word is 0): reported, and the region handed out once only.
+ */
+static void df_stale_fresh_run(void) {
+  unsigned ind;
+  size_t sz = sizeof(ind);
+  EXPECT(mallctl("arenas.create", &ind, &sz, NULL, 0) == 0);
+  int fl = MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE;
+  char *p = mallocx(48, fl); /* region 0 of the arena's first 48-byte run (3 pages, 256 regions) */
+  char *q = p + 200 * 48;    /* region 200: in the run's third page */
+  free(q);
+  expect_reported(q);
+  /* Every region of the run handed out once: q at most once. */
+  enum { N = 300 };
+  static char *r[N];
+  int nq = 0;
+  for (int i = 0; i < N; i++) {
+    r[i] = mallocx(48, fl);
+    EXPECT(r[i] != NULL);
+    nq += r[i] == q;
+    memset(r[i], 0x5a, 48);
+    for (int j = 0; j < i; j++) EXPECT(r[j] != r[i]);
+  }
+  EXPECT(nq <= 1);
+  for (int i = 0; i < N; i++) dallocx(r[i], fl);
+  dallocx(p, fl);
+  expect_check_ok();
 }
 /*
  * Issue 9, item 3: a write after free into a region that is back in its
@@ -452,6 +484,9 @@ static const tag_case_t tag_cases[] = {
     {{"double free after leaving the cache, tag overwritten, reused", df_after_flush_reused,
       "write after free (or double free) detected at malloc of 0x", "(size class 64, arena "},
      "double free of 0x", TAGS_WITH_CACHE},
+    {{"double free through a stale pointer into a new run, never handed out", df_stale_fresh_run,
+      "double free of 0x", "(size class 48, arena "},
+     NULL, TAGS_ALWAYS},
     {{"write after free into a region back in its run", waf_in_run,
       "write after free (or double free) detected at malloc of 0x", "(size class 64, arena "},
      NULL, TAGS_ALWAYS},

@@ -115,6 +115,14 @@ struct arena_run_s {
   uint32_t nmuzzy;  /* free: pages with their muzzy bit set */
   uint8_t purge_op; /* purging: the madvise to make, CHUNK_PURGE_LAZY or _FORCED (0 once it failed) */
   uint16_t binind;  /* small: size class */
+  /* small: the run's pages in use so far, from its start (the pages a
+   * region was taken from, and those before them): their regions carry
+   * their tags when free and their page words are set; the pages after
+   * them were never touched (their page words 0: a free there takes the
+   * slow path, which finds the region free). nexposed: the regions
+   * starting in those pages. */
+  uint8_t pexposed;
+  uint16_t nexposed;
   uint16_t nfree;   /* small: free regions */
   uint64_t bitmap[]; /* small: 1 = free region */
 };

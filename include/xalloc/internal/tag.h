@@ -5,7 +5,10 @@
 
 /*
  * tag: free tags (src/tag.c holds the key). Every free small region (in a
- * cache or in its run: a run tags all its regions when it is created) and every free or cached large
+ * cache or in its run: a run tags the regions of each of its pages when it
+ * first takes a region from that page, and a page not used yet has page
+ * word 0, so that no free there takes the fast path; bin.c,
+ * arena_run_expose) and every free or cached large
  * object holds tag_of(ptr) in its first word; every object handed to
  * the application has that word cleared. A free that finds the tag is a
  * double free, reported at once; a cached object whose tag is gone when it
