@@ -129,18 +129,21 @@ typedef struct {
   const cfi_row_t *init; /* the CIE's row, for DW_CFA_restore */
 } cfi_cie_t;
 
+/* The row's slot of register reg: 0 rbp, 1 the return address, -1 not kept. */
+static int cfi_slot(const cfi_cie_t *c, uint64_t reg) { return reg == CFI_RBP ? 0 : reg == c->ra_reg ? 1 : -1; }
+
 static void cfi_set(cfi_row_t *row, const cfi_cie_t *c, uint64_t reg, uint8_t rule, int64_t off) {
-  int i = reg == CFI_RBP ? 0 : reg == c->ra_reg ? 1 : -1;
+  int i = cfi_slot(c, reg);
   if (i < 0) return;
   row->rule[i] = rule;
   row->off[i] = off;
 }
 
+/* DW_CFA_restore: the rule the CIE's instructions gave. */
 static void cfi_restore(cfi_row_t *row, const cfi_cie_t *c, uint64_t reg) {
-  int i = reg == CFI_RBP ? 0 : reg == c->ra_reg ? 1 : -1;
+  int i = cfi_slot(c, reg);
   if (i < 0 || c->init == NULL) return;
-  row->rule[i] = c->init->rule[i];
-  row->off[i] = c->init->off[i];
+  cfi_set(row, c, reg, c->init->rule[i], c->init->off[i]);
 }
 
 #define CFI_STATES 8

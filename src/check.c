@@ -70,13 +70,14 @@ static void arena_check_small_run(arena_checker_t *c, arena_chunk_t *chunk, aren
   }
   /* The regions in use are all in the pages used; those pages have their
    * words set, the others 0. */
+  size_t tagged = (size_t)run->nexposed * info->reg_size;
   CHECK(run->pexposed <= run->npages && run->nexposed <= info->nregs &&
-            (run->nexposed == info->nregs || (size_t)run->nexposed * info->reg_size >= (size_t)run->pexposed << LG_PAGE),
+            (run->nexposed == info->nregs || tagged >= (size_t)run->pexposed << LG_PAGE),
         "small run at %p (size class %u): %u pages used, %u regions tagged", base, info->reg_size,
         (unsigned)run->pexposed, (unsigned)run->nexposed);
   for (unsigned i = run->nexposed; i < info->nregs; i++)
-    CHECK(run->bitmap[i >> 6] & ((uint64_t)1 << (i & 63)), "small run at %p (size class %u): region %u is in use but in a page never used",
-          base, info->reg_size, i);
+    CHECK(run->bitmap[i >> 6] & ((uint64_t)1 << (i & 63)),
+          "small run at %p (size class %u): region %u is in use but in a page never used", base, info->reg_size, i);
   curregs[run->binind] += info->nregs - nfree;
   curruns[run->binind]++;
 }

@@ -303,9 +303,12 @@ slow:
  * a region: its offset in the run must be a multiple of the region size
  * (multiply-shift, no division).
  */
+static inline size_t xa_run_offset(const arena_chunk_t *chunk, const void *ptr, unsigned e) {
+  return (((uintptr_t)ptr - (uintptr_t)chunk->addr) & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
+}
 static inline bool xa_region_start(const arena_chunk_t *chunk, const void *ptr, unsigned e) {
   unsigned ind = e & 0xff;
-  size_t roff = (((uintptr_t)ptr - (uintptr_t)chunk->addr) & PAGE_MASK) + ((size_t)(e >> 8) << LG_PAGE);
+  size_t roff = xa_run_offset(chunk, ptr, e);
   return ((roff * sz_div_magic[ind]) >> 32) * sz_index2size_tab[ind] == roff;
 }
 
@@ -366,8 +369,8 @@ static void xa_dalloc(void *ptr, tsd_t *cache, tsd_t *t) {
      * there to catch this: bin.c, arena_run_expose): the run's bitmap
      * decides (reported there). */
     const arena_run_t *run = chunk->map[pageind];
-    size_t off = (size_t)((char *)ptr - (chunk->addr + ((size_t)run->pageind << LG_PAGE)));
-    if (unlikely(off >= (size_t)__atomic_load_n(&run->nexposed, __ATOMIC_RELAXED) * sz_index2size(ind))) {
+    size_t nexposed = __atomic_load_n(&run->nexposed, __ATOMIC_RELAXED);
+    if (unlikely(xa_run_offset(chunk, ptr, e) >= nexposed * sz_index2size(ind))) {
       arena_dalloc(chunk, ptr);
       return;
     }

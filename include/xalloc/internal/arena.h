@@ -16,13 +16,13 @@
  * old data or zero) or clean (never touched or purged with MADV_DONTNEED:
  * reads as zero): one bit per page in the chunk's dirtymap and one in its
  * muzzymap, never both set. Only clean pages count as zeroed. A free run
- counts its dirty and muzzy pages (ndirty, nmuzzy); the purge engine
+ * counts its dirty and muzzy pages (ndirty, nmuzzy); the purge engine
  * (dirty.h, the same as the chunk level's) keeps runs with dirty pages on
  * the arena's dirty list, runs with muzzy pages on its muzzy list, oldest
  * first, with the totals. Decay (decay.h) says how many may stay: beyond
  * that the oldest dirty runs are purged lazily (they become muzzy) and the
- * oldest muzzy runs are purged for good (clean). Purging takes the runs out of
- * runs_avail under the arena lock (state RUN_PURGING, counted in
+ * oldest muzzy runs are purged for good (clean). Purging takes the runs
+ * out of runs_avail under the arena lock (state RUN_PURGING, counted in
  * npurging), makes one madvise (or extent hook call) per run with no lock
  * held, and frees them again under the lock.
  *
